@@ -1,0 +1,282 @@
+"""The snippet dataset on disk: manifest, per-title TFRecord files and their offset index.
+
+Layout of a dataset directory (docs/data_format.md has the full description):
+
+  DATASET_DIR/manifest.json               format version, ingest params, one entry per title
+  DATASET_DIR/titles/<title>.tfrecord     one tf.train.Example per snippet, in snippet order
+  DATASET_DIR/titles/<title>.index.npy    int64 [M, 2]: byte offset and length of each record
+  DATASET_DIR/ingest_report.json          what ingest skipped, and why
+
+A snippet (paper Section 3: x_{n,m} = (a_{n,m}, v_{n,m})) is stored as:
+  title_id       bytes   the title n
+  snippet_index  int64   m, 0-based, in time order
+  start_time     float   seconds from the start of the title
+  frames         bytes[] JPEG-encoded RGB frames (16 at 5 fps by default)
+  audio          bytes   mono 16-bit little-endian PCM at 48 kHz (153,600 samples for 3.2 s)
+"""
+
+import os
+import re
+import struct
+
+import numpy as np
+import tensorflow as tf
+
+from avjax import fileio
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REPORT = "ingest_report.json"
+TITLES_DIR = "titles"
+
+# TFRecord framing: uint64 length, uint32 masked CRC of length, data, uint32 masked CRC of data.
+_HEADER = 12
+_FOOTER = 4
+
+DEFAULT_PARAMS = dict(
+    fps=5.0,
+    frames_per_snippet=16,
+    short_side=190,
+    sample_rate=48000,
+    jpeg_quality=90,
+)
+
+_TITLE_KEYS = ("id", "kind", "show", "genres", "duration", "num_snippets", "split",
+               "records", "index")
+
+
+def snippet_seconds(params):
+  return params["frames_per_snippet"] / params["fps"]
+
+
+def samples_per_snippet(params):
+  """Audio samples per snippet: 3.2 s at 48 kHz = 153,600."""
+  return int(round(snippet_seconds(params) * params["sample_rate"]))
+
+
+def safe_title_id(name):
+  """A title id usable as a file name: letters, digits, '.', '_' and '-'."""
+  tid = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+  if not tid:
+    raise ValueError(f"cannot make a title id from {name!r}")
+  return tid
+
+
+def record_paths(dataset_dir, title_id):
+  """(records, index) paths of a title, relative to the dataset dir."""
+  return (f"{TITLES_DIR}/{title_id}.tfrecord", f"{TITLES_DIR}/{title_id}.index.npy")
+
+
+# ---------------------------------------------------------------------------
+# Writing.
+
+
+def encode_snippet(title_id, snippet_index, start_time, frames_jpeg, audio_pcm):
+  """Serializes one snippet as a tf.train.Example.
+
+  Args:
+    title_id: str.
+    snippet_index: int, m.
+    start_time: float seconds.
+    frames_jpeg: sequence of JPEG bytes, one per frame.
+    audio_pcm: int16 numpy array of mono samples.
+  """
+  audio_pcm = np.asarray(audio_pcm)
+  if audio_pcm.dtype != np.int16 or audio_pcm.ndim != 1:
+    raise ValueError(f"title {title_id} snippet {snippet_index}: audio must be 1-D int16, "
+                     f"got {audio_pcm.dtype} {audio_pcm.shape}")
+  f = tf.train.Feature
+  feature = {
+      "title_id": f(bytes_list=tf.train.BytesList(value=[title_id.encode()])),
+      "snippet_index": f(int64_list=tf.train.Int64List(value=[int(snippet_index)])),
+      "start_time": f(float_list=tf.train.FloatList(value=[float(start_time)])),
+      "frames": f(bytes_list=tf.train.BytesList(value=list(frames_jpeg))),
+      "audio": f(bytes_list=tf.train.BytesList(value=[audio_pcm.astype("<i2").tobytes()])),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class TitleWriter:
+  """Writes one title's records and offset index, atomically.
+
+  Records go to temporary files that are renamed onto their final names only in
+  `close()`; `abort()` (or an exception inside a `with` block) removes them, so a
+  title that fails mid-way leaves nothing partial behind.
+  """
+
+  def __init__(self, dataset_dir, title_id):
+    self.title_id = title_id
+    rec, idx = record_paths(dataset_dir, title_id)
+    self.records_path = os.path.join(dataset_dir, rec)
+    self.index_path = os.path.join(dataset_dir, idx)
+    os.makedirs(os.path.dirname(self.records_path), exist_ok=True)
+    self._tmp_records = f"{self.records_path}.{os.getpid()}.tmp"
+    self._tmp_index = f"{self.index_path}.{os.getpid()}.tmp.npy"
+    self._writer = tf.io.TFRecordWriter(self._tmp_records)
+    self._offsets = []
+    self._pos = 0
+
+  def write(self, serialized):
+    self._writer.write(serialized)
+    self._offsets.append((self._pos, len(serialized)))
+    self._pos += _HEADER + len(serialized) + _FOOTER
+
+  def __len__(self):
+    return len(self._offsets)
+
+  def close(self):
+    self._writer.close()
+    if os.path.getsize(self._tmp_records) != self._pos:
+      self.abort()
+      raise IOError(f"{self.records_path}: record sizes do not add up (writer framing changed?)")
+    np.save(self._tmp_index, np.asarray(self._offsets, np.int64).reshape(-1, 2))
+    # Index first, records last: a title is complete exactly when its records file exists.
+    os.replace(self._tmp_index, self.index_path)
+    os.replace(self._tmp_records, self.records_path)
+
+  def abort(self):
+    self._writer.close()
+    for p in (self._tmp_records, self._tmp_index):
+      if os.path.exists(p):
+        os.remove(p)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, *_):
+    if exc_type is None:
+      self.close()
+    else:
+      self.abort()
+
+
+# ---------------------------------------------------------------------------
+# Reading.
+
+
+def load_index(path):
+  index = np.load(path)
+  if index.ndim != 2 or index.shape[1] != 2 or index.dtype != np.int64:
+    raise ValueError(f"{path}: expected an int64 [M, 2] offset index, got {index.dtype} {index.shape}")
+  return index
+
+
+def read_record(f, offset, length, *, path="<records>"):
+  """Reads one serialized record at `offset` from an open binary file (random access)."""
+  f.seek(int(offset))
+  header = f.read(_HEADER)
+  if len(header) != _HEADER:
+    raise IOError(f"{path}: truncated record header at byte {offset}")
+  (stored,) = struct.unpack("<Q", header[:8])
+  if stored != length:
+    raise IOError(f"{path}: record at byte {offset} has length {stored}, index says {length}")
+  data = f.read(int(length))
+  if len(data) != length:
+    raise IOError(f"{path}: truncated record at byte {offset}")
+  return data
+
+
+class SnippetReader:
+  """Random access to snippet m of title n through the per-title index (no scan)."""
+
+  def __init__(self, dataset_dir, manifest=None):
+    self.dataset_dir = dataset_dir
+    self.manifest = manifest or load_manifest(dataset_dir)
+    self._entries = {t["id"]: t for t in self.manifest["titles"]}
+    self._index = {}
+    self._files = {}
+
+  def index(self, title_id):
+    if title_id not in self._index:
+      entry = self._entry(title_id)
+      self._index[title_id] = load_index(os.path.join(self.dataset_dir, entry["index"]))
+    return self._index[title_id]
+
+  def _entry(self, title_id):
+    try:
+      return self._entries[title_id]
+    except KeyError:
+      raise KeyError(f"{self.dataset_dir}: no title {title_id!r} in the manifest") from None
+
+  def read(self, title_id, snippet_index):
+    """Serialized tf.train.Example of snippet `snippet_index` of `title_id`."""
+    index = self.index(title_id)
+    if not 0 <= snippet_index < len(index):
+      raise IndexError(f"title {title_id}: snippet {snippet_index} out of range [0, {len(index)})")
+    path = os.path.join(self.dataset_dir, self._entry(title_id)["records"])
+    if title_id not in self._files:
+      self._files[title_id] = open(path, "rb")  # pylint: disable=consider-using-with
+    offset, length = index[snippet_index]
+    return read_record(self._files[title_id], offset, length, path=path)
+
+  def close(self):
+    for f in self._files.values():
+      f.close()
+    self._files.clear()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *_):
+    self.close()
+
+
+_FEATURES = {
+    "title_id": tf.io.FixedLenFeature([], tf.string),
+    "snippet_index": tf.io.FixedLenFeature([], tf.int64),
+    "start_time": tf.io.FixedLenFeature([], tf.float32),
+    "frames": tf.io.VarLenFeature(tf.string),
+    "audio": tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def parse_snippet(serialized):
+  """TF graph op: serialized Example -> dict with `frames` [T] JPEG strings and int16 `audio`."""
+  ex = tf.io.parse_single_example(serialized, _FEATURES)
+  ex["frames"] = tf.sparse.to_dense(ex["frames"], default_value=b"")
+  ex["audio"] = tf.io.decode_raw(ex["audio"], tf.int16, little_endian=True)
+  return ex
+
+
+def decode_snippet_numpy(serialized):
+  """Python-side decoding of a snippet (tests, tools): dict of numpy values, frames still JPEG."""
+  ex = tf.train.Example.FromString(serialized).features.feature
+  return dict(
+      title_id=ex["title_id"].bytes_list.value[0].decode(),
+      snippet_index=int(ex["snippet_index"].int64_list.value[0]),
+      start_time=float(ex["start_time"].float_list.value[0]),
+      frames=list(ex["frames"].bytes_list.value),
+      audio=np.frombuffer(ex["audio"].bytes_list.value[0], dtype="<i2"),
+  )
+
+
+# ---------------------------------------------------------------------------
+# Manifest.
+
+
+def manifest_path(dataset_dir):
+  return os.path.join(dataset_dir, MANIFEST)
+
+
+def write_manifest(dataset_dir, manifest):
+  fileio.write_json(manifest_path(dataset_dir), manifest)
+
+
+def load_manifest(dataset_dir):
+  """Reads and checks `manifest.json`; errors name the file, title and key."""
+  path = manifest_path(dataset_dir)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: no manifest; is {dataset_dir!r} an avjax dataset "
+                            "(python -m avjax.ingest --output=...)?")
+  manifest = fileio.read_json(path)
+  version = manifest.get("format_version")
+  if version != FORMAT_VERSION:
+    raise ValueError(f"{path}: format_version {version!r}, this avjax reads {FORMAT_VERSION}")
+  for key in ("params", "titles"):
+    if key not in manifest:
+      raise ValueError(f"{path}: missing key {key!r}")
+  for i, title in enumerate(manifest["titles"]):
+    for key in _TITLE_KEYS:
+      if key not in title:
+        raise ValueError(f"{path}: title #{i} ({title.get('id', '?')}) is missing key {key!r}")
+  return manifest

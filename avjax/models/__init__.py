@@ -1,0 +1,1 @@
+"""Encoders f (video) and g (audio), projection heads, and their composition."""

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what the tests need (pinned) and runs the whole suite on CPU.
+# Usage: bash launch/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS=test source launch/env.sh
+# Tests simulate 8 CPU devices (tests/conftest.py) and use tiny model variants.
+python -m pytest tests -n 2 --durations=15 "$@"
