@@ -1,0 +1,153 @@
+"""Orbax checkpoints: the training state, and the exported backbones f and g.
+
+A training checkpoint holds the whole `TrainState` (params, BatchNorm statistics, optimizer
+state, step, RNG) plus a small JSON of run metadata (the sampler position, the config
+hash), so a restarted run continues the same loss curve. Saves are asynchronous; restores
+go straight into target shardings (no host holds the full state first).
+
+An export holds only the backbones f ("video_encoder") and g ("audio_encoder"), their
+variables and a JSON of the model config; heads are discarded (paper Section 3).
+"""
+
+import os
+import signal
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers
+
+from avjax import fileio
+
+CHECKPOINT_DIR = "checkpoints"
+EXPORT_CONFIG = "model_config.json"
+BACKBONES = ("video_encoder", "audio_encoder")
+
+
+def abstract_like(tree, shardings):
+  """ShapeDtypeStructs carrying `shardings`: the target of a sharded restore."""
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+class PreemptionFlag:
+  """Set by SIGTERM (how SLURM, Kubernetes and TPU maintenance announce preemption)."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def install(self):
+    def handler(signum, frame):
+      del frame
+      logging.warning("received signal %d: saving a checkpoint and exiting", signum)
+      self.raised = True
+    self._previous = signal.signal(signal.SIGTERM, handler)
+    return self
+
+  def uninstall(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
+class Checkpointer:
+  """`ocp.CheckpointManager` with avjax's policies.
+
+  Saves every `every_steps` steps (and whenever `save(force=True)`), keeps the last `keep`
+  checkpoints plus every `keep_every_steps`-th step (if set).
+  """
+
+  def __init__(self, workdir, *, every_steps, keep=3, keep_every_steps=0, async_save=True):
+    preserve = [checkpoint_managers.LatestN(keep)]
+    if keep_every_steps:
+      preserve.append(checkpoint_managers.EveryNSteps(keep_every_steps))
+    options = ocp.CheckpointManagerOptions(
+        save_decision_policy=checkpoint_managers.AnySavePolicy([
+            checkpoint_managers.FixedIntervalPolicy(every_steps),
+            checkpoint_managers.PreemptionCheckpointingPolicy(),
+        ]),
+        preservation_policy=checkpoint_managers.AnyPreservationPolicy(preserve),
+        enable_async_checkpointing=async_save,
+    )
+    self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self._preemption = PreemptionFlag().install()
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def should_save(self, step):
+    return self.manager.should_save(step)
+
+  def save(self, step, state, meta, *, force=False):
+    """Saves asynchronously; returns whether a save was started."""
+    return self.manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=force)
+
+  def restore(self, abstract_state, step=None):
+    """(state, meta) of `step` (default: latest) restored into `abstract_state`'s shardings."""
+    step = self.latest_step() if step is None else step
+    restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                meta=ocp.args.JsonRestore()))
+    return restored.state, restored.meta
+
+  def reached_preemption(self, step):
+    """True on every host once any host got SIGTERM (or the cluster announced preemption)."""
+    if jax.process_count() > 1:
+      return self.manager.reached_preemption(step)
+    return self._preemption.raised
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+    self._preemption.uninstall()
+
+
+# ---------------------------------------------------------------------------
+# Export of the backbones for downstream evaluation.
+
+
+def export_backbones(output_dir, variables, model_config):
+  """Writes f and g (params and batch_stats) and the model config to `output_dir`.
+
+  Args:
+    output_dir: a new or existing directory; an existing export there is replaced.
+    variables: {"params": ..., "batch_stats": ...} of the whole AVModel.
+    model_config: the ConfigDict (or dict) the model was built from.
+  """
+  output_dir = os.path.abspath(output_dir)
+  tree = {
+      col: {name: variables[col][name] for name in BACKBONES}
+      for col in ("params", "batch_stats")
+  }
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(output_dir, "backbones"), tree, force=True)
+  if jax.process_index() == 0:
+    config = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
+    fileio.write_json(os.path.join(output_dir, EXPORT_CONFIG), config)
+  logging.info("exported backbones to %s", output_dir)
+
+
+def load_export(export_dir, *, shardings=None):
+  """(variables, model_config dict) of an export: variables[col][backbone]."""
+  export_dir = os.path.abspath(export_dir)
+  config_path = os.path.join(export_dir, EXPORT_CONFIG)
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{export_dir}: not an avjax export (no {EXPORT_CONFIG}); "
+                            "make one with python -m avjax.export")
+  model_config = fileio.read_json(config_path)
+  with ocp.StandardCheckpointer() as ckptr:
+    path = os.path.join(export_dir, "backbones")
+    if shardings is None:
+      variables = ckptr.restore(path)
+    else:
+      meta = ckptr.metadata(path).item_metadata
+      abstract = jax.tree.map(
+          lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), meta, shardings)
+      variables = ckptr.restore(path, abstract)
+  return variables, model_config

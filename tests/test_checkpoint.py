@@ -1,0 +1,88 @@
+"""Orbax checkpoints: sharded restore, retention, SIGTERM flag, backbone export."""
+
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import checkpoint
+from avjax import sharding
+
+
+def make_state(value):
+  return dict(step=jnp.asarray(value, jnp.int32),
+              params={"video_encoder": {"w": jnp.full((4, 3), float(value))},
+                      "video_head": {"b": jnp.arange(3.0) + value}},
+              rng=jax.random.PRNGKey(value))
+
+
+def test_save_restore_into_target_shardings(tmp_path):
+  mesh = sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=10, keep=2)
+  state = jax.device_put(make_state(7), replicated)
+  assert ckpt.save(7, state, {"sampler_group": 28}, force=True)
+  ckpt.close()
+
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=10, keep=2)
+  assert ckpt.latest_step() == 7
+  abstract = checkpoint.abstract_like(jax.eval_shape(lambda: make_state(0)),
+                                      jax.tree.map(lambda _: replicated, make_state(0)))
+  restored, meta = ckpt.restore(abstract)
+  ckpt.close()
+  assert meta == {"sampler_group": 28}
+  for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+    assert got.sharding == replicated
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_keeps_last_n_and_every_mth(tmp_path):
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=1, keep=2, keep_every_steps=4,
+                                 async_save=False)
+  for step in range(1, 10):
+    ckpt.save(step, make_state(step), {"step": step})
+  ckpt.close()
+  assert sorted(ckpt.manager.all_steps()) == [4, 8, 9]
+
+
+def test_should_save_follows_interval(tmp_path):
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=5)
+  assert [s for s in range(1, 16) if ckpt.should_save(s)] == [5, 10, 15]
+  ckpt.close()
+
+
+def test_sigterm_sets_the_preemption_flag(tmp_path):
+  before = signal.getsignal(signal.SIGTERM)
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=100)
+  assert signal.getsignal(signal.SIGTERM) is not before
+  assert not ckpt.reached_preemption(1)
+  os.kill(os.getpid(), signal.SIGTERM)
+  assert ckpt.reached_preemption(2)
+  ckpt.close()
+  # The previous handler is back after close.
+  assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_export_keeps_backbones_only(tmp_path):
+  variables = {
+      "params": {"video_encoder": {"w": np.ones((2, 2), np.float32)},
+                 "audio_encoder": {"w": np.zeros((3,), np.float32)},
+                 "video_head": {"w": np.ones(5, np.float32)},
+                 "audio_head": {"w": np.ones(5, np.float32)}},
+      "batch_stats": {"video_encoder": {"mean": np.full(2, 0.5, np.float32)},
+                      "audio_encoder": {"mean": np.full(3, 0.25, np.float32)}},
+  }
+  checkpoint.export_backbones(tmp_path / "export", variables, {"embed_dim": 8})
+  restored, config = checkpoint.load_export(tmp_path / "export")
+  assert config == {"embed_dim": 8}
+  assert set(restored["params"]) == {"video_encoder", "audio_encoder"}
+  np.testing.assert_array_equal(restored["batch_stats"]["audio_encoder"]["mean"],
+                                variables["batch_stats"]["audio_encoder"]["mean"])
+
+
+def test_load_export_of_a_non_export_names_the_folder(tmp_path):
+  with pytest.raises(FileNotFoundError, match="not an avjax export"):
+    checkpoint.load_export(tmp_path)
