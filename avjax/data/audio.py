@@ -1,0 +1,129 @@
+"""Log-mel spectrograms of snippet audio and their band-dropout augmentation (Section 4.1).
+
+Definition (the TF op and `log_mel_numpy` compute the same thing):
+  1. PCM to float: int16 / 32768 (float input is taken as already in [-1, 1]).
+  2. Frames of n_fft = 2048 samples every hop = 512 samples, periodic Hann window. Frame i
+     starts at sample i * hop; no centering; the end is zero-padded so that there are
+     ceil(num_samples / hop) frames: exactly 300 for a 3.2-s snippet at 48 kHz.
+  3. Power spectrum |rfft|^2 (n_fft / 2 + 1 = 1025 bins).
+  4. 96 triangular mel filters (HTK mel scale, 1127 ln(1 + f / 700)), edges evenly spaced
+     in mel from mel_lower_hz to mel_upper_hz (0 Hz to Nyquist by default), peak weight 1,
+     DC bin excluded: tf.signal.linear_to_mel_weight_matrix.
+  5. log(mel + LOG_FLOOR), then (x - MEL_MEAN) / MEL_STD.
+Layout: (mel_bins, frames, 1), i.e. P x Q with one channel, as the audio encoder reads it.
+
+The normalization is fixed, not learned or estimated per batch: MEL_MEAN and MEL_STD are
+the mean and standard deviation of the log-mel of pink noise at RMS levels spread evenly
+over -60 .. -10 dBFS (a stand-in for the spectrum and dynamic range of film sound), so
+program material lands near zero mean and unit scale. Override them in the config with
+statistics of a real dataset if wanted.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+SAMPLE_RATE = 48000
+N_FFT = 2048
+HOP = 512
+MEL_BINS = 96
+MEL_LOWER_HZ = 0.0
+MEL_UPPER_HZ = 24000.0
+LOG_FLOOR = 1e-6
+MEL_MEAN = 0.05
+MEL_STD = 3.5
+
+
+def num_frames(num_samples, hop=HOP):
+  """Spectrogram frames Q for `num_samples` (end zero-padded): ceil(num_samples / hop)."""
+  return -(-int(num_samples) // int(hop))
+
+
+def _to_float(pcm):
+  pcm = tf.convert_to_tensor(pcm)
+  if pcm.dtype == tf.int16:
+    return tf.cast(pcm, tf.float32) / 32768.0
+  return tf.cast(pcm, tf.float32)
+
+
+def log_mel_spectrogram(pcm, *, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP,
+                        mel_bins=MEL_BINS, mel_lower_hz=MEL_LOWER_HZ,
+                        mel_upper_hz=MEL_UPPER_HZ, log_floor=LOG_FLOOR, mean=MEL_MEAN,
+                        std=MEL_STD):
+  """Normalized log-mel spectrogram of mono PCM [..., samples] -> [..., mel_bins, frames, 1]."""
+  x = _to_float(pcm)
+  stft = tf.signal.stft(x, frame_length=n_fft, frame_step=hop, fft_length=n_fft,
+                        window_fn=tf.signal.hann_window, pad_end=True)
+  power = tf.math.real(stft * tf.math.conj(stft))
+  weights = tf.signal.linear_to_mel_weight_matrix(
+      num_mel_bins=mel_bins, num_spectrogram_bins=n_fft // 2 + 1, sample_rate=sample_rate,
+      lower_edge_hertz=mel_lower_hz, upper_edge_hertz=mel_upper_hz)
+  mel = tf.tensordot(power, weights, 1)  # [..., frames, mel_bins]
+  logmel = (tf.math.log(mel + log_floor) - mean) / std
+  return tf.expand_dims(tf.linalg.matrix_transpose(logmel), -1)
+
+
+def band_dropout(spec, max_fraction, seed):
+  """Zeroes a random contiguous band of the time or frequency axis (Section 4.1).
+
+  The paper drops "up to 25% from either temporal or frequency axis". Here the axis is
+  chosen with probability 1/2, the band width uniformly among 0 .. floor(max_fraction * L)
+  rows or columns, and its start uniformly among the places where it fits. The band is
+  set to 0, which after the fixed normalization is the typical (mean) level.
+
+  Args:
+    spec: [mel_bins, frames, 1] float spectrogram.
+    max_fraction: the largest band, as a fraction of the axis (0 disables).
+    seed: int32/int64 [2] stateless seed.
+  """
+  if not max_fraction:
+    return spec
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+  shape = tf.shape(spec)
+  use_time = tf.random.stateless_uniform([], seeds[0]) < 0.5
+  length = tf.where(use_time, shape[1], shape[0])
+  widest = tf.cast(tf.floor(max_fraction * tf.cast(length, tf.float32)), tf.int32)
+  width = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=widest + 1,
+                                      dtype=tf.int32)
+  start = tf.random.stateless_uniform([], seeds[2], minval=0, maxval=length - width + 1,
+                                      dtype=tf.int32)
+  time = tf.range(shape[1])[None, :, None]
+  freq = tf.range(shape[0])[:, None, None]
+  pos = tf.where(use_time, time, freq)  # broadcasts to [mel_bins, frames, 1]
+  drop = (pos >= start) & (pos < start + width)
+  return tf.where(drop, tf.zeros_like(spec), spec)
+
+
+# ---------------------------------------------------------------------------
+# Reference of the same definition in numpy (tests, offline checks).
+
+
+def mel_weights_numpy(mel_bins=MEL_BINS, n_fft=N_FFT, sample_rate=SAMPLE_RATE,
+                      mel_lower_hz=MEL_LOWER_HZ, mel_upper_hz=MEL_UPPER_HZ):
+  """[n_fft/2 + 1, mel_bins] triangular HTK-mel filters, peak 1, zero DC row."""
+  def hz_to_mel(f):
+    return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
+  bins_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+  bins_mel = hz_to_mel(bins_hz)[:, None]
+  edges = np.linspace(hz_to_mel(mel_lower_hz), hz_to_mel(mel_upper_hz), mel_bins + 2)
+  lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+  rising = (bins_mel - lower) / (center - lower)
+  falling = (upper - bins_mel) / (upper - center)
+  weights = np.maximum(0.0, np.minimum(rising, falling))
+  weights[0] = 0.0
+  return weights
+
+
+def log_mel_numpy(pcm, *, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP, mel_bins=MEL_BINS,
+                  mel_lower_hz=MEL_LOWER_HZ, mel_upper_hz=MEL_UPPER_HZ, log_floor=LOG_FLOOR,
+                  mean=MEL_MEAN, std=MEL_STD):
+  """float64 numpy version of `log_mel_spectrogram` for one 1-D signal: [mel, frames, 1]."""
+  pcm = np.asarray(pcm)
+  x = pcm / 32768.0 if pcm.dtype == np.int16 else pcm.astype(np.float64)
+  frames = num_frames(len(x), hop)
+  padded = np.zeros((frames - 1) * hop + n_fft)
+  padded[:len(x)] = x
+  idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
+  window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+  power = np.abs(np.fft.rfft(padded[idx] * window, n=n_fft)) ** 2
+  mel = power @ mel_weights_numpy(mel_bins, n_fft, sample_rate, mel_lower_hz, mel_upper_hz)
+  return ((np.log(mel + log_floor) - mean) / std).T[..., None]

@@ -1,0 +1,186 @@
+"""The hierarchical sampling policy of paper Section 3: a title, then k snippets of it.
+
+A group is drawn in two stages. First a title n (uniformly, n ~ U(1, N), as in the paper; or
+proportionally to its length M_n). Then a set of k distinct snippet indices of that title,
+uniformly over all k-subsets of [0, M_n) whose span max - min + 1 is at most the window w
+(k <= max - min + 1 <= w <= M_n). w = M_n imposes no temporal constraint; w = k makes the
+k snippets temporally adjacent. Every element of a batch built from such groups sees
+2k - 2 negative pairs from its own title (Section 3).
+
+k = 1 is the paper's baseline: snippets drawn i.i.d. and uniformly from the union of all
+titles. To be exactly that, a k = 1 sampler weights titles by length whatever
+`title_weights` says (a uniform title followed by one uniform snippet would over-sample
+short titles).
+
+The stream of groups is a pure function of (seed, position): group p is drawn with its own
+generator seeded by (seed, p). Resuming is exact from the saved position alone, any group
+can be drawn out of order (`group(p)`), and hosts can each draw their own positions and
+together reproduce the single-host stream.
+"""
+
+import math
+
+import numpy as np
+from absl import logging
+
+TITLE_WEIGHTS = ("uniform", "length")
+
+
+def _as_int(value, name):
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{name} must be an int, got {value!r}")
+  return int(value)
+
+
+class HierarchicalSampler:
+  """Draws groups (title_index, snippet_indices) of the hierarchical policy (Section 3).
+
+  Args:
+    counts: M_n, the number of snippets of each title n.
+    k: snippets per group, >= 1.
+    w: sampling window in snippets, >= k; None (or -1) means w = M_n for every title. A
+      title shorter than w uses its whole length (w is capped at M_n, as w <= M_n).
+    seed: non-negative int; the stream is a pure function of (seed, position).
+    title_weights: "uniform" (paper) or "length" (n drawn proportionally to M_n). Ignored
+      for k = 1, which is the i.i.d. baseline over all snippets.
+    start: position of the first group that iteration yields (a saved `state()`).
+
+  Titles with M_n < k cannot give k distinct snippets: they are left out (with a warning
+  that counts them) and never drawn; title indices still refer to `counts`.
+  """
+
+  def __init__(self, counts, k, w=None, seed=0, title_weights="uniform", start=0):
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or not (counts.size == 0 or np.issubdtype(counts.dtype, np.integer)):
+      raise ValueError(f"counts must be a 1-D sequence of ints (M_n per title), got "
+                       f"{counts.dtype} {counts.shape}")
+    if counts.size and counts.min() < 0:
+      raise ValueError(f"counts must be >= 0, got {int(counts.min())} for title "
+                       f"{int(counts.argmin())}")
+    self.counts = counts.astype(np.int64)
+    self.k = _as_int(k, "k")
+    if self.k < 1:
+      raise ValueError(f"k={self.k}: need k >= 1 snippets per title (Section 3)")
+    if w is not None and _as_int(w, "w") == -1:
+      w = None
+    if w is not None:
+      w = int(w)
+      if w < self.k:
+        raise ValueError(f"w={w} < k={self.k}: a window of w snippets cannot hold k distinct "
+                         "ones (Section 3: k <= max - min + 1 <= w <= M_n); use w >= k, or "
+                         "-1 for w = M_n")
+    self.w = w
+    self.seed = _as_int(seed, "seed")
+    if self.seed < 0:
+      raise ValueError(f"seed={self.seed}: must be >= 0")
+    if title_weights not in TITLE_WEIGHTS:
+      raise ValueError(f"title_weights={title_weights!r}: expected one of {TITLE_WEIGHTS}")
+    self.title_weights = title_weights
+    self._position = _as_int(start, "start")
+    if self._position < 0:
+      raise ValueError(f"start={self._position}: must be >= 0")
+
+    keep = self.counts >= self.k
+    self.titles = np.flatnonzero(keep)  # original indices of the titles that are drawn
+    self.num_dropped = int((~keep).sum())
+    if self.num_dropped:
+      logging.warning("sampler: left out %d of %d titles with fewer than k=%d snippets",
+                      self.num_dropped, len(self.counts), self.k)
+    if not len(self.titles):
+      raise ValueError(f"no title has at least k={self.k} snippets (counts: "
+                       f"{len(self.counts)} titles, longest {int(self.counts.max(initial=0))})")
+    kept = self.counts[self.titles]
+    self.snippets_per_epoch = int(kept.sum())
+
+    # Title draw: uniform (paper), or by length; k = 1 is the i.i.d. baseline over all
+    # snippets, i.e. titles by length.
+    self._title_cdf = None
+    if self.title_weights == "length" or self.k == 1:
+      self._title_cdf = np.cumsum(kept, dtype=np.float64) / kept.sum()
+
+    # Span table for windowed draws (see _span). c(s) = C(s - 2, k - 2) is the number of
+    # ways to fill the interior of a span of s with k - 2 snippets; kept relative to its
+    # largest value so that large k and w do not overflow.
+    self._span_ca = self._span_cb = None
+    if self.k >= 2 and self.w is not None:
+      top = int(min(self.w, kept.max()))
+      s = np.arange(self.k, top + 1, dtype=np.float64)
+      # log C(s-2, k-2) by the ratio C(s-1, k-2) / C(s-2, k-2) = (s-1) / (s-k+1).
+      log_c = np.concatenate([[0.0], np.cumsum(np.log((s[:-1] - 1) / (s[:-1] - self.k + 1)))])
+      c = np.exp(log_c - log_c[-1])
+      self._span_ca = np.cumsum(c)
+      self._span_cb = np.cumsum(s * c)
+
+  # -------------------------------------------------------------------------
+  @property
+  def num_titles(self):
+    """Titles that are drawn (those with M_n >= k)."""
+    return len(self.titles)
+
+  @property
+  def groups_per_epoch(self):
+    """Groups in one epoch of sum_n M_n snippets (rounded up)."""
+    return math.ceil(self.snippets_per_epoch / self.k)
+
+  def window(self, title_index):
+    """The window w_n = min(w, M_n) used for a title."""
+    m = int(self.counts[title_index])
+    return m if self.w is None else min(self.w, m)
+
+  def state(self):
+    """The position of the next group: pass it back as `start` to resume exactly."""
+    return self._position
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    group = self.group(self._position)
+    self._position += 1
+    return group
+
+  def group(self, position, redraw=0):
+    """The group at `position` of the stream: (title_index, sorted int64 snippet indices).
+
+    `redraw` > 0 gives further independent draws for the same position (the input
+    pipeline uses them to replace a group that holds a bad record).
+    """
+    position = _as_int(position, "position")
+    if position < 0:
+      raise ValueError(f"position={position}: must be >= 0")
+    key = [self.seed, position] if not redraw else [self.seed, position, int(redraw)]
+    rng = np.random.default_rng(key)
+    if self._title_cdf is None:
+      n = int(self.titles[rng.integers(len(self.titles))])
+    else:
+      i = int(np.searchsorted(self._title_cdf, rng.random(), side="right"))
+      n = int(self.titles[min(i, len(self.titles) - 1)])
+    return n, self._snippets(rng, n)
+
+  def _snippets(self, rng, n):
+    """k distinct indices of title n, uniform over the k-subsets with span <= w_n."""
+    m, k = int(self.counts[n]), self.k
+    if k == 1:
+      return np.array([rng.integers(m)], np.int64)
+    w = self.window(n)
+    if w >= m:  # no temporal constraint: every k-subset of [0, M_n) qualifies.
+      return np.sort(rng.choice(m, size=k, replace=False)).astype(np.int64)
+    s = self._span(rng, m, w)
+    # Given its span s, a valid set is a first index a in [0, M_n - s], the last a + s - 1,
+    # and k - 2 of the s - 2 indices between them; each such set is equally likely.
+    a = int(rng.integers(m - s + 1))
+    inner = rng.choice(s - 2, size=k - 2, replace=False) + a + 1
+    return np.sort(np.concatenate([[a], inner, [a + s - 1]])).astype(np.int64)
+
+  def _span(self, rng, m, w):
+    """Draws the span s = max - min + 1 in [k, w] of a uniform valid set of a title of m.
+
+    The number of k-subsets of [0, m) with span exactly s is (m - s + 1) C(s - 2, k - 2):
+    the first index has m - s + 1 places and the k - 2 inner ones fill s - 2 slots. Its
+    cumulative sum over s is (m + 1) * sum c(s) - sum s c(s), both tabulated once for all
+    titles, so a draw costs one pass over at most w entries.
+    """
+    n = w - self.k + 1
+    cdf = (m + 1) * self._span_ca[:n] - self._span_cb[:n]
+    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    return self.k + min(i, n - 1)
