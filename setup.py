@@ -24,6 +24,7 @@ DATA_REQUIRES = [
     "tensorflow-datasets>=4.9.7",
     "tensorboard>=2.18",
     "av>=14",
+    "pillow>=10",
 ]
 
 setuptools.setup(

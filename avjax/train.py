@@ -111,6 +111,15 @@ def update_step(state, batch, *, model, tx, schedule, loss_config):
   return new_state, measurements
 
 
+def jit_update_step(mesh, state_shardings, **kwargs):
+  """`update_step` jitted for `mesh`: state replicated and donated, batch split over "data"."""
+  return jax.jit(
+      functools.partial(update_step, **kwargs),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(state_shardings, sharding.replicated(mesh)),
+      donate_argnums=(0,))
+
+
 def check_finite(measurements, step):
   """Raises NonFiniteError naming the step if the loss or a norm is not finite."""
   bad = [k for k in ("loss", "grad_norm", "param_norm") if not np.isfinite(measurements[k])]
@@ -156,7 +165,6 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
   # --- Mesh.
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  batch_sharding = sharding.batch_sharding(mesh)
   if config.batch_size % jax.device_count():
     raise ValueError(f"batch_size {config.batch_size} does not divide over "
                      f"{jax.device_count()} devices")
@@ -192,12 +200,8 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
   state_shardings = jax.tree.map(lambda _: replicated, abstract_state)
 
   # --- Update step.
-  step_fn = jax.jit(
-      functools.partial(update_step, model=model, tx=tx, schedule=schedule,
-                        loss_config=config.loss),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, replicated),
-      donate_argnums=(0,))
+  step_fn = jit_update_step(mesh, state_shardings, model=model, tx=tx, schedule=schedule,
+                            loss_config=config.loss)
 
   # --- Restore or initialise.
   if start_step:

@@ -1,0 +1,175 @@
+"""The pretraining loop end to end on a tiny dataset: export, resume, SIGTERM, NaN, sharding."""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tiny_dataset
+from avjax import checkpoint
+from avjax import sharding
+from avjax import train
+from avjax.data import pipeline
+from avjax.models import av
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pretrain_config(dataset, **overrides):
+  spec = importlib.util.spec_from_file_location("pretrain", os.path.join(ROOT, "configs/pretrain.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(f"dataset={dataset},runlocal")
+  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.batch_size = 16  # 8 groups: one per simulated device
+  config.total_steps = 4
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  config.update(overrides)
+  return config
+
+
+def losses_by_step(workdir):
+  """step -> loss from metrics.jsonl; a resumed run's lines replace earlier ones."""
+  out = {}
+  with open(os.path.join(workdir, train.METRICS_FILE), encoding="utf-8") as f:
+    for line in f:
+      m = json.loads(line)
+      out[m["step"]] = m["loss"]
+  return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  path = tmp_path_factory.mktemp("dataset")
+  tiny_dataset.make_tiny_dataset(path)
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  config = pretrain_config(dataset)
+  state = train.train_and_evaluate(config, workdir)
+  return config, workdir, state
+
+
+def test_run_logs_checkpoints_and_exports(uninterrupted):
+  config, workdir, state = uninterrupted
+  assert int(state["step"]) == 4
+  losses = losses_by_step(workdir)
+  assert sorted(losses) == [1, 2, 3, 4] and all(np.isfinite(list(losses.values())))
+  assert json.load(open(os.path.join(workdir, "config.json")))["data"]["k"] == 2
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  assert checkpoint.Checkpointer(workdir, every_steps=2).latest_step() == 4
+
+  # The export restores into the downstream video model (f alone) and computes exactly
+  # the features of the trained AVModel's f.
+  variables, model_config = checkpoint.load_export(os.path.join(workdir, "export"))
+  assert set(variables["params"]) == {"video_encoder", "audio_encoder"}
+  f = av.build_encoder("video", model_config)
+  video = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype(np.float32)
+  features = f.apply({"params": variables["params"]["video_encoder"],
+                      "batch_stats": variables["batch_stats"]["video_encoder"]}, video)
+  model = av.build_model(config.model)
+  expected = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]},
+                         video, method="video_features")
+  np.testing.assert_allclose(np.asarray(features).mean(axis=(1, 2, 3)), expected, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_kill_and_resume_reproduces_the_losses(uninterrupted, tmp_path):
+  config, reference_dir, _ = uninterrupted
+  # A run killed after step 2 leaves exactly what the reference run had saved at step 2.
+  workdir = tmp_path / "killed"
+  shutil.copytree(os.path.join(reference_dir, checkpoint.CHECKPOINT_DIR, "2"),
+                  workdir / checkpoint.CHECKPOINT_DIR / "2")
+  state = train.train_and_evaluate(config, str(workdir))  # restarted in the same workdir
+  assert int(state["step"]) == 4
+  want, got = losses_by_step(reference_dir), losses_by_step(workdir)
+  assert sorted(got) == [3, 4]
+  np.testing.assert_allclose([got[3], got[4]], [want[3], want[4]], rtol=1e-5)
+
+
+def with_batch_hook(monkeypatch, hook):
+  """Makes the trainer's input call `hook(i, batch)` on the i-th batch it fetches."""
+  make = pipeline.make_train_iterator
+
+  class Hooked:
+
+    def __init__(self, *args, **kwargs):
+      self._it = make(*args, **kwargs)
+      self.snippets_per_epoch = self._it.snippets_per_epoch
+      self._i = 0
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      batch = hook(self._i, next(self._it))
+      self._i += 1
+      return batch
+
+  monkeypatch.setattr(pipeline, "make_train_iterator", Hooked)
+
+
+def test_sigterm_saves_and_stops(dataset, tmp_path, monkeypatch):
+  def signal_at_third(i, batch):
+    if i == 2:  # while the loop fetches the batch of step 3
+      os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+  with_batch_hook(monkeypatch, signal_at_third)
+  config = pretrain_config(dataset, total_steps=8, checkpoint_every_steps=100)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state["step"]) == 3
+  assert checkpoint.Checkpointer(tmp_path, every_steps=100).latest_step() == 3
+  assert not os.path.exists(tmp_path / "export")
+
+
+def test_non_finite_loss_stops_naming_the_step(dataset, tmp_path, monkeypatch):
+  def nan_in_second(i, batch):
+    if i == 1:
+      batch = dict(batch, video=np.full_like(batch["video"], np.nan))
+    return batch
+  with_batch_hook(monkeypatch, nan_in_second)
+  config = pretrain_config(dataset, checkpoint_every_steps=1)
+  with pytest.raises(train.NonFiniteError, match=r"step 2: non-finite loss"):
+    train.train_and_evaluate(config, str(tmp_path))
+  # The last good checkpoint (step 1) stays; nothing non-finite was saved.
+  assert checkpoint.Checkpointer(tmp_path, every_steps=1).latest_step() == 1
+
+
+def test_eight_devices_match_one(dataset):
+  config = pretrain_config(dataset)
+  model = av.build_model(config.model)
+  schedule = train.make_schedule(config, snippets_per_epoch=64)
+  tx = train.make_optimizer(config, schedule)
+  rng = np.random.default_rng(0)
+  batches = [dict(video=rng.normal(size=(16, 4, 32, 32, 3)).astype(np.float32),
+                  audio=rng.normal(size=(16, 96, 30, 1)).astype(np.float32)) for _ in range(3)]
+
+  def run(mesh):
+    init = lambda r: train.init_state(r, model=model, tx=tx, video_shape=(1, 4, 32, 32, 3),
+                                      audio_shape=(1, 96, 30, 1))
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh),
+                             jax.eval_shape(init, jax.random.PRNGKey(0)))
+    state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
+    step = train.jit_update_step(mesh, shardings, model=model, tx=tx, schedule=schedule,
+                                 loss_config=config.loss)
+    losses = []
+    for batch in batches:
+      state, m = step(state, jax.device_put(batch, sharding.batch_sharding(mesh)))
+      losses.append(float(m["loss"]))
+    return losses, jax.device_get(state["params"])
+
+  losses_8, params_8 = run(sharding.make_mesh())
+  losses_1, params_1 = run(sharding.make_mesh(num_devices=1))
+  np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
