@@ -1,0 +1,406 @@
+r"""Training-step benchmark: the jitted update step on synthetic on-device batches.
+
+  python -m avjax.benchmark step --batch=64                  # paper model and shapes, bf16
+  python -m avjax.benchmark step --config=avjax/step_benchmark.py:remat=convs --batch=128
+  python -m avjax.benchmark step --config=avjax/step_benchmark.py \
+      --config.model.dtype=float32 --batch=32
+  python -m avjax.benchmark step --config=avjax/step_benchmark.py:runlocal --steps=20  # CPU
+  python -m avjax.benchmark step --config=configs/pretrain.py:k=16   # needs TensorFlow
+
+No input pipeline: a batch of random video (B, T, S, S, 3) and log-mel audio
+(B, mel_bins, audio_frames, 1) is made on the devices once, sharded like the trainer's,
+and fed to `avjax.train.update_step` jitted exactly as the trainer jits it (state
+replicated and donated, batch split over the "data" mesh axis). B = --batch (per
+device) x devices. The step is traced, lowered and compiled explicitly, so compile time
+is measured apart from the steps; after warm-up, every step is timed to
+`block_until_ready` and the median is reported.
+
+This file is also a config file (`get_config`): it builds the model, optimizer and loss
+config without importing TensorFlow (configs/pretrain.py pulls in the tf.data pipeline's
+defaults), so the benchmark runs on an accelerator host that has only JAX. Its optimizer
+and loss values are those of configs/pretrain.py (paper Section 7.2). With no --config,
+`get_config()` is used.
+
+Config args (after the colon): runlocal (tiny encoders and shapes), remat=none|convs
+(`convs`: keep only conv outputs for the backward pass, recompute BN/ReLU).
+"""
+
+import functools
+import json
+import math
+import os
+import re
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from avjax import config_args
+from avjax import flops
+from avjax import sharding
+from avjax import train
+from avjax.models import av
+
+TITLE = "Training step"
+
+# Measured bf16 dense matmul rate of the H100 reference (ENVIRONMENT.md), for the MFU line.
+H100_BF16_TFLOPS = 798.0
+REMAT_POLICIES = ("none", "convs")
+# A snippet is 16 frames at 5 fps (paper Section 4).
+SNIPPET_SECONDS = 3.2
+
+
+def get_config(arg=None):
+  """Model, optimizer and loss as configs/pretrain.py, plus input shapes; no TensorFlow."""
+  arg = config_args.parse_arg(arg, runlocal=False, remat="none")
+  if arg.remat not in REMAT_POLICIES:
+    raise ValueError(f"remat={arg.remat!r}: expected one of {REMAT_POLICIES}")
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.model = av.default_config()
+  config.loss = ml_collections.ConfigDict(dict(normalize=False, temperature=1.0))
+  config.optimizer = ml_collections.ConfigDict(dict(
+      lr_init=1e-4, lr_peak=2e-3, lr_end=0.0, warmup_epochs=1.0, b1=0.9, b2=0.999, eps=1e-8,
+      grad_clip_norm=0.0))
+  # Paper Section 4: 16 frames cropped to 158x158; 96 mel bins x ~300 frames for 3.2 s.
+  config.data = ml_collections.ConfigDict(dict(
+      num_frames=16, crop_size=158, mel_bins=96, audio_frames=300))
+  config.per_device_batch = 0  # 0: --batch, else 64 on an accelerator, 2 on CPU
+  config.steps = 20            # timed steps (--steps overrides)
+  config.warmup_steps = 3
+  config.remat = arg.remat
+  if arg.runlocal:
+    config.model.video.name = "r2plus1d_tiny"
+    config.model.audio.name = "resnet_audio_tiny"
+    config.model.embed_dim = 64
+    config.model.dtype = "float32"
+    config.data.update(dict(num_frames=8, crop_size=56, mel_bins=96, audio_frames=100))
+    config.per_device_batch = 2
+  return config
+
+
+# ---------------------------------------------------------------------------
+# Model, state and the compiled step.
+
+
+def _save_conv_outputs(prim, *_, **__):
+  return prim.name == "conv_general_dilated"
+
+
+class RematModel:
+  """`model` whose apply() keeps only what `policy` saves for the backward pass.
+
+  The whole forward runs under one `jax.checkpoint`; with `_save_conv_outputs` the conv
+  results are kept and BatchNorm/ReLU (cheap elementwise work) are recomputed in the
+  backward pass instead of being stored. For the paper model the residuals that the
+  differentiated step saves drop from 1.62 to 0.24 GiB per sample (Flax's BatchNorm
+  keeps float32 intermediates); what XLA allocates is the benchmark's peak memory.
+  """
+
+  def __init__(self, model, policy):
+    self.model = model
+    self.policy = policy
+
+  def init(self, *args, **kwargs):
+    return self.model.init(*args, **kwargs)
+
+  def apply(self, variables, *inputs, **kwargs):
+    fn = jax.checkpoint(lambda v, *x: self.model.apply(v, *x, **kwargs), policy=self.policy)
+    return fn(variables, *inputs)
+
+
+def build_model(config):
+  model = av.build_model(config.model)
+  remat = config.get("remat", "none")
+  if remat == "convs":
+    return RematModel(model, _save_conv_outputs)
+  if remat != "none":
+    raise ValueError(f"remat={remat!r}: expected one of {REMAT_POLICIES}")
+  return model
+
+
+def input_shapes(config, batch):
+  """(video, audio) shapes for `batch` samples from config.data.
+
+  Reads this file's fields (num_frames, crop_size, mel_bins, audio_frames) or, for a
+  pipeline config (configs/pretrain.py), derives the spectrogram frames from its
+  sample_rate and hop: ceil(3.2 s x sample_rate / hop) = 300 at 48 kHz, hop 512.
+  """
+  data = config.data
+  t, s = int(data.get("num_frames", 16)), int(data.get("crop_size", 158))
+  mel = int(data.get("mel_bins", 96))
+  if "audio_frames" in data:
+    frames = int(data.audio_frames)
+  elif "hop" in data and "sample_rate" in data:
+    frames = math.ceil(round(SNIPPET_SECONDS * data.sample_rate) / data.hop)
+  else:
+    frames = 300
+  return (batch, t, s, s, 3), (batch, mel, frames, 1)
+
+
+def _schedule_and_optimizer(config, global_batch):
+  opt_config = ml_collections.ConfigDict(dict(
+      batch_size=global_batch, num_epochs=1, total_steps=1000,
+      optimizer=config.optimizer.to_dict()))
+  schedule = train.make_schedule(opt_config, snippets_per_epoch=global_batch * 1000)
+  return schedule, train.make_optimizer(opt_config, schedule)
+
+
+def synthetic_batch(rng, video_shape, audio_shape):
+  """Random normalized video and log-mel audio, float32 (the pipeline's output types)."""
+  kv, ka = jax.random.split(rng)
+  return dict(video=jax.random.normal(kv, video_shape, jnp.float32),
+              audio=jax.random.normal(ka, audio_shape, jnp.float32))
+
+
+def setup_step(config, per_device_batch, mesh=None):
+  """Builds state, batch and the traced update step as the trainer jits it.
+
+  Returns:
+    A dict: state, batch (global jax.Arrays), traced (`jax.stages.Traced`), jitted,
+    model, mesh, global_batch, video_shape, audio_shape, trace_s.
+  """
+  mesh = mesh or sharding.make_mesh()
+  global_batch = per_device_batch * mesh.size
+  model = build_model(config)
+  schedule, tx = _schedule_and_optimizer(config, global_batch)
+  video_shape, audio_shape = input_shapes(config, global_batch)
+  replicated = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+
+  init = functools.partial(train.init_state, model=model, tx=tx,
+                           video_shape=(1,) + video_shape[1:],
+                           audio_shape=(1,) + audio_shape[1:])
+  rng = jax.random.PRNGKey(config.get("seed", 0))
+  abstract_state = jax.eval_shape(init, rng)
+  state_shardings = jax.tree.map(lambda _: replicated, abstract_state)
+  state = jax.jit(init, out_shardings=state_shardings)(rng)
+  batch = jax.jit(functools.partial(synthetic_batch, video_shape=video_shape,
+                                    audio_shape=audio_shape),
+                  out_shardings=batch_sharding)(jax.random.fold_in(rng, 1))
+
+  jitted = jax.jit(
+      functools.partial(train.update_step, model=model, tx=tx, schedule=schedule,
+                        loss_config=config.loss),
+      in_shardings=(state_shardings, batch_sharding),
+      out_shardings=(state_shardings, replicated),
+      donate_argnums=(0,))
+  t0 = time.perf_counter()
+  traced = jitted.trace(state, batch)
+  return dict(state=state, batch=batch, traced=traced, jitted=jitted, model=model,
+              mesh=mesh, global_batch=global_batch, video_shape=video_shape,
+              audio_shape=audio_shape, trace_s=time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------
+# Collectives in compiled HLO.
+
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1, "bf16": 2,
+                "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4, "f64": 8,
+                "s64": 8, "u64": 8, "c64": 8, "c128": 16}
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all",
+               "collective-permute")
+
+
+def _shapes(type_text):
+  """[(dtype, dims)] of every array type in an HLO result type, e.g. '(f32[2,3]{1,0}, ...)'."""
+  out = []
+  for dtype, dims in re.findall(r"\b([a-z]+\d*[a-z0-9]*)\[([\d,]*)\]", type_text):
+    if dtype in _DTYPE_BYTES:
+      out.append((dtype, tuple(int(d) for d in dims.split(",") if d)))
+  return out
+
+
+def collectives(hlo_text):
+  """Collective ops of an optimized HLO module: [dict(op, shapes, bytes)].
+
+  Async pairs count once (their `-start`); an all-gather-start's result lists its
+  operands before its outputs, so only the outputs' bytes count.
+  """
+  ops = "|".join(COLLECTIVES)
+  pattern = re.compile(
+      rf"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s+({ops})(-start)?\(", re.M)
+  found = []
+  for result_type, op, start in pattern.findall(hlo_text):
+    shapes = _shapes(result_type)
+    if start and op in ("all-gather", "collective-permute", "all-to-all") and len(shapes) > 1:
+      shapes = shapes[len(shapes) // 2:]
+    nbytes = sum(_DTYPE_BYTES[d] * int(np.prod(s, dtype=np.int64)) for d, s in shapes)
+    found.append(dict(op=op, shapes=shapes, bytes=nbytes))
+  return found
+
+
+def collective_summary(hlo_text):
+  """{op: (count, total bytes)} over the collectives of `hlo_text`."""
+  out = {}
+  for c in collectives(hlo_text):
+    n, b = out.get(c["op"], (0, 0))
+    out[c["op"]] = (n + 1, b + c["bytes"])
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Measurement.
+
+
+def _default_per_device_batch():
+  return 64 if jax.devices()[0].platform != "cpu" else 2
+
+
+def _peak_memory_bytes():
+  peaks = []
+  for d in jax.local_devices():
+    try:
+      stats = d.memory_stats()
+    except Exception:  # pylint: disable=broad-except
+      stats = None
+    if stats and "peak_bytes_in_use" in stats:
+      peaks.append(int(stats["peak_bytes_in_use"]))
+  return max(peaks) if peaks else None
+
+
+def _xla_flops(compiled):
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  if not cost or "flops" not in cost or cost["flops"] <= 0:
+    return None
+  return float(cost["flops"])
+
+
+def _planned_memory_bytes(compiled):
+  """XLA's buffer plan of the step per device: arguments + outputs + temporaries - aliased."""
+  try:
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def measure(config, per_device_batch=None, steps=None, warmup_steps=None, mesh=None):
+  """Compiles and times the update step. Returns a dict of figures (JSON-able)."""
+  per_device_batch = (per_device_batch or config.get("per_device_batch", 0)
+                      or _default_per_device_batch())
+  steps = int(steps or config.get("steps", 20))
+  warmup_steps = int(config.get("warmup_steps", 3) if warmup_steps is None else warmup_steps)
+  s = setup_step(config, per_device_batch, mesh)
+  b = s["global_batch"]
+  n_dev = s["mesh"].size
+
+  t0 = time.perf_counter()
+  lowered = s["traced"].lower()
+  lower_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t0
+
+  per_sample = flops.layers(s["model"].model if isinstance(s["model"], RematModel)
+                            else s["model"],
+                            (1,) + s["video_shape"][1:], (1,) + s["audio_shape"][1:],
+                            train=False)
+  analytic = flops.train_flops(per_sample)
+  jaxpr_per_sample = flops.jaxpr_flops(s["traced"].jaxpr) / b
+  xla = _xla_flops(compiled)
+  # The SPMD-compiled module is one device's program: its FLOPs cover its own shard.
+  xla_per_sample = xla / per_device_batch if xla else None
+
+  state, batch = s["state"], s["batch"]
+  for _ in range(warmup_steps):
+    state, m = compiled(state, batch)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - t0)
+  loss = float(m["loss"])
+  if not np.isfinite(loss):
+    raise FloatingPointError(f"non-finite loss {loss} in the benchmark step")
+
+  step_s = statistics.median(times)
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
+  hlo = compiled.as_text() if n_dev > 1 else ""
+  dev = jax.devices()[0]
+  return dict(
+      device=dev.device_kind, platform=dev.platform, devices=n_dev,
+      jax=jax.__version__, per_device_batch=per_device_batch, global_batch=b,
+      video_shape=list(s["video_shape"][1:]), audio_shape=list(s["audio_shape"][1:]),
+      video_encoder=config.model.video.name, audio_encoder=config.model.audio.name,
+      dtype=str(config.model.dtype), remat=config.get("remat", "none"), params=params,
+      steps=steps, warmup_steps=warmup_steps,
+      step_time_s=step_s, step_time_p10_s=float(np.percentile(times, 10)),
+      step_time_p90_s=float(np.percentile(times, 90)),
+      samples_per_s=b / step_s, samples_per_s_per_device=b / step_s / n_dev,
+      trace_s=s["trace_s"], lower_s=lower_s, compile_s=compile_s,
+      peak_memory_bytes=_peak_memory_bytes(), planned_memory_bytes=_planned_memory_bytes(compiled),
+      analytic_gflop_per_sample=analytic / 1e9,
+      analytic_forward_gflop_per_sample=flops.forward_flops(per_sample) / 1e9,
+      jaxpr_gflop_per_sample=jaxpr_per_sample / 1e9,
+      xla_gflop_per_sample=xla_per_sample / 1e9 if xla_per_sample else None,
+      tflops_per_device=analytic * b / step_s / n_dev / 1e12,
+      loss=loss,
+      collectives={k: list(v) for k, v in collective_summary(hlo).items()} if hlo else None,
+      collective_ops=collectives(hlo) if hlo else None)
+
+
+def _fmt_bytes(n):
+  return "n/a" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def to_markdown(r):
+  """The figures as a markdown table (what --record writes)."""
+  video = "x".join(str(d) for d in r["video_shape"][:3])
+  audio = "x".join(str(d) for d in r["audio_shape"][:2])
+  xla = (f"{r['xla_gflop_per_sample']:.4g}" if r["xla_gflop_per_sample"] is not None
+         else "n/a")
+  rows = [
+      ("device", f"{r['devices']}x {r['device']} ({r['platform']}), jax {r['jax']}"),
+      ("model", f"{r['video_encoder']} + {r['audio_encoder']}, {r['params']:,} params, "
+                f"{r['dtype']} compute / float32 params, remat={r['remat']}"),
+      ("inputs", f"video {video}x3, audio {audio}x1 (mel x frames)"),
+      ("batch", f"{r['per_device_batch']} per device, {r['global_batch']} global"),
+      ("samples/s", f"{r['samples_per_s']:.1f} ({r['samples_per_s_per_device']:.1f} per device)"),
+      ("step time (median)", f"{r['step_time_s'] * 1e3:.1f} ms "
+                             f"(p10 {r['step_time_p10_s'] * 1e3:.1f}, p90 "
+                             f"{r['step_time_p90_s'] * 1e3:.1f}; {r['steps']} steps after "
+                             f"{r['warmup_steps']} warm-up)"),
+      ("compile time", f"{r['compile_s']:.1f} s (+ trace {r['trace_s']:.1f} s, "
+                       f"lower {r['lower_s']:.1f} s)"),
+      ("peak device memory", f"{_fmt_bytes(r['peak_memory_bytes'])} (XLA's buffer plan: "
+                             f"{_fmt_bytes(r['planned_memory_bytes'])})"),
+      ("GFLOP per sample, fwd+bwd", f"analytic {r['analytic_gflop_per_sample']:.4g} "
+                                    f"(3 x {r['analytic_forward_gflop_per_sample']:.4g} fwd); "
+                                    f"jaxpr {r['jaxpr_gflop_per_sample']:.4g}; XLA {xla}"),
+      ("achieved", f"{r['tflops_per_device']:.3g} TFLOP/s per device (analytic count)"
+                   + (f", {r['tflops_per_device'] / H100_BF16_TFLOPS:.0%} of the H100's "
+                      f"{H100_BF16_TFLOPS:.0f} TFLOP/s bf16 matmul"
+                      if "H100" in r["device"] else "")),
+  ]
+  if r.get("collectives"):
+    rows.append(("collectives", "; ".join(
+        f"{op} x{n} ({b / 2**20:.2f} MiB)" for op, (n, b) in sorted(r["collectives"].items()))))
+  lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+  if r["platform"] == "cpu":
+    lines = ["**CPU run**: a functional check of the benchmark, not comparable to accelerator "
+             "figures.", ""] + lines
+  return "\n".join(lines)
+
+
+def run(flags_values):
+  """`python -m avjax.benchmark step`: measures, writes step.json to --workdir if set."""
+  config = flags_values.config if flags_values.config is not None else get_config()
+  result = measure(config, per_device_batch=flags_values.batch, steps=flags_values.steps)
+  workdir = getattr(flags_values, "workdir", None)
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "step.json"), "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=1)
+  return to_markdown(result)
