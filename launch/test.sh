@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS=test source launch/env.sh
 # Tests simulate 8 CPU devices (tests/conftest.py) and use tiny model variants.
-python -m pytest tests -n 2 --durations=15 "$@"
+python -m pytest tests -n 2 --dist loadfile --durations=15 "$@"
