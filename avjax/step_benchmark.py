@@ -5,7 +5,7 @@ r"""Training-step benchmark: the jitted update step on synthetic on-device batch
   python -m avjax.benchmark step --config=avjax/step_benchmark.py \
       --config.model.dtype=float32 --batch=32
   python -m avjax.benchmark step --config=avjax/step_benchmark.py:runlocal --steps=20  # CPU
-  python -m avjax.benchmark step --config=configs/pretrain.py:k=16   # needs TensorFlow
+  python -m avjax.benchmark step --config=configs/pretrain.py:k=16
 
 No input pipeline: a batch of random video (B, T, S, S, 3) and log-mel audio
 (B, mel_bins, audio_frames, 1) is made on the devices once, sharded like the trainer's,
@@ -15,17 +15,17 @@ device) x devices. The step is traced, lowered and compiled explicitly, so compi
 is measured apart from the steps; after warm-up, every step is timed to
 `block_until_ready` and the median is reported.
 
-This file is also a config file (`get_config`): it builds the model, optimizer and loss
-config without importing TensorFlow (configs/pretrain.py pulls in the tf.data pipeline's
-defaults), so the benchmark runs on an accelerator host that has only JAX. Its optimizer
-and loss values are those of configs/pretrain.py (paper Section 7.2). With no --config,
-`get_config()` is used.
+This file is also a config file (`get_config`): the model, optimizer and loss of
+configs/pretrain.py (paper Section 7.2) plus the benchmark's input shapes and remat
+switch. Neither imports TensorFlow, so the benchmark runs on an accelerator host that has
+only JAX. With no --config, `get_config()` is used.
 
 Config args (after the colon): runlocal (tiny encoders and shapes), remat=none|convs
 (`convs`: keep only conv outputs for the backward pass, recompute BN/ReLU).
 """
 
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -53,18 +53,27 @@ REMAT_POLICIES = ("none", "convs")
 SNIPPET_SECONDS = 3.2
 
 
+def _pretrain_config():
+  """configs/pretrain.py's defaults (TensorFlow-free), the source of model/optimizer/loss."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "configs", "pretrain.py")
+  spec = importlib.util.spec_from_file_location("avjax_pretrain_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 def get_config(arg=None):
   """Model, optimizer and loss as configs/pretrain.py, plus input shapes; no TensorFlow."""
   arg = config_args.parse_arg(arg, runlocal=False, remat="none")
   if arg.remat not in REMAT_POLICIES:
     raise ValueError(f"remat={arg.remat!r}: expected one of {REMAT_POLICIES}")
+  pretrain = _pretrain_config()
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.model = av.default_config()
-  config.loss = ml_collections.ConfigDict(dict(normalize=False, temperature=1.0))
-  config.optimizer = ml_collections.ConfigDict(dict(
-      lr_init=1e-4, lr_peak=2e-3, lr_end=0.0, warmup_epochs=1.0, b1=0.9, b2=0.999, eps=1e-8,
-      grad_clip_norm=0.0))
+  config.model = pretrain.model
+  config.loss = pretrain.loss
+  config.optimizer = pretrain.optimizer
   # Paper Section 4: 16 frames cropped to 158x158; 96 mel bins x ~300 frames for 3.2 s.
   config.data = ml_collections.ConfigDict(dict(
       num_frames=16, crop_size=158, mel_bins=96, audio_frames=300))

@@ -17,7 +17,7 @@ Any field can also be overridden on the command line, e.g. `--config.batch_size=
 import ml_collections
 
 from avjax import config_args
-from avjax.data import pipeline
+from avjax.data import config as data_config
 from avjax.models import av
 
 
@@ -27,7 +27,7 @@ def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  config.data = pipeline.default_config()
+  config.data = data_config.default_config()
   config.data.dataset = arg.dataset.split("+")
   config.data.k = arg.k
   config.data.w = arg.w

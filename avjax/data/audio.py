@@ -22,15 +22,8 @@ statistics of a real dataset if wanted.
 import numpy as np
 import tensorflow as tf
 
-SAMPLE_RATE = 48000
-N_FFT = 2048
-HOP = 512
-MEL_BINS = 96
-MEL_LOWER_HZ = 0.0
-MEL_UPPER_HZ = 24000.0
-LOG_FLOOR = 1e-6
-MEL_MEAN = 0.05
-MEL_STD = 3.5
+from avjax.data.config import (  # pylint: disable=g-multiple-import,unused-import
+    HOP, LOG_FLOOR, MEL_BINS, MEL_LOWER_HZ, MEL_MEAN, MEL_STD, MEL_UPPER_HZ, N_FFT, SAMPLE_RATE)
 
 
 def num_frames(num_samples, hop=HOP):

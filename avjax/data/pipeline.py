@@ -44,21 +44,17 @@ import math
 import threading
 import weakref
 
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from avjax.data import audio
 from avjax.data import hide_gpus_from_tensorflow
+from avjax.data.config import VIDEO_MEAN, VIDEO_STD, default_config  # pylint: disable=unused-import
 from avjax.data import records
 from avjax.data import sampling
 
 hide_gpus_from_tensorflow()
-
-# Kinetics-400 RGB statistics, as used by the R(2+1)D-18 video encoder (values in [0, 1]).
-VIDEO_MEAN = (0.43216, 0.394666, 0.37645)
-VIDEO_STD = (0.22803, 0.22145, 0.216989)
 
 KINDS = {"movie": ("movie",), "movies": ("movie",), "episode": ("episode",),
          "episodes": ("episode",), "both": ("movie", "episode")}
@@ -67,48 +63,6 @@ GENRE_MIX = ("natural", "uniform")
 
 class BadRecordError(ValueError):
   """A snippet record that cannot be decoded or has the wrong shape."""
-
-
-def default_config():
-  """Data config; the pretraining config embeds it as `config.data`."""
-  c = ml_collections.ConfigDict()
-  c.dataset = ()  # dataset dir(s) written by ingest; titles of all of them are pooled
-  # Title selection (select_titles).
-  c.split = "train"
-  c.eval_split = "val"
-  c.kinds = "both"  # "movie", "episode" or "both"
-  c.genres = ml_collections.config_dict.placeholder(tuple)  # None: all; else any-of
-  c.title_budget = 0  # >0: use this many titles (Section 4.2 genre ablation: 1.6K movies)
-  c.genre_mix = "natural"  # budget drawn at random ("natural") or evenly per genre
-  # Sampling policy (Section 3).
-  c.k = 16
-  c.w = -1  # sampling window in snippets; -1: w = M_n (no temporal constraint)
-  c.title_weights = "uniform"
-  c.seed = 0
-  # Video (Section 4.1): 16 frames, shorter side 190, random 158x158 crop.
-  c.num_frames = 16  # a divisor of the stored frames: taken with a stride
-  c.short_side = 190
-  c.crop_size = 158
-  c.color_jitter = 0.0  # sigma of Table 2; 0 = off
-  c.video_mean = VIDEO_MEAN
-  c.video_std = VIDEO_STD
-  # Audio (Section 4.1): log-mel, 96 filters, FFT 2048, hop 512 at 48 kHz.
-  c.sample_rate = audio.SAMPLE_RATE
-  c.mel_bins = audio.MEL_BINS
-  c.n_fft = audio.N_FFT
-  c.hop = audio.HOP
-  c.mel_lower_hz = audio.MEL_LOWER_HZ
-  c.mel_upper_hz = audio.MEL_UPPER_HZ
-  c.log_floor = audio.LOG_FLOOR
-  c.audio_mean = audio.MEL_MEAN
-  c.audio_std = audio.MEL_STD
-  c.audio_mask_fraction = 0.25  # band dropout, up to 25% of the time or frequency axis
-  # Machinery.
-  c.skip_bad_records = False
-  c.prefetch = 2  # host batches
-  c.num_parallel = -1  # parallel decode calls; -1 = tf.data.AUTOTUNE
-  c.open_files = 128  # titles whose record file and index stay open
-  return c
 
 
 # ---------------------------------------------------------------------------
