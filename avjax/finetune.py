@@ -43,6 +43,81 @@ BACKBONE = {"video": "video_encoder", "audio": "audio_encoder"}  # names inside 
 MODES = ("finetune", "linear")
 
 
+
+# ---------------------------------------------------------------------------
+# The paper's downstream protocol (Sections 4.1 and 7.2), shared by configs/downstream/*.py.
+
+VIDEO_DATASETS = ("ucf101", "hmdb51")
+
+
+def protocol_config(dataset, arg, *, num_epochs, eval_batch_size):
+  """The config of `configs/downstream/<dataset>.py` from its parsed args.
+
+  SGD with momentum 0.9 and weight decay 1e-4, lr 1e-3 -> 0.2 linearly over the first 25
+  epochs then cosine, batch 96; `arg` has data, split, mode, init, runlocal and, for video,
+  res ("default": scale jitter [181, 226], crop 158; "high": Table 5's sizes scaled like
+  pretraining's 224 -> 200).
+  """
+  from avjax.data import downstream  # pylint: disable=g-import-not-at-top
+  video = dataset in VIDEO_DATASETS
+  config = ml_collections.ConfigDict()
+  config.dataset = dataset
+  config.split = arg.split
+  config.mode = arg.mode
+  config.init = arg.init            # export dir (python -m avjax.export)
+  config.init_torch = ""            # or a torchvision-layout state dict (.npz, .pth)
+  config.init_torch_prefix = ""     # key prefix of the encoder inside that state dict
+  config.seed = 0
+
+  config.data = downstream.default_config(dataset)
+  config.data.data_dir = arg.data
+  res = arg.get("res", "default")
+  if res == "high" and video:
+    config.data.scale_min, config.data.scale_max = 213, 266
+    config.data.crop_size = 200
+    config.data.test_short_side = 213
+  elif res != "default":
+    raise ValueError(f"res={res!r}: expected 'default'" + (" or 'high'" if video else ""))
+
+  config.model = av.default_config()  # the export's architecture replaces this one
+  config.dropout = 0.0
+  config.batch_size = 96
+  config.eval_batch_size = eval_batch_size  # test clips per batch (x 30 or 10 views)
+  config.num_epochs = num_epochs
+  config.total_steps = 0       # >0 overrides num_epochs
+  # Micro-batches per step (gradients averaged): fits the batch on fewer accelerators,
+  # e.g. 8 on one GPU gives 8 x 12, the per-GPU batch of an 8-GPU run.
+  config.grad_accum_steps = 1
+  config.optimizer = ml_collections.ConfigDict(dict(
+      lr_init=1e-3, lr_peak=0.2, lr_end=0.0, warmup_epochs=25.0, momentum=0.9,
+      weight_decay=1e-4, nesterov=False))
+  config.log_every_steps = 50 if video else 10
+  config.checkpoint_every_steps = 1000 if video else 500
+  config.keep_checkpoints = 2
+  config.eval_every_steps = 0  # >0: also test every N steps
+
+  if arg.runlocal:  # tiny encoders, clips and step count: a minute on a CPU
+    config.model.video.name = "r2plus1d_tiny"
+    config.model.audio.name = "resnet_audio_tiny"
+    config.model.dtype = "float32"
+    if video:
+      config.data.num_frames = 4
+      config.data.scale_min, config.data.scale_max = 20, 24
+      config.data.crop_size = 16
+      config.data.test_short_side = 20
+    else:
+      config.data.clip_seconds = 0.5
+    config.data.test_clips = 2
+    config.data.shuffle_buffer = 16
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.total_steps = 4
+    config.optimizer.lr_peak = 0.05
+    config.optimizer.warmup_epochs = 1.0
+    config.log_every_steps = 2
+    config.checkpoint_every_steps = 2
+  return config
+
 # ---------------------------------------------------------------------------
 # Model.
 
