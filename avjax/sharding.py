@@ -18,7 +18,10 @@ DATA_AXIS = "data"
 
 # Environment variables that mark a multi-process launch that jax.distributed.initialize()
 # auto-detects (SLURM srun, Open MPI mpirun, TPU pod VMs, Kubernetes Indexed Jobs).
+# AVJAX_DISTRIBUTED=1 asks for it explicitly (launch/tpu_pod.sh sets it: a TPU VM's
+# workers are found through its metadata server, not the environment).
 _CLUSTER_MARKERS = {
+    "AVJAX_DISTRIBUTED": lambda v: v == "1",
     "SLURM_NTASKS": lambda v: int(v) > 1,
     "OMPI_COMM_WORLD_SIZE": lambda v: int(v) > 1,
     "TPU_WORKER_HOSTNAMES": lambda v: "," in v,

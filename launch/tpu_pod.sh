@@ -74,7 +74,7 @@ fi
 
 # 3. Training, on every worker at once.
 main_cmd="$(printf '%q ' python -m avjax.main --config="$CONFIG" --workdir="$WORKDIR" "$@")"
-on_all_workers "cd ~/$REMOTE_DIR && source .venv/bin/activate && $main_cmd"
+on_all_workers "cd ~/$REMOTE_DIR && source .venv/bin/activate && AVJAX_DISTRIBUTED=1 $main_cmd"
 
 if [[ -z "${DRY_RUN:-}" ]]; then
   echo "[avjax] done. If $WORKDIR/export/model_config.json is missing, the run stopped early" \
