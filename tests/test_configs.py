@@ -314,7 +314,7 @@ def test_tpu_pod_runs_on_all_workers():
              for c in gcloud)
   install, train = (c[-1].partition("=")[2] for c in gcloud)
   assert "EXTRAS=tpu,data source launch/env.sh" in install
-  assert shlex.split(train.partition("&& source .venv/bin/activate && ")[2]) == [
+  assert shlex.split(train.partition("&& source .venv/bin/activate && ")[2]) == ["AVJAX_DISTRIBUTED=1",
       "python", "-m", "avjax.main", "--config=configs/pretrain.py:k=16",
       "--workdir=/mnt/shared/runs/x", "--config.batch_size=256"]
 
