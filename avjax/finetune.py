@@ -58,7 +58,7 @@ def protocol_config(dataset, arg, *, num_epochs, eval_batch_size):
   res ("default": scale jitter [181, 226], crop 158; "high": Table 5's sizes scaled like
   pretraining's 224 -> 200).
   """
-  from avjax.data import downstream  # pylint: disable=g-import-not-at-top
+  from avjax.data import downstream_input  # pylint: disable=g-import-not-at-top
   video = dataset in VIDEO_DATASETS
   config = ml_collections.ConfigDict()
   config.dataset = dataset
@@ -69,7 +69,7 @@ def protocol_config(dataset, arg, *, num_epochs, eval_batch_size):
   config.init_torch_prefix = ""     # key prefix of the encoder inside that state dict
   config.seed = 0
 
-  config.data = downstream.default_config(dataset)
+  config.data = downstream_input.default_config(dataset)
   config.data.data_dir = arg.data
   res = arg.get("res", "default")
   if res == "high" and video:
@@ -386,7 +386,7 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
   """
   # Imported here: the model and steps above must import where only JAX is installed.
   from clu import metric_writers, parameter_overview, periodic_actions  # pylint: disable=g-import-not-at-top
-  from avjax.data import downstream  # pylint: disable=g-import-not-at-top
+  from avjax.data import downstream_input  # pylint: disable=g-import-not-at-top
 
   _check_config(config)
   workdir = os.path.abspath(workdir)
@@ -402,14 +402,14 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
   batch_sharding = sharding.batch_sharding(mesh)
 
   # --- Checkpoints (to know where the input stream starts).
-  info = downstream.describe(config.data, config.split)  # checks the data first
+  info = downstream_input.describe(config.data, config.split)  # checks the data first
   ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
                                  keep=config.keep_checkpoints)
   start_step = ckpt.latest_step() or 0
 
   # --- Input. A resumed run reseeds the stream (order and augmentations) by its step.
   local_batch = sharding.local_batch_size(config.batch_size)
-  train_iter = downstream.train_dataset(
+  train_iter = downstream_input.train_dataset(
       config.data, config.split, batch_size=local_batch,
       seed=config.data.seed + start_step, process_index=jax.process_index(),
       process_count=jax.process_count()).as_numpy_iterator()
@@ -467,7 +467,7 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
 
   def evaluate(step):
     totals = dict(correct=0.0, view_correct=0.0, count=0.0)
-    batches = downstream.test_batches(
+    batches = downstream_input.test_batches(
         config.data, config.split, batch_size=sharding.local_batch_size(config.eval_batch_size),
         num_test=info["num_test"], process_index=jax.process_index(),
         process_count=jax.process_count())
@@ -482,7 +482,8 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
     view_top1 = totals["view_correct"] / totals["count"]
     writer.write_scalars(step, {"test/top1": top1, "test/view_top1": view_top1})
     logging.info("step %d: test top-1 %.4f over %d clips (%d views each; single view %.4f)",
-                 step, top1, totals["count"], downstream.views_per_clip(config.data), view_top1)
+                 step, top1, totals["count"], downstream_input.views_per_clip(config.data),
+                 view_top1)
     return top1, view_top1
 
   # --- Loop.
@@ -539,7 +540,7 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
         dataset=config.dataset, split=int(config.split), mode=config.mode,
         init=config.get("init", ""), init_torch=config.get("init_torch", ""),
         top1=top1, view_top1=view_top1, num_test=int(info["num_test"]),
-        views_per_clip=downstream.views_per_clip(config.data),
+        views_per_clip=downstream_input.views_per_clip(config.data),
         num_train=int(info["num_train"]), num_classes=int(info["num_classes"]),
         step=int(step), encoder=model_config[kind].to_dict(), dtype=model_config.dtype)
     if jax.process_index() == 0:

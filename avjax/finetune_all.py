@@ -91,16 +91,16 @@ def load_config(dataset, arg):
 
 def prepared_dir(dataset, root, workdir, workers=1):
   """`root` if it is a prepared directory, else its preparation into WORKDIR/data/<dataset>."""
-  from avjax.data import downstream  # pylint: disable=g-import-not-at-top
-  if os.path.exists(os.path.join(root, downstream.MANIFEST)):
+  from avjax.data import downstream_prepare  # pylint: disable=g-import-not-at-top
+  if os.path.exists(os.path.join(root, downstream_prepare.MANIFEST)):
     return root
   output = os.path.join(workdir, "data", dataset)
   logging.info("%s: %s is not a prepared directory; preparing it into %s", dataset, root, output)
-  report = downstream.prepare(dataset, root, output, workers=workers)
+  report = downstream_prepare.prepare(dataset, root, output, workers=workers)
   skipped = report["counts"]["unreadable"] + report["counts"]["missing"]
   if skipped:
     logging.warning("%s: %d clip(s) skipped; see %s", dataset, skipped,
-                    os.path.join(output, downstream.REPORT))
+                    os.path.join(output, downstream_prepare.REPORT))
   return output
 
 

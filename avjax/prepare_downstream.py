@@ -37,8 +37,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  from avjax.data import downstream  # pylint: disable=g-import-not-at-top
-  report = downstream.prepare(
+  from avjax.data import downstream_prepare  # pylint: disable=g-import-not-at-top
+  report = downstream_prepare.prepare(
       FLAGS.dataset, FLAGS.root, FLAGS.output, workers=FLAGS.workers, fps=FLAGS.fps,
       short_side=FLAGS.short_side, sample_rate=FLAGS.sample_rate,
       jpeg_quality=FLAGS.jpeg_quality, clips_per_shard=FLAGS.clips_per_shard)

@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from avjax.data import audio as audio_lib
 from avjax.data import downstream
+from avjax.data import downstream_input
+from avjax.data import downstream_prepare
 
 # ---------------------------------------------------------------------------
 # Tiny datasets in each standard layout (also used by test_finetune.py).
@@ -116,7 +118,7 @@ def make_esc50(root, seconds=1.0):
 
 
 def tiny_video_config(data_dir, **overrides):
-  c = downstream.default_config("ucf101")
+  c = downstream_input.default_config("ucf101")
   c.data_dir = data_dir
   c.num_frames, c.crop_size, c.scale_min, c.scale_max = 4, 16, 20, 24
   c.test_short_side, c.shuffle_buffer = 20, 8
@@ -132,8 +134,8 @@ def ucf_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ucf_prepared(ucf_root, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("ucf101_prepared"))
-  report = downstream.prepare("ucf101", ucf_root, out, short_side=24, clips_per_shard=4,
-                              progress=False)
+  report = downstream_prepare.prepare("ucf101", ucf_root, out, short_side=24,
+                                      clips_per_shard=4, progress=False)
   return out, report
 
 
@@ -246,7 +248,7 @@ def test_decode_video_picks_frames_by_timestamp(tmp_path):
   # 25 fps source, frame i a flat grey of 4 i: at 10 fps, frame k is source frame floor(2.5 k).
   path = str(tmp_path / "ramp.avi")
   write_video(path, seconds=2.0, levels=[4 * i for i in range(50)], codec="ffv1")
-  frames, duration = downstream.decode_video(path, fps=10, short_side=16)
+  frames, duration = downstream_prepare.decode_video(path, fps=10, short_side=16)
   assert len(frames) == 20 and duration == pytest.approx(2.0)
   levels = [float(tf.io.decode_jpeg(f).numpy().mean()) for f in frames]
   assert tf.io.decode_jpeg(frames[0]).shape == (16, 20, 3)  # shorter side 16, aspect kept
@@ -256,7 +258,7 @@ def test_decode_video_picks_frames_by_timestamp(tmp_path):
 def test_prepare_writes_records_manifest_and_report(ucf_root, ucf_prepared, tmp_path):
   out, report = ucf_prepared
   assert report["counts"] == dict(listed=6, prepared=6, missing=0, unreadable=0, unlisted=0)
-  manifest = downstream.load_manifest(out)
+  manifest = downstream_prepare.load_manifest(out)
   assert manifest["classes"] == list(UCF_CLASSES) and len(manifest["clips"]) == 6
   assert [s["num_clips"] for s in manifest["shards"]] == [3, 3]  # clip j in shard j mod 2
   assert all(c["num_frames"] == 20 for c in manifest["clips"])  # 2 s at 10 fps
@@ -271,29 +273,29 @@ def test_prepare_writes_records_manifest_and_report(ucf_root, ucf_prepared, tmp_
   broken = root / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g02_c01.avi"
   broken.write_bytes(b"not a video at all")
   out2 = str(tmp_path / "out")
-  report = downstream.prepare("ucf101", str(root), out2, short_side=24, clips_per_shard=4,
-                              progress=False)
+  report = downstream_prepare.prepare("ucf101", str(root), out2, short_side=24,
+                                      clips_per_shard=4, progress=False)
   assert report["counts"]["prepared"] == 5 and report["counts"]["unreadable"] == 1
   assert report["unreadable"][0]["id"] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01"
-  with open(os.path.join(out2, downstream.REPORT)) as f:
+  with open(os.path.join(out2, downstream_prepare.REPORT)) as f:
     assert json.load(f)["counts"]["unreadable"] == 1
-  manifest = downstream.load_manifest(out2)
+  manifest = downstream_prepare.load_manifest(out2)
   assert "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01" not in manifest["splits"]["2"]["test"]
 
   # A rerun keeps finished shards (their summaries are not rewritten).
-  shard_json = os.path.join(out2, downstream.SHARDS_DIR, "shard-00000.json")
+  shard_json = os.path.join(out2, downstream_prepare.SHARDS_DIR, "shard-00000.json")
   before = os.stat(shard_json).st_mtime_ns
-  downstream.prepare("ucf101", str(root), out2, short_side=24, clips_per_shard=4,
-                     progress=False)
+  downstream_prepare.prepare("ucf101", str(root), out2, short_side=24, clips_per_shard=4,
+                             progress=False)
   assert os.stat(shard_json).st_mtime_ns == before
 
 
 def test_prepare_esc50_audio(tmp_path):
   root = make_esc50(str(tmp_path / "esc"), seconds=0.5)
   out = str(tmp_path / "out")
-  report = downstream.prepare("esc50", root, out, progress=False)
+  report = downstream_prepare.prepare("esc50", root, out, progress=False)
   assert report["counts"]["prepared"] == 10
-  manifest = downstream.load_manifest(out)
+  manifest = downstream_prepare.load_manifest(out)
   # 0.5 s at 44.1 kHz resampled to 48 kHz.
   assert all(abs(c["num_samples"] - 24000) <= 64 for c in manifest["clips"])
 
@@ -305,14 +307,14 @@ def test_prepare_esc50_audio(tmp_path):
 def test_train_and_test_batches_from_prepared_records(ucf_prepared):
   out, _ = ucf_prepared
   c = tiny_video_config(out)
-  info = downstream.describe(c, 1)
+  info = downstream_input.describe(c, 1)
   assert info == dict(classes=list(UCF_CLASSES), num_classes=2, num_train=4, num_test=2)
-  batch = next(downstream.train_dataset(c, 1, batch_size=4).as_numpy_iterator())
+  batch = next(downstream_input.train_dataset(c, 1, batch_size=4).as_numpy_iterator())
   assert batch["video"].shape == (4, 4, 16, 16, 3) and batch["video"].dtype == np.float32
   assert set(batch["label"]) <= {0, 1}
   assert np.isfinite(batch["video"]).all() and abs(batch["video"].mean()) < 3
 
-  batches = list(downstream.test_batches(c, 1, batch_size=3, num_test=2))
+  batches = list(downstream_input.test_batches(c, 1, batch_size=3, num_test=2))
   assert len(batches) == 1
   assert batches[0]["video"].shape == (3, 30, 4, 16, 16, 3)
   np.testing.assert_array_equal(batches[0]["mask"], [1, 1, 0])
@@ -321,8 +323,8 @@ def test_train_and_test_batches_from_prepared_records(ucf_prepared):
   # Two hosts: each test clip is read by exactly one, and both yield the same batch count.
   seen = []
   for p in range(2):
-    host = list(downstream.test_batches(c, 1, batch_size=1, num_test=2, process_index=p,
-                                        process_count=2))
+    host = list(downstream_input.test_batches(c, 1, batch_size=1, num_test=2, process_index=p,
+                                              process_count=2))
     assert len(host) == 1
     seen += [b["label"][0] for b in host if b["mask"][0]]
   assert sorted(seen) == [0, 1]
@@ -338,7 +340,7 @@ def test_video_test_views_are_10_clips_by_3_crops():
   length, num_frames, crop = 25, 4, 16
   c = tiny_video_config("", num_frames=num_frames, crop_size=crop, test_short_side=crop)
   frames = tf.constant(_coordinate_frames(length, crop, 40))  # no resize: pixels exact
-  views = np.round(downstream.video_test_views(frames, 1.0, c).numpy() * 255)
+  views = np.round(downstream_input.video_test_views(frames, 1.0, c).numpy() * 255)
   assert views.shape == (30, num_frames, crop, crop, 3)
   starts = np.floor(np.linspace(0, length - num_frames, 10))  # first to last fitting start
   for v in range(30):
@@ -352,7 +354,7 @@ def test_video_test_views_portrait_and_source_frame_rate():
   # Portrait frames crop top / center / bottom; a 25 fps source is read at 10 fps.
   c = tiny_video_config("", num_frames=4, crop_size=16, test_short_side=16, test_clips=2)
   frames = tf.constant(_coordinate_frames(25, 40, 16))
-  views = np.round(downstream.video_test_views(frames, 2.5, c).numpy() * 255)
+  views = np.round(downstream_input.video_test_views(frames, 2.5, c).numpy() * 255)
   assert views.shape == (6, 4, 16, 16, 3)
   for v, y0 in zip(range(3), (0, 12, 24)):
     np.testing.assert_array_equal(views[v, 0, :, 0, 2], 6 * (y0 + np.arange(16)))
@@ -363,23 +365,23 @@ def test_video_test_views_portrait_and_source_frame_rate():
 def test_video_train_view_crop_flip_and_jitter():
   c = tiny_video_config("", num_frames=4, crop_size=16, scale_min=20, scale_max=24)
   frames = tf.constant(_coordinate_frames(30, 32, 40))
-  a = downstream.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
-  b = downstream.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
+  a = downstream_input.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
+  b = downstream_input.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
   assert a.shape == (4, 16, 16, 3) and 0 <= a.min() and a.max() <= 1
   np.testing.assert_array_equal(a, b)  # a pure function of the seed
   # Consecutive frames of a clip: the frame-index channel grows by one source frame.
   c.color_jitter = 0.0
   c.flip = False
-  v = downstream.video_train_view(frames, 1.0, tf.constant([3, 4], tf.int64), c).numpy()
+  v = downstream_input.video_train_view(frames, 1.0, tf.constant([3, 4], tf.int64), c).numpy()
   np.testing.assert_allclose(np.diff(v[:, 8, 8, 0] * 255), 10, atol=1e-3)
 
 
 def test_audio_test_views_are_10_uniform_clips():
-  c = downstream.default_config("esc50")
+  c = downstream_input.default_config("esc50")
   c.clip_seconds = 0.25
   rng = np.random.default_rng(0)
   pcm = (rng.standard_normal(48000) * 3000).astype(np.int16)  # 1 s at 48 kHz
-  views = downstream.audio_test_views(tf.constant(pcm), c).numpy()
+  views = downstream_input.audio_test_views(tf.constant(pcm), c).numpy()
   size = 12000
   starts = np.round(np.linspace(0, 48000 - size, 10)).astype(int)
   assert views.shape == (10, 96, audio_lib.num_frames(size), 1)
@@ -392,7 +394,8 @@ def test_time_frequency_mask_bounds():
   spec = tf.ones([96, 100, 1])
   widths = []
   for i in range(40):
-    out = downstream.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64)).numpy()[..., 0]
+    out = downstream_input.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
+    out = out.numpy()[..., 0]
     zero_rows = np.where((out == 0).all(1))[0]
     zero_cols = np.where((out == 0).all(0))[0]
     # One contiguous band per axis, each at most half of it; everything else untouched.
@@ -408,10 +411,10 @@ def test_time_frequency_mask_bounds():
 
 
 def test_audio_train_view_shape():
-  c = downstream.default_config("esc50")
+  c = downstream_input.default_config("esc50")
   c.clip_seconds = 0.25
   pcm = tf.zeros([8000], tf.int16)  # shorter than a clip: zero-padded
-  spec = downstream.audio_train_view(pcm, tf.constant([0, 1], tf.int64), c)
+  spec = downstream_input.audio_train_view(pcm, tf.constant([0, 1], tf.int64), c)
   assert spec.shape == (96, audio_lib.num_frames(12000), 1)
 
 
@@ -419,11 +422,11 @@ def test_tfds_source_without_download(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   c = tiny_video_config(str(tmp_path), source="tfds", test_clips=2)
   with pytest.raises(FileNotFoundError, match="ucf101/ucf101_1.*is not generated"):
-    downstream.describe(c, 1)
+    downstream_input.describe(c, 1)
   with tfds.testing.mock_data(num_examples=3):
-    batch = next(downstream.train_dataset(c, 1, batch_size=2).as_numpy_iterator())
+    batch = next(downstream_input.train_dataset(c, 1, batch_size=2).as_numpy_iterator())
     assert batch["video"].shape == (2, 4, 16, 16, 3)
-    batches = list(downstream.test_batches(c, 1, batch_size=2, num_test=3))
+    batches = list(downstream_input.test_batches(c, 1, batch_size=2, num_test=3))
   assert [b["mask"].sum() for b in batches] == [2, 1]
   assert batches[0]["video"].shape == (2, 6, 4, 16, 16, 3)
 
@@ -431,11 +434,11 @@ def test_tfds_source_without_download(tmp_path):
 def test_config_errors():
   c = tiny_video_config("", crop_size=30)
   with pytest.raises(ValueError, match="crop_size 30 must be <= data.scale_min 20"):
-    downstream.describe(c, 1)
-  c = downstream.default_config("esc50")
+    downstream_input.describe(c, 1)
+  c = downstream_input.default_config("esc50")
   c.source = "tfds"
   with pytest.raises(ValueError, match="exists for ucf101 only"):
-    downstream.describe(c, 1)
+    downstream_input.describe(c, 1)
   c = tiny_video_config("/nonexistent")
   with pytest.raises(FileNotFoundError, match="prepare the dataset first"):
-    downstream.describe(c, 1)
+    downstream_input.describe(c, 1)

@@ -14,7 +14,7 @@ import pytest
 from avjax import checkpoint
 from avjax import finetune
 from avjax import finetune_all
-from avjax.data import downstream
+from avjax.data import downstream_prepare
 from avjax.models import av
 from avjax.models import convert
 
@@ -229,7 +229,7 @@ def _read_metrics(run_dir):
 
 def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir, tmp_path):
   data = str(tmp_path / "esc50_prepared")
-  downstream.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
+  downstream_prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
   workdir = str(tmp_path / "runs")
   run_dir = os.path.join(workdir, "esc50", "split1")
   overrides = "data.test_clips=10,grad_accum_steps=1"
@@ -263,8 +263,8 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
 
 def test_linear_video_run_keeps_the_exported_backbone(export_dir, tmp_path):
   data = str(tmp_path / "ucf101_prepared")
-  downstream.prepare("ucf101", make_ucf101(str(tmp_path / "ucf101")), data, short_side=24,
-                     progress=False)
+  downstream_prepare.prepare("ucf101", make_ucf101(str(tmp_path / "ucf101")), data,
+                             short_side=24, progress=False)
   config = _config("ucf101", f"data={data},mode=linear,init={export_dir},runlocal",
                    "total_steps=2,data.test_clips=10")
   run_dir = str(tmp_path / "run")
