@@ -5,7 +5,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from avjax.models.r2plus1d import conv_init
+from avjax.models.layers import conv_init
 
 
 def global_average_pool(x):

@@ -9,16 +9,13 @@ channels-last tensor, and 2-D convs are much better served by cuDNN/XLA than
   temporal (kt, 1, cin, cout)   <->  torch (cout, cin, kt, 1, 1)
 """
 
-import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-ModuleDef = Callable[..., nn.Module]
-
-# torchvision initialises convs with kaiming_normal_(mode="fan_out", relu).
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+from avjax.models import layers
+from avjax.models.layers import ModuleDef
 
 
 def over_frames(layer, x):
@@ -103,12 +100,8 @@ class R2Plus1D(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init,
-                             dtype=self.dtype, param_dtype=self.param_dtype)
-    # torch momentum 0.1 (weight of the new batch) is flax momentum 0.9.
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
+    conv, norm = layers.conv_and_norm(train=train, dtype=self.dtype,
+                                      param_dtype=self.param_dtype)
     x = jnp.asarray(x, self.dtype)
     x = over_frames(conv(self.stem_widths[0], (7, 7), strides=(2, 2),
                          padding=((3, 3), (3, 3)), name="stem_spatial"), x)
@@ -116,11 +109,7 @@ class R2Plus1D(nn.Module):
     x = over_time(conv(self.stem_widths[1], (3, 1), padding=((1, 1), (0, 0)),
                        name="stem_temporal"), x)
     x = nn.relu(norm(name="stem_bn2")(x))
-    for i, (size, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
-      for j in range(size):
-        stride = 2 if i > 0 and j == 0 else 1
-        x = BasicBlock(width, stride, conv, norm, name=f"layer{i + 1}_{j}")(x)
-    return x
+    return layers.stages(x, BasicBlock, self.stage_sizes, self.stage_widths, conv, norm)
 
 
 def r2plus1d_18(**overrides):

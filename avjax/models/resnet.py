@@ -3,16 +3,13 @@
 Kernels are (kh, kw, cin, cout), torchvision's (cout, cin, kh, kw) transposed.
 """
 
-import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-ModuleDef = Callable[..., nn.Module]
-
-# torchvision initialises convs with kaiming_normal_(mode="fan_out", relu).
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+from avjax.models import layers
+from avjax.models.layers import ModuleDef
 
 
 class BasicBlock(nn.Module):
@@ -55,22 +52,14 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init,
-                             dtype=self.dtype, param_dtype=self.param_dtype)
-    # torch momentum 0.1 (weight of the new batch) is flax momentum 0.9.
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
+    conv, norm = layers.conv_and_norm(train=train, dtype=self.dtype,
+                                      param_dtype=self.param_dtype)
     x = jnp.asarray(x, self.dtype)
     x = conv(self.stem_width, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
              name="conv1")(x)
     x = nn.relu(norm(name="bn1")(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    for i, (size, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
-      for j in range(size):
-        stride = 2 if i > 0 and j == 0 else 1
-        x = BasicBlock(width, stride, conv, norm, name=f"layer{i + 1}_{j}")(x)
-    return x
+    return layers.stages(x, BasicBlock, self.stage_sizes, self.stage_widths, conv, norm)
 
 
 def resnet18_audio(**overrides):
