@@ -173,3 +173,19 @@ def test_eight_devices_match_one(dataset):
   np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_path):
+  from avjax import export  # pylint: disable=g-import-not-at-top
+  _, workdir, state = uninterrupted
+  assert export.export(workdir, str(tmp_path / "exported"), step=2) == 2
+  variables, _ = checkpoint.load_export(tmp_path / "exported")
+  at_end, _ = checkpoint.load_export(os.path.join(workdir, "export"))
+  assert set(variables["batch_stats"]) == {"video_encoder", "audio_encoder"}
+  # Step 2's weights, not the final ones that training exported.
+  leaf = lambda v: np.asarray(jax.tree.leaves(v["params"]["video_encoder"])[0])
+  assert not np.allclose(leaf(variables), leaf(at_end))
+  np.testing.assert_array_equal(leaf(at_end),
+                                np.asarray(jax.tree.leaves(state["params"]["video_encoder"])[0]))
+  with pytest.raises(FileNotFoundError, match="no config.json"):
+    export.export(str(tmp_path), str(tmp_path / "x"))
