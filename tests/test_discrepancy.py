@@ -1,0 +1,245 @@
+"""Discrepancy measures (paper Eq. 2), the linear probe, the periodic hook and the study script."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tiny_dataset
+from avjax import discrepancy
+from avjax import plots
+from avjax import probe
+from avjax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------
+# Densities and KL.
+
+
+def test_kl_of_identical_histograms_is_zero():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=5000)
+  edges = discrepancy.shared_edges([x], bins=40)
+  p = discrepancy.histogram_mass(x, edges)
+  assert discrepancy.kl_divergence(p, p) == 0.0
+  assert np.isclose(p.sum(), 1.0)
+  # Empty bins get pseudo-counts, so KL against a disjoint sample stays finite.
+  q = discrepancy.histogram_mass(x + 100, edges)
+  assert np.isfinite(discrepancy.kl_divergence(p, q))
+  assert discrepancy.kl_divergence([0.5, 0.5], [1.0, 0.0]) == float("inf")
+
+
+def test_kl_of_gaussians_matches_the_closed_form():
+  rng = np.random.default_rng(1)
+  m1, s1, m2, s2 = 0.0, 1.0, 1.0, 1.5
+  p = rng.normal(m1, s1, 200_000)
+  q = rng.normal(m2, s2, 200_000)
+
+  def closed(ma, sa, mb, sb):  # KL(N(ma, sa^2) || N(mb, sb^2))
+    return np.log(sb / sa) + (sa ** 2 + (ma - mb) ** 2) / (2 * sb ** 2) - 0.5
+
+  edges = discrepancy.shared_edges([p, q], bins=100, quantile=0.001)
+  mp, mq = (discrepancy.histogram_mass(x, edges) for x in (p, q))
+  assert discrepancy.kl_divergence(mp, mq) == pytest.approx(closed(m1, s1, m2, s2), abs=0.03)
+  assert discrepancy.kl_divergence(mq, mp) == pytest.approx(closed(m2, s2, m1, s1), abs=0.06)
+
+
+# ---------------------------------------------------------------------------
+# S+, S-, S!= bookkeeping.
+
+# Rows of a hand-made held-out set: title 7 has 3 snippets, title 2 has 2, title 5 has 1;
+# rows are deliberately not sorted by title.
+TITLES = np.array([7, 2, 7, 5, 2, 7])
+
+
+def test_pair_sets_of_a_hand_made_set():
+  pairs = discrepancy.all_pairs(TITLES)
+  as_set = lambda name: set(zip(*(a.tolist() for a in pairs[name])))
+  assert as_set("S+") == {(i, i) for i in range(6)}
+  assert as_set("S-") == {(0, 2), (2, 0), (0, 5), (5, 0), (2, 5), (5, 2), (1, 4), (4, 1)}
+  neq = as_set("S!=")
+  assert len(neq) == 36 - 9 - 4 - 1 == 22
+  assert all(TITLES[i] != TITLES[j] for i, j in neq)
+  assert discrepancy.pair_counts(TITLES) == {"S+": 6, "S-": 8, "S!=": 22}
+  assert as_set("S+") | as_set("S-") | neq == {(i, j) for i in range(6) for j in range(6)}
+
+
+@pytest.mark.parametrize("name", ["S-", "S!="])
+def test_sampled_pairs_are_uniform_over_their_set(name):
+  everything = set(zip(*(a.tolist() for a in discrepancy.all_pairs(TITLES)[name])))
+  rng = np.random.default_rng(0)
+  i, j = discrepancy.sample_pairs(TITLES, name, 44_000, rng)
+  drawn = list(zip(i.tolist(), j.tolist()))
+  assert set(drawn) == everything  # only pairs of the set, and all of them
+  counts = np.array([drawn.count(p) for p in sorted(everything)])
+  expected = len(drawn) / len(everything)
+  assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_make_pairs_subsamples_only_large_sets():
+  pairs, info = discrepancy.make_pairs(TITLES, max_pairs=10, seed=0)
+  assert info["S+"] == dict(total=6, used=6, sampled=False)
+  assert info["S-"] == dict(total=8, used=8, sampled=False)
+  assert info["S!="] == dict(total=22, used=10, sampled=True)
+  i, j = pairs["S!="]
+  assert np.all(TITLES[i] != TITLES[j])
+
+
+def test_measures_see_title_structure():
+  # Similarities of S- sit between S+ and S!=: KL(S-||S!=) > 0 and the gap is positive.
+  rng = np.random.default_rng(0)
+  sims = {"S+": rng.normal(3, 1, 400), "S-": rng.normal(1, 1, 4000),
+          "S!=": rng.normal(0, 1, 40000)}
+  result, edges, mass = discrepancy.measures(sims, bins=50)
+  kl = result["kl"]
+  assert len(edges) == 51 and all(np.isclose(m.sum(), 1) for m in mass.values())
+  assert kl["KL(S-||S!=)"] > 0.3
+  assert kl["KL(S!=||S+)"] > kl["KL(S-||S+)"] > 0 and result["gap"] > 0
+  # One held-out title: no S!=, its divergences are NaN, the rest still computed.
+  result, _, _ = discrepancy.measures({"S+": sims["S+"], "S-": sims["S-"], "S!=": []})
+  assert np.isnan(result["kl"]["KL(S-||S!=)"]) and np.isfinite(result["kl"]["KL(S-||S+)"])
+
+
+def test_merge_results_replaces_a_step_and_keeps_its_probe(tmp_path):
+  path = str(tmp_path / "discrepancy.json")
+  discrepancy.merge_results(path, dict(step=4, kl={"a": 1.0}, probe={"video": 0.5}), {})
+  discrepancy.merge_results(path, dict(step=2, kl={"a": 2.0}), {"bins": 50})
+  data = discrepancy.merge_results(path, dict(step=4, kl={"a": 3.0}), {"bins": 50})
+  assert [e["step"] for e in data["steps"]] == [2, 4]
+  assert data["steps"][1] == dict(step=4, kl={"a": 3.0}, probe={"video": 0.5})
+  assert json.load(open(path)) == data
+
+
+# ---------------------------------------------------------------------------
+# Probe.
+
+
+def test_probe_recovers_a_planted_linear_signal():
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(16, 5))
+  x = rng.normal(size=(1200, 16)) * 3 + 7  # scaled and shifted: standardization matters
+  y = np.argmax((x - 7) @ w, axis=1)
+  acc = probe.probe_accuracy(x[:1000], y[:1000], x[1000:], y[1000:], 5)
+  assert acc > 0.9
+  noise = rng.normal(size=(1200, 16))
+  assert probe.probe_accuracy(noise[:1000], y[:1000], noise[1000:], y[1000:], 5) < 0.5
+
+
+def test_snippet_labels_by_time_overlap():
+  events = [dict(start=0.3, end=2.9, **{"class": 4}), dict(start=3.5, end=6.0, **{"class": 1}),
+            dict(start=6.2, end=7.0, **{"class": 2}), dict(start=9.0, end=9.5, **{"class": 3})]
+  # Snippets of 3.2 s: [0, 3.2) [3.2, 6.4) [6.4, 9.6) [9.6, 12.8)
+  labels = probe.snippet_labels(events, 4, 3.2)
+  assert labels.tolist() == [4, 1, 2, -1]  # [6.4, 9.6): class 2 overlaps 0.6 s, class 3 0.5 s
+
+
+def test_find_labels_next_to_the_sources(tmp_path):
+  source = tmp_path / "synthetic"
+  (source / "movies").mkdir(parents=True)
+  (source / "labels.json").write_text("{}")
+  titles = [dict(id="m", source=str(source / "movies" / "m.mp4"), dataset_dir=str(tmp_path))]
+  assert probe.find_labels(titles) == str(source / "labels.json")
+  assert probe.find_labels([dict(id="m", source="/nowhere/m.mp4")]) is None
+
+
+# ---------------------------------------------------------------------------
+# The periodic hook in a tiny training run, the CLI path, and the plots.
+
+
+def _pretrain_config(dataset):
+  spec = importlib.util.spec_from_file_location("pretrain", os.path.join(ROOT,
+                                                                         "configs/pretrain.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(f"dataset={dataset},runlocal")
+  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.batch_size = 16
+  config.total_steps = 4
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  return config
+
+
+def _write_labels(path, manifest, snippet_seconds):
+  """A labels.json for the tiny dataset: one event of class (m % 3) per snippet."""
+  titles = {}
+  for t in manifest["titles"]:
+    titles[t["id"]] = dict(events=[
+        dict(title=t["id"], start=m * snippet_seconds + 0.1, end=(m + 1) * snippet_seconds - 0.1,
+             **{"class": m % 3}) for m in range(t["num_snippets"])])
+  with open(path, "w") as f:
+    json.dump(dict(classes=[{}, {}, {}], titles=titles), f)
+
+
+def test_periodic_hook_in_a_tiny_training_run(tmp_path):
+  dataset = str(tmp_path / "dataset")
+  manifest = tiny_dataset.make_tiny_dataset(dataset)
+  labels = str(tmp_path / "labels.json")
+  params = manifest["params"]
+  _write_labels(labels, manifest, params["frames_per_snippet"] / params["fps"])
+  config = _pretrain_config(dataset)
+  config.evals.discrepancy = 2
+  config.discrepancy = discrepancy.default_config()
+  config.discrepancy.labels = labels
+  config.discrepancy.probe_steps = 50
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+
+  data = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
+  assert [e["step"] for e in data["steps"]] == [2, 4]
+  first, last = data["steps"]
+  assert "probe" not in first  # measures only, until the last step
+  assert set(last["kl"]) == {"KL(S-||S+)", "KL(S!=||S+)", "KL(S-||S!=)"}
+  assert all(np.isfinite(v) for v in last["kl"].values())
+  # Every snippet of the held-out titles (one movie, one show of two episodes), once.
+  held_out = [t["num_snippets"] for t in manifest["titles"] if t["split"] == "val"]
+  assert last["num_titles"] == len(held_out) == 3
+  assert last["num_snippets"] == last["pairs"]["S+"]["total"] == sum(held_out)
+  assert last["pairs"]["S-"]["total"] == sum(m * (m - 1) for m in held_out)
+  assert last["pairs"]["S!="]["total"] == sum(held_out) ** 2 - sum(m * m for m in held_out)
+  p = last["probe"]
+  assert p["num_classes"] == 3 and p["num_test"] == sum(held_out) and 0 <= p["video"] <= 1
+  for name in (discrepancy.HIST_FIGURE, discrepancy.CURVES_FIGURE, "discrepancy/hist_step_2.png"):
+    with open(os.path.join(workdir, name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+  # The command-line path: re-evaluate a kept checkpoint, merged into the same file.
+  entries = discrepancy.evaluate_workdir(workdir, steps=[2], overrides=dict(probe=False))
+  assert entries[0]["step"] == 2 and "probe" not in entries[0]
+  merged = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
+  assert [e["step"] for e in merged["steps"]] == [2, 4] and "probe" in merged["steps"][1]
+
+  # Figure 3: training loss of several runs on one plot.
+  out = str(tmp_path / "loss.png")
+  plots.plot_losses({"k=2": [workdir], "again": [workdir, workdir]}, out)
+  assert os.path.getsize(out) > 1000
+
+
+# ---------------------------------------------------------------------------
+# The study script at a toy size.
+
+
+def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
+  env = dict(os.environ, TOY="1")
+  # The toy run uses one CPU device, like the command line (tests simulate 8).
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
+  env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+  root = tmp_path / "study"
+  proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "study_sampling.sh"), str(root)],
+                        env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  doc = (root / "study_sampling.md").read_text()
+  assert plots.BEGIN in doc and plots.END in doc and "TOY SIZE" in doc
+  rows = [l for l in doc.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
+  assert len(rows) == 2 and "–" not in rows[0].split("|")[4]  # probe accuracy filled in
+  assert os.path.exists(root / "figures" / "loss.png")
+  assert os.path.exists(root / "figures" / "divergences.png")
+  study = json.load(open(root / "study.json"))
+  assert [s["label"] for s in study["settings"]] == ["k=1", "k=2, w=2"]
