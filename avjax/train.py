@@ -268,6 +268,7 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
         batch = next(train_iter)
       data_wait += time.time() - t0
 
+  train_iter.close()
   ckpt.close()
   writer.flush()
   if step >= num_steps:

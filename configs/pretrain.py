@@ -17,6 +17,7 @@ Any field can also be overridden on the command line, e.g. `--config.batch_size=
 import ml_collections
 
 from avjax import config_args
+from avjax import discrepancy
 from avjax.data import config as data_config
 from avjax.models import av
 
@@ -56,6 +57,8 @@ def get_config(arg=None):
   config.keep_every_steps = 10000
   # Periodic held-out evaluations: module name under avjax -> every N steps (0 = off).
   config.evals = ml_collections.ConfigDict(dict(discrepancy=0))
+  # Options of the discrepancy measures and probe (bins, smoothing, labels.json, ...).
+  config.discrepancy = discrepancy.default_config()
 
   if arg.runlocal:
     config.model.video.name = "r2plus1d_tiny"

@@ -116,6 +116,9 @@ def with_batch_hook(monkeypatch, hook):
       self._i += 1
       return batch
 
+    def close(self):
+      self._it.close()
+
   monkeypatch.setattr(pipeline, "make_train_iterator", Hooked)
 
 
