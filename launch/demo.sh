@@ -21,8 +21,8 @@ python -m avjax.ingest --input="$WORK/synthetic" --output="$WORK/dataset" --shor
 
 echo "[demo] 3/4 pretraining the tiny demo model (k=4 snippets per title) in $WORK/run"
 python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=4,runlocal" \
-  --workdir="$WORK/run" --config.total_steps=60 --config.evals.discrepancy=30 \
-  --config.checkpoint_every_steps=30 --alsologtostderr
+  --workdir="$WORK/run" --config.total_steps=200 --config.evals.discrepancy=40 \
+  --config.checkpoint_every_steps=100 --alsologtostderr
 
 echo "[demo] 4/4 discrepancy measures and plots of the final model"
 python -m avjax.discrepancy --workdir="$WORK/run"
