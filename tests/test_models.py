@@ -178,6 +178,20 @@ def test_build_encoder_matches_av_model_tree():
               jax.tree.map(lambda x: x.shape, full[collection][f"{kind}_encoder"]))
 
 
+def test_default_config_widths_override_from_the_command_line():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  argv = ["prog", "--model.video.name=r2plus1d_tiny",
+          "--model.video.stage_widths=(16, 32, 64, 128)"]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_dict("model", av.default_config(), flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  config = flag_values.model
+  assert av.build_encoder("video", config).stage_widths == (16, 32, 64, 128)
+  assert av.build_encoder("audio", config).stage_widths == (64, 128, 256, 512)
+
+
 def test_encoder_overrides_from_config():
   config = _tiny_config()
   config.video.stage_widths = (8, 8, 16, 24)

@@ -17,11 +17,18 @@ from avjax.models import heads, r2plus1d, resnet
 ENCODERS = {"video": r2plus1d.VARIANTS, "audio": resnet.VARIANTS}
 
 
+def _encoder_config(name):
+  """An encoder's variant name plus overridable depth and widths (None: the variant's)."""
+  placeholder = ml_collections.config_dict.placeholder
+  return ml_collections.ConfigDict(dict(
+      name=name, stage_sizes=placeholder(tuple), stage_widths=placeholder(tuple)))
+
+
 def default_config():
   """Model config: encoder names (plus optional factory overrides), heads, dtype."""
   return ml_collections.ConfigDict(dict(
-      video=ml_collections.ConfigDict(dict(name="r2plus1d_18")),
-      audio=ml_collections.ConfigDict(dict(name="resnet18_audio")),
+      video=_encoder_config("r2plus1d_18"),
+      audio=_encoder_config("resnet18_audio"),
       embed_dim=512,
       head_kernel_size=1,
       head_hidden=-1,  # -1: as many channels as the encoder's output.
@@ -81,7 +88,8 @@ def build_encoder(kind, model_config):
   if kind not in ENCODERS:
     raise ValueError(f"unknown encoder kind {kind!r}; valid: {sorted(ENCODERS)}")
   variants = ENCODERS[kind]
-  overrides = dict(model_config[kind])
+  # Unset (None) fields keep the variant's defaults.
+  overrides = {k: v for k, v in dict(model_config[kind]).items() if v is not None}
   name = overrides.pop("name", None)
   if name not in variants:
     raise ValueError(f"unknown {kind} encoder {name!r} (model.{kind}.name); "
