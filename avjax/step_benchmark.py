@@ -48,7 +48,6 @@ TITLE = "Training step"
 
 # Measured bf16 dense matmul rate of the H100 reference (ENVIRONMENT.md), for the MFU line.
 H100_BF16_TFLOPS = 798.0
-REMAT_POLICIES = ("none", "convs")
 # A snippet is 16 frames at 5 fps (paper Section 4).
 SNIPPET_SECONDS = 3.2
 
@@ -66,8 +65,8 @@ def _pretrain_config():
 def get_config(arg=None):
   """Model, optimizer and loss as configs/pretrain.py, plus input shapes; no TensorFlow."""
   arg = config_args.parse_arg(arg, runlocal=False, remat="none")
-  if arg.remat not in REMAT_POLICIES:
-    raise ValueError(f"remat={arg.remat!r}: expected one of {REMAT_POLICIES}")
+  if arg.remat not in train.REMAT_POLICIES:
+    raise ValueError(f"remat={arg.remat!r}: expected one of {sorted(train.REMAT_POLICIES)}")
   pretrain = _pretrain_config()
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -80,7 +79,7 @@ def get_config(arg=None):
   config.per_device_batch = 0  # 0: --batch, else 64 on an accelerator, 2 on CPU
   config.steps = 20            # timed steps (--steps overrides)
   config.warmup_steps = 3
-  config.remat = arg.remat
+  config.model.remat = arg.remat
   if arg.runlocal:
     config.model.video.name = "r2plus1d_tiny"
     config.model.audio.name = "resnet_audio_tiny"
@@ -93,42 +92,6 @@ def get_config(arg=None):
 
 # ---------------------------------------------------------------------------
 # Model, state and the compiled step.
-
-
-def _save_conv_outputs(prim, *_, **__):
-  return prim.name == "conv_general_dilated"
-
-
-class RematModel:
-  """`model` whose apply() keeps only what `policy` saves for the backward pass.
-
-  The whole forward runs under one `jax.checkpoint`; with `_save_conv_outputs` the conv
-  results are kept and BatchNorm/ReLU (cheap elementwise work) are recomputed in the
-  backward pass instead of being stored. For the paper model the residuals that the
-  differentiated step saves drop from 1.62 to 0.24 GiB per sample (Flax's BatchNorm
-  keeps float32 intermediates); what XLA allocates is the benchmark's peak memory.
-  """
-
-  def __init__(self, model, policy):
-    self.model = model
-    self.policy = policy
-
-  def init(self, *args, **kwargs):
-    return self.model.init(*args, **kwargs)
-
-  def apply(self, variables, *inputs, **kwargs):
-    fn = jax.checkpoint(lambda v, *x: self.model.apply(v, *x, **kwargs), policy=self.policy)
-    return fn(variables, *inputs)
-
-
-def build_model(config):
-  model = av.build_model(config.model)
-  remat = config.get("remat", "none")
-  if remat == "convs":
-    return RematModel(model, _save_conv_outputs)
-  if remat != "none":
-    raise ValueError(f"remat={remat!r}: expected one of {REMAT_POLICIES}")
-  return model
 
 
 def input_shapes(config, batch):
@@ -174,7 +137,7 @@ def setup_step(config, per_device_batch, mesh=None):
   """
   mesh = mesh or sharding.make_mesh()
   global_batch = per_device_batch * mesh.size
-  model = build_model(config)
+  model = av.build_model(config.model)
   schedule, tx = _schedule_and_optimizer(config, global_batch)
   video_shape, audio_shape = input_shapes(config, global_batch)
   replicated = sharding.replicated(mesh)
@@ -193,7 +156,7 @@ def setup_step(config, per_device_batch, mesh=None):
 
   jitted = jax.jit(
       functools.partial(train.update_step, model=model, tx=tx, schedule=schedule,
-                        loss_config=config.loss),
+                        loss_config=config.loss, remat=config.model.remat),
       in_shardings=(state_shardings, batch_sharding),
       out_shardings=(state_shardings, replicated),
       donate_argnums=(0,))
@@ -310,9 +273,7 @@ def measure(config, per_device_batch=None, steps=None, warmup_steps=None, mesh=N
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
 
-  per_sample = flops.layers(s["model"].model if isinstance(s["model"], RematModel)
-                            else s["model"],
-                            (1,) + s["video_shape"][1:], (1,) + s["audio_shape"][1:],
+  per_sample = flops.layers(s["model"], (1,) + s["video_shape"][1:], (1,) + s["audio_shape"][1:],
                             train=False)
   analytic = flops.train_flops(per_sample)
   jaxpr_per_sample = flops.jaxpr_flops(s["traced"].jaxpr) / b
@@ -343,7 +304,7 @@ def measure(config, per_device_batch=None, steps=None, warmup_steps=None, mesh=N
       jax=jax.__version__, per_device_batch=per_device_batch, global_batch=b,
       video_shape=list(s["video_shape"][1:]), audio_shape=list(s["audio_shape"][1:]),
       video_encoder=config.model.video.name, audio_encoder=config.model.audio.name,
-      dtype=str(config.model.dtype), remat=config.get("remat", "none"), params=params,
+      dtype=str(config.model.dtype), remat=config.model.remat, params=params,
       steps=steps, warmup_steps=warmup_steps,
       step_time_s=step_s, step_time_p10_s=float(np.percentile(times, 10)),
       step_time_p90_s=float(np.percentile(times, 90)),

@@ -15,6 +15,7 @@ import pytest
 
 from avjax import flops
 from avjax import step_benchmark
+from avjax.models import av
 from avjax.models import r2plus1d
 
 
@@ -149,7 +150,7 @@ def _nbytes(x):
 def test_compiled_step_all_reduces_gradients_and_gathers_embeddings(bench):
   _, r = bench
   config = tiny_config()
-  model = step_benchmark.build_model(config)
+  model = av.build_model(config.model)
   video_shape, audio_shape = step_benchmark.input_shapes(config, 1)
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(video_shape),
                                                 jnp.zeros(audio_shape), train=False))

@@ -192,3 +192,28 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
                                 np.asarray(jax.tree.leaves(state["params"]["video_encoder"])[0]))
   with pytest.raises(FileNotFoundError, match="no config.json"):
     export.export(str(tmp_path), str(tmp_path / "x"))
+
+
+def test_remat_gives_the_same_step(dataset):
+  config = pretrain_config(dataset)
+  model = av.build_model(config.model)
+  schedule = train.make_schedule(config, snippets_per_epoch=64)
+  tx = train.make_optimizer(config, schedule)
+  rng = np.random.default_rng(1)
+  batch = dict(video=rng.normal(size=(4, 4, 32, 32, 3)).astype(np.float32),
+               audio=rng.normal(size=(4, 96, 30, 1)).astype(np.float32))
+  state = train.init_state(jax.random.PRNGKey(0), model=model, tx=tx,
+                           video_shape=(1, 4, 32, 32, 3), audio_shape=(1, 96, 30, 1))
+  results = {}
+  for remat in ("none", "convs"):
+    step = jax.jit(lambda s, b, remat=remat: train.update_step(
+        s, b, model=model, tx=tx, schedule=schedule, loss_config=config.loss, remat=remat))
+    results[remat] = jax.device_get(step(state, batch))
+  (state_a, m_a), (state_b, m_b) = results["none"], results["convs"]
+  np.testing.assert_allclose(m_a["loss"], m_b["loss"], rtol=1e-6)
+  np.testing.assert_allclose(m_a["grad_norm"], m_b["grad_norm"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(state_a["params"]), jax.tree.leaves(state_b["params"])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="model.remat='all'"):
+    train.update_step(state, batch, model=model, tx=tx, schedule=schedule,
+                      loss_config=config.loss, remat="all")
