@@ -286,3 +286,19 @@ def test_eval_skips_bad_records(bad_dataset):
                                    num_local_devices=1)
   seen = [int(m) for b in it for m, ok in zip(b["snippet_index"], b["mask"]) if ok]
   assert seen == [0, 2, 3, 4] and it.num_skipped == 1
+
+
+def test_snippet_reader_keeps_at_most_max_open_titles_open(dataset):
+  manifest = records.load_manifest(str(dataset))
+  ids = [t["id"] for t in manifest["titles"]][:4]
+  reader = records.SnippetReader(str(dataset), max_open=2)
+  for title_id in ids + ids[:1]:
+    snippet = records.decode_snippet_numpy(reader.read(title_id, 1))
+    assert (snippet["title_id"], snippet["snippet_index"]) == (title_id, 1)
+    assert len(reader._open) <= 2  # pylint: disable=protected-access
+  assert list(reader._open) == [ids[3], ids[0]]  # pylint: disable=protected-access
+  with pytest.raises(IndexError, match=f"title {ids[0]}: snippet 999 out of range"):
+    reader.read(ids[0], 999)
+  reader.close()
+  with pytest.raises(ValueError, match="closed SnippetReader"):
+    reader.read(ids[0], 0)

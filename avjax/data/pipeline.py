@@ -38,10 +38,8 @@ TensorFlow only feeds data here; it is kept off GPUs, which belong to JAX.
 """
 
 import atexit
-import collections
 import functools
 import math
-import threading
 import weakref
 
 import numpy as np
@@ -221,50 +219,24 @@ def _process_defaults(process_index, process_count, num_local_devices):
 
 
 class _RecordSource:
-  """Random access to snippet records by (title index, snippet index); LRU of open titles."""
+  """Reads snippet m of selected title n: one bounded SnippetReader per dataset dir."""
 
   def __init__(self, titles, max_open):
     self.titles = titles
-    self.max_open = max(1, int(max_open))
-    self._open = collections.OrderedDict()  # title index -> (file, index, path)
-    self._lock = threading.Lock()
-    self._closed = False
-
-  def _handle(self, n):
-    handle = self._open.get(n)
-    if handle is not None:
-      self._open.move_to_end(n)
-      return handle
-    entry = self.titles[n]
-    base = entry["dataset_dir"]
-    index = records.load_index(f"{base}/{entry['index']}")
-    if len(index) != entry["num_snippets"]:
-      raise ValueError(f"{base}: title {entry['id']}: index has {len(index)} records, the "
-                       f"manifest says {entry['num_snippets']} snippets")
-    path = f"{base}/{entry['records']}"
-    handle = (open(path, "rb"), index, path)  # pylint: disable=consider-using-with
-    self._open[n] = handle
-    while len(self._open) > self.max_open:
-      self._open.popitem(last=False)[1][0].close()
-    return handle
+    self._readers = {}
+    for entry in titles:
+      base = entry["dataset_dir"]
+      if base not in self._readers:
+        manifest = dict(titles=[t for t in titles if t["dataset_dir"] == base])
+        self._readers[base] = records.SnippetReader(base, manifest=manifest, max_open=max_open)
 
   def read(self, n, m):
-    with self._lock:
-      if self._closed:
-        raise ValueError("read from a closed input iterator")
-      f, index, path = self._handle(n)
-      if not 0 <= m < len(index):
-        raise IndexError(f"title {self.titles[n]['id']}: snippet {m} out of range "
-                         f"[0, {len(index)})")
-      offset, length = index[m]
-      return records.read_record(f, offset, length, path=path)
+    entry = self.titles[n]
+    return self._readers[entry["dataset_dir"]].read(entry["id"], m)
 
   def close(self):
-    with self._lock:
-      self._closed = True
-      for f, _, _ in self._open.values():
-        f.close()
-      self._open.clear()
+    for reader in self._readers.values():
+      reader.close()
 
 
 def _check_format(config, params):

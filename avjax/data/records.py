@@ -15,9 +15,11 @@ A snippet (paper Section 3: x_{n,m} = (a_{n,m}, v_{n,m})) is stored as:
   audio          bytes   mono 16-bit little-endian PCM at 48 kHz (153,600 samples for 3.2 s)
 """
 
+import collections
 import os
 import re
 import struct
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -177,20 +179,21 @@ def read_record(f, offset, length, *, path="<records>"):
 
 
 class SnippetReader:
-  """Random access to snippet m of title n through the per-title index (no scan)."""
+  """Random access to snippet m of title n through the per-title index (no scan).
 
-  def __init__(self, dataset_dir, manifest=None):
+  Thread-safe. At most `max_open` titles keep their records file open and their index
+  loaded (least recently used first out), so a reader over thousands of titles stays
+  within the open-file limit.
+  """
+
+  def __init__(self, dataset_dir, manifest=None, max_open=128):
     self.dataset_dir = dataset_dir
     self.manifest = manifest or load_manifest(dataset_dir)
     self._entries = {t["id"]: t for t in self.manifest["titles"]}
-    self._index = {}
-    self._files = {}
-
-  def index(self, title_id):
-    if title_id not in self._index:
-      entry = self._entry(title_id)
-      self._index[title_id] = load_index(os.path.join(self.dataset_dir, entry["index"]))
-    return self._index[title_id]
+    self.max_open = max(1, int(max_open))
+    self._open = collections.OrderedDict()  # title id -> (file, index, path)
+    self._lock = threading.Lock()
+    self._closed = False
 
   def _entry(self, title_id):
     try:
@@ -198,21 +201,41 @@ class SnippetReader:
     except KeyError:
       raise KeyError(f"{self.dataset_dir}: no title {title_id!r} in the manifest") from None
 
+  def _handle(self, title_id):
+    handle = self._open.get(title_id)
+    if handle is not None:
+      self._open.move_to_end(title_id)
+      return handle
+    entry = self._entry(title_id)
+    index = load_index(os.path.join(self.dataset_dir, entry["index"]))
+    if len(index) != entry["num_snippets"]:
+      raise ValueError(f"{self.dataset_dir}: title {title_id}: index has {len(index)} records, "
+                       f"the manifest says {entry['num_snippets']} snippets")
+    path = os.path.join(self.dataset_dir, entry["records"])
+    handle = (open(path, "rb"), index, path)  # pylint: disable=consider-using-with
+    self._open[title_id] = handle
+    while len(self._open) > self.max_open:
+      self._open.popitem(last=False)[1][0].close()
+    return handle
+
   def read(self, title_id, snippet_index):
     """Serialized tf.train.Example of snippet `snippet_index` of `title_id`."""
-    index = self.index(title_id)
-    if not 0 <= snippet_index < len(index):
-      raise IndexError(f"title {title_id}: snippet {snippet_index} out of range [0, {len(index)})")
-    path = os.path.join(self.dataset_dir, self._entry(title_id)["records"])
-    if title_id not in self._files:
-      self._files[title_id] = open(path, "rb")  # pylint: disable=consider-using-with
-    offset, length = index[snippet_index]
-    return read_record(self._files[title_id], offset, length, path=path)
+    with self._lock:
+      if self._closed:
+        raise ValueError(f"{self.dataset_dir}: read from a closed SnippetReader")
+      f, index, path = self._handle(title_id)
+      if not 0 <= snippet_index < len(index):
+        raise IndexError(f"title {title_id}: snippet {snippet_index} out of range "
+                         f"[0, {len(index)})")
+      offset, length = index[snippet_index]
+      return read_record(f, offset, length, path=path)
 
   def close(self):
-    for f in self._files.values():
-      f.close()
-    self._files.clear()
+    with self._lock:
+      self._closed = True
+      for f, _, _ in self._open.values():
+        f.close()
+      self._open.clear()
 
   def __enter__(self):
     return self
