@@ -120,7 +120,15 @@ def test_generate_writes_media_files_titles_and_labels(tmp_path):
   again = synthetic.generate(str(tmp_path / "again"), movies=1, shows=1, episodes=2,
                              minutes=0.2, seed=1, options=TINY)
   assert json.dumps(again) == json.dumps(plans)
+  # The rendered pictures and sound are bit-identical; the H.264 encoder may round a few
+  # pixel levels differently from one encode to the next, so the files decode to nearly
+  # the same frames.
+  for (v1, a1), (v2, a2) in zip(synthetic.render_chunks(plans[0], TINY),
+                                synthetic.render_chunks(again[0], TINY)):
+    np.testing.assert_array_equal(v1, v2)
+    np.testing.assert_array_equal(a1, a2)
   with av.open(str(out / plans[0]["path"])) as c1, \
       av.open(str(tmp_path / "again" / plans[0]["path"])) as c2:
-    for f1, f2 in zip(c1.decode(video=0), c2.decode(video=0)):
-      np.testing.assert_array_equal(f1.to_ndarray(format="rgb24"), f2.to_ndarray(format="rgb24"))
+    f1 = np.stack([f.to_ndarray(format="rgb24") for f in c1.decode(video=0)]).astype(int)
+    f2 = np.stack([f.to_ndarray(format="rgb24") for f in c2.decode(video=0)]).astype(int)
+  assert f1.shape == f2.shape and np.abs(f1 - f2).mean() < 1.0

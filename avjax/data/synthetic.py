@@ -12,6 +12,10 @@ The generated titles carry what the paper (Section 3) is about, with ground trut
 `artifact_strength` scales every title-exclusive cue (0 removes them all), a knob for
 studying how easy cross-title negatives are.
 
+Everything is a function of the seed and the options: plans, labels, and the rendered
+pictures and sound bit for bit. The encoded files decode to nearly the same frames (the
+H.264 encoder may round a few pixel levels differently from one encode to the next).
+
 Output of `generate` (python -m avjax.synthetic):
   DIR/movies/<title>.mp4           H.264 + AAC
   DIR/shows/<show>/<episode>.mp4   title id <show>_<episode>
