@@ -148,14 +148,22 @@ def test_non_finite_loss_stops_naming_the_step(dataset, tmp_path, monkeypatch):
   assert checkpoint.Checkpointer(tmp_path, every_steps=1).latest_step() == 1
 
 
-def test_eight_devices_match_one(dataset):
+def step_parts(dataset):
+  """(config, model, schedule, tx) of the tiny pretraining config."""
   config = pretrain_config(dataset)
-  model = av.build_model(config.model)
   schedule = train.make_schedule(config, snippets_per_epoch=64)
-  tx = train.make_optimizer(config, schedule)
+  return config, av.build_model(config.model), schedule, train.make_optimizer(config, schedule)
+
+
+def random_batch(rng, size):
+  return dict(video=rng.normal(size=(size, 4, 32, 32, 3)).astype(np.float32),
+              audio=rng.normal(size=(size, 96, 30, 1)).astype(np.float32))
+
+
+def test_eight_devices_match_one(dataset):
+  config, model, schedule, tx = step_parts(dataset)
   rng = np.random.default_rng(0)
-  batches = [dict(video=rng.normal(size=(16, 4, 32, 32, 3)).astype(np.float32),
-                  audio=rng.normal(size=(16, 96, 30, 1)).astype(np.float32)) for _ in range(3)]
+  batches = [random_batch(rng, 16) for _ in range(3)]
 
   def run(mesh):
     init = lambda r: train.init_state(r, model=model, tx=tx, video_shape=(1, 4, 32, 32, 3),
@@ -195,13 +203,8 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
 
 
 def test_remat_gives_the_same_step(dataset):
-  config = pretrain_config(dataset)
-  model = av.build_model(config.model)
-  schedule = train.make_schedule(config, snippets_per_epoch=64)
-  tx = train.make_optimizer(config, schedule)
-  rng = np.random.default_rng(1)
-  batch = dict(video=rng.normal(size=(4, 4, 32, 32, 3)).astype(np.float32),
-               audio=rng.normal(size=(4, 96, 30, 1)).astype(np.float32))
+  config, model, schedule, tx = step_parts(dataset)
+  batch = random_batch(np.random.default_rng(1), 4)
   state = train.init_state(jax.random.PRNGKey(0), model=model, tx=tx,
                            video_shape=(1, 4, 32, 32, 3), audio_shape=(1, 96, 30, 1))
   results = {}

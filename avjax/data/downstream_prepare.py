@@ -63,6 +63,13 @@ def _jpeg(rgb, quality):
   return buf.getvalue()
 
 
+def _open(path):
+  try:
+    return av.open(path)
+  except (av.error.FFmpegError, OSError, ValueError) as e:
+    raise UnreadableClip(f"cannot open: {e}") from e
+
+
 def decode_video(path, *, fps, short_side, jpeg_quality=90):
   """Frames of a video file at `fps`, shorter side `short_side`, as JPEG bytes.
 
@@ -75,10 +82,7 @@ def decode_video(path, *, fps, short_side, jpeg_quality=90):
   Raises:
     UnreadableClip: the file cannot be opened or has no decodable video frame.
   """
-  try:
-    container = av.open(path)
-  except (av.error.FFmpegError, OSError, ValueError) as e:
-    raise UnreadableClip(f"cannot open: {e}") from e
+  container = _open(path)
   out = []
   try:
     streams = [s for s in container.streams.video
@@ -134,10 +138,7 @@ def decode_audio(path, *, sample_rate):
   Raises:
     UnreadableClip: the file cannot be opened or has no decodable audio.
   """
-  try:
-    container = av.open(path)
-  except (av.error.FFmpegError, OSError, ValueError) as e:
-    raise UnreadableClip(f"cannot open: {e}") from e
+  container = _open(path)
   chunks = []
   try:
     if not container.streams.audio:
