@@ -242,52 +242,55 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
   batch = first
   step = start_step
   t_log, samples_since_log, data_wait = time.time(), 0, 0.0
-  while step < stop:
-    state, measurements = step_fn(state, sharding.host_to_global(batch, mesh))
-    step += 1
-    if pending is not None:
-      check_finite(jax.device_get(pending[1]), pending[0])
-    pending = (step, measurements)
-    report(step)
-    samples_since_log += config.batch_size
+  # On any exit, a NonFiniteError included, wait for in-flight saves: the last good
+  # checkpoint must be complete on disk.
+  try:
+    while step < stop:
+      state, measurements = step_fn(state, sharding.host_to_global(batch, mesh))
+      step += 1
+      if pending is not None:
+        check_finite(jax.device_get(pending[1]), pending[0])
+      pending = (step, measurements)
+      report(step)
+      samples_since_log += config.batch_size
 
-    if step % config.log_every_steps == 0 or step == stop:
-      m = jax.device_get(measurements)
-      check_finite(m, step)
-      now = time.time()
-      rate = samples_since_log / (now - t_log)
-      m = {k: float(v) for k, v in m.items()}
-      m.update(samples_per_sec=rate, data_wait_sec=data_wait,
-               step_time_sec=(now - t_log) * config.batch_size / samples_since_log)
-      writer.write_scalars(step, m)
-      if jax.process_index() == 0:
-        with open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8") as f:
-          f.write(json.dumps(dict(step=step, **m)) + "\n")
-      logging.info(_log_line(step, num_steps, m, rate,
-                             (num_steps - step) * config.batch_size / max(rate, 1e-9)))
-      t_log, samples_since_log, data_wait = now, 0, 0.0
+      if step % config.log_every_steps == 0 or step == stop:
+        m = jax.device_get(measurements)
+        check_finite(m, step)
+        now = time.time()
+        rate = samples_since_log / (now - t_log)
+        m = {k: float(v) for k, v in m.items()}
+        m.update(samples_per_sec=rate, data_wait_sec=data_wait,
+                 step_time_sec=(now - t_log) * config.batch_size / samples_since_log)
+        writer.write_scalars(step, m)
+        if jax.process_index() == 0:
+          with open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps(dict(step=step, **m)) + "\n")
+        logging.info(_log_line(step, num_steps, m, rate,
+                               (num_steps - step) * config.batch_size / max(rate, 1e-9)))
+        t_log, samples_since_log, data_wait = now, 0, 0.0
 
-    for every, evaluate in evaluators:
-      if step % every == 0 or step == stop:
-        with report.timed("eval"):
-          evaluate(model, state, step)
+      for every, evaluate in evaluators:
+        if step % every == 0 or step == stop:
+          with report.timed("eval"):
+            evaluate(model, state, step)
 
-    preempted = ckpt.reached_preemption(step)
-    if ckpt.should_save(step) or step == stop or preempted:
-      check_finite(jax.device_get(measurements), step)
-      ckpt.save(step, state, _meta(config, step, groups_per_batch), force=True)
-    if preempted:
-      logging.warning("preempted at step %d: checkpoint saved, exiting", step)
-      break
+      preempted = ckpt.reached_preemption(step)
+      if ckpt.should_save(step) or step == stop or preempted:
+        check_finite(jax.device_get(measurements), step)
+        ckpt.save(step, state, _meta(config, step, groups_per_batch), force=True)
+      if preempted:
+        logging.warning("preempted at step %d: checkpoint saved, exiting", step)
+        break
 
-    if step < stop:
-      t0 = time.time()
-      with report.timed("data"):
-        batch = next(train_iter)
-      data_wait += time.time() - t0
-
-  train_iter.close()
-  ckpt.close()
+      if step < stop:
+        t0 = time.time()
+        with report.timed("data"):
+          batch = next(train_iter)
+        data_wait += time.time() - t0
+  finally:
+    train_iter.close()
+    ckpt.close()
   writer.flush()
   if step >= num_steps:
     checkpoint.export_backbones(os.path.join(workdir, "export"),
