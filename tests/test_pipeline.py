@@ -7,6 +7,7 @@ import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from avjax.data import audio
+from avjax.data import config as data_config
 from avjax.data import pipeline
 from avjax.data import records
 from tiny_dataset import make_tiny_dataset, tiny_data_config
@@ -138,7 +139,7 @@ def test_uniform_genre_mix_balances_genres():
   titles = [dict(id=f"t{i}", kind="movie", genres=[g], split="train", num_snippets=4)
             for i, g in enumerate(["A"] * 30 + ["B"] * 6 + ["C"] * 4)]
   manifest = dict(titles=titles)
-  config = pipeline.default_config()
+  config = data_config.default_config()
   config.title_budget = 12
   config.genre_mix = "uniform"
   chosen = pipeline.select_titles(manifest, config)

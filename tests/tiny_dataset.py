@@ -27,8 +27,8 @@ def make_tiny_dataset(path, titles=None, *, movies=4, shows=2, episodes_per_show
 
 def tiny_data_config(path, **overrides):
   """A data config for a tiny dataset: 4 frames, 40 -> 32 crops, k = 2."""
-  from avjax.data import pipeline  # pylint: disable=g-import-not-at-top
-  config = pipeline.default_config()
+  from avjax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  config = data_config.default_config()
   config.dataset = [str(path)]
   config.k = 2
   config.num_frames = 4

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from avjax.data import audio as audio_lib
+from avjax.data import config as data_config
 from avjax.data import downstream
 from avjax.data import downstream_prepare
 from avjax.data import pipeline
@@ -50,8 +51,8 @@ def default_config(dataset):
   c.test_crops = 3
   c.test_short_side = 181
   # Video normalization, (x - mean) / std on [0, 1] values: the pretraining pipeline's.
-  c.video_mean = pipeline.VIDEO_MEAN
-  c.video_std = pipeline.VIDEO_STD
+  c.video_mean = data_config.VIDEO_MEAN
+  c.video_std = data_config.VIDEO_STD
   # Audio: random 3-s clips, log-mel (avjax.data.audio), time and frequency masks of up
   # to 50% of each axis, no crop or scale jitter (Section 4.1); test: 10 clips.
   c.clip_seconds = 3.0
@@ -205,7 +206,7 @@ def _decode(frames):
 
 
 def normalize_video(video, c):
-  """[0, 1] -> (x - mean) / std per channel, as in pretraining (pipeline.VIDEO_MEAN/STD)."""
+  """[0, 1] -> (x - mean) / std per channel, as in pretraining (data_config.VIDEO_MEAN/STD)."""
   mean = tf.constant(c.video_mean, tf.float32)
   return (video - mean) / tf.constant(c.video_std, tf.float32)
 

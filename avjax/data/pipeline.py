@@ -48,7 +48,6 @@ from absl import logging
 
 from avjax.data import audio
 from avjax.data import hide_gpus_from_tensorflow
-from avjax.data.config import VIDEO_MEAN, VIDEO_STD, default_config  # pylint: disable=unused-import
 from avjax.data import records
 from avjax.data import sampling
 

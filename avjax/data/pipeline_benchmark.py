@@ -19,6 +19,7 @@ import time
 
 from absl import logging
 
+from avjax.data import config as data_config
 from avjax.data import fake
 from avjax.data import pipeline
 
@@ -93,7 +94,7 @@ def run(flags):
   rows = []
   for name, overrides in (("default (k=16, w=M_n)", {}),
                           ("color jitter sigma=1.0", dict(color_jitter=1.0))):
-    config = pipeline.default_config()
+    config = data_config.default_config()
     config.dataset = [dataset]
     for key, value in overrides.items():
       config[key] = value
