@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "numpy>=2.0",
     "clu>=0.0.12",
+    "google-crc32c>=1.5",
     "matplotlib>=3.9",
     "tqdm>=4.66",
 ]

@@ -1,16 +1,17 @@
 """Orbax checkpoints: the training state, and the exported backbones f and g.
 
-A training checkpoint holds the whole `TrainState` (params, BatchNorm statistics, optimizer
-state, step, RNG) plus a small JSON of run metadata (the sampler position, the config
-hash), so a restarted run continues the same loss curve. Saves are asynchronous; restores
-go straight into target shardings (no host holds the full state first).
+A training checkpoint holds the whole train state (params, BatchNorm statistics, optimizer
+state, step, RNG) plus a small JSON of run metadata (e.g. the sampler position), so a
+restarted run continues the same loss curve. Saves are asynchronous; restores go
+straight into target shardings (no host holds the full state first). Opening a
+Checkpointer has no side effects beyond the directory: the preemption signal is the
+training loop's business (avjax.loop).
 
 An export holds only the backbones f ("video_encoder") and g ("audio_encoder"), their
 variables and a JSON of the model config; heads are discarded (paper Section 3).
 """
 
 import os
-import signal
 
 import jax
 import orbax.checkpoint as ocp
@@ -28,27 +29,6 @@ def abstract_like(tree, shardings):
   """ShapeDtypeStructs carrying `shardings`: the target of a sharded restore."""
   return jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
-
-
-class PreemptionFlag:
-  """Set by SIGTERM (how SLURM, Kubernetes and TPU maintenance announce preemption)."""
-
-  def __init__(self):
-    self.raised = False
-    self._previous = None
-
-  def install(self):
-    def handler(signum, frame):
-      del frame
-      logging.warning("received signal %d: saving a checkpoint and exiting", signum)
-      self.raised = True
-    self._previous = signal.signal(signal.SIGTERM, handler)
-    return self
-
-  def uninstall(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
 
 
 class Checkpointer:
@@ -72,7 +52,6 @@ class Checkpointer:
     )
     self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
-    self._preemption = PreemptionFlag().install()
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -96,16 +75,23 @@ class Checkpointer:
                                 meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
 
-  def reached_preemption(self, step):
-    """True on every host once any host got SIGTERM (or the cluster announced preemption)."""
+  def all_steps(self):
+    return sorted(self.manager.all_steps())
+
+  def reached_preemption(self, step, signalled=False):
+    """True on every process once preemption was announced.
+
+    Several processes: JAX's preemption sync point (which a SIGTERM to any process
+    triggers) makes all of them agree on the step. One process: `signalled`, the
+    loop's SIGTERM flag.
+    """
     if jax.process_count() > 1:
       return self.manager.reached_preemption(step)
-    return self._preemption.raised
+    return signalled
 
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
-    self._preemption.uninstall()
 
 
 # ---------------------------------------------------------------------------
@@ -151,3 +137,21 @@ def load_export(export_dir, *, shardings=None):
           lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), meta, shardings)
       variables = ckptr.restore(path, abstract)
   return variables, model_config
+
+
+def export_workdir(workdir, output, step=None):
+  """Restores a training checkpoint of `workdir` and writes its backbones to `output`."""
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{config_path}: not a pretraining workdir (no config.json)")
+  model_config = fileio.read_json(config_path)["model"]
+  ckpt = Checkpointer(workdir, every_steps=1)
+  step = ckpt.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"{workdir}: no checkpoints to export")
+  # Restore the saved tree as it is; only the backbones are needed.
+  state, _ = ckpt.restore(None, step=step)
+  ckpt.close()
+  variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+  export_backbones(output, variables, model_config)
+  return step

@@ -1,221 +1,45 @@
-r"""Every split of every downstream dataset, and a table in the layout of the paper's Table 5.
+r"""Every split of every downstream dataset, and the Table 5 row (avjax.downstream.finetune_all).
 
   python -m avjax.finetune_all --init=runs/movie_k16/export \
       --roots=ucf101=data/ucf101,hmdb51=data/hmdb51,esc50=data/esc50 \
       --workdir=runs/movie_k16/downstream [--mode=linear] [--runlocal]
 
-Runs UCF101 splits 1-3, HMDB51 splits 1-3 and ESC-50 folds 1-5 (those of the datasets named
-in --roots) one after another with `avjax.finetune`, each in WORKDIR/<dataset>/split<k>, and
-writes WORKDIR/results.json and WORKDIR/results.md: per-split and mean top-1 (paper
-Section 4.1: "we report the average performance over all splits").
-
 A root is a prepared directory (python -m avjax.prepare_downstream) or a dataset in its
-standard layout, which is then prepared once into WORKDIR/data/<dataset>. Rerunning the
-command skips finished runs and resumes unfinished ones from their checkpoints.
-`--init=` (empty) gives the from-scratch baseline.
+standard layout, prepared once into WORKDIR/data/<dataset>. Rerunning the command skips
+finished runs and resumes unfinished ones. `--init=` (empty) gives the from-scratch baseline.
 """
-
-import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
+from avjax import sharding
 
-def define_flags():
-  """The program's flags (defined only when run as a program: importing defines none)."""
-  flags.DEFINE_string("init", "", "Export dir of a pretraining run; empty: from scratch.")
-  flags.DEFINE_string("roots", None, "dataset=DIR,...: prepared dirs or raw dataset roots.")
-  flags.DEFINE_string("workdir", None, "Runs go to WORKDIR/<dataset>/split<k>.")
-  flags.DEFINE_enum("mode", "finetune", ["finetune", "linear"], "Fine-tune or linear probe.")
-  flags.DEFINE_bool("runlocal", False, "Tiny configs (a smoke test of the whole sweep).")
-  flags.DEFINE_string("splits", "", "Only these splits/folds, e.g. '1' (default: all).")
-  flags.DEFINE_string("overrides", "", "Config overrides for every run, e.g. "
-                      "'eval_batch_size=16,data.num_parallel=8'.")
-  flags.DEFINE_string("name", "", "Method name in the table (default: the export's run name).")
-  flags.DEFINE_integer("workers", 1, "Processes for preparing raw roots.")
-  flags.mark_flags_as_required(["roots", "workdir"])
-
-
-DATASETS = ("hmdb51", "ucf101", "esc50")  # the column order of Table 5
-TITLES = {"hmdb51": "HMDB51", "ucf101": "UCF101", "esc50": "ESC50"}
-CONFIGS = {d: os.path.join("configs", "downstream", f"{d}.py") for d in DATASETS}
-ARCH_NAMES = {"r2plus1d_18": "R(2+1)D-18", "resnet18_audio": "ResNet-18"}
-
-
-def parse_roots(text):
-  """'ucf101=DIR,esc50=DIR' -> {"ucf101": DIR, "esc50": DIR}; unknown names are errors."""
-  roots = {}
-  for item in filter(None, (s.strip() for s in (text or "").split(","))):
-    name, sep, path = item.partition("=")
-    if not sep or not path:
-      raise ValueError(f"--roots item {item!r}: expected dataset=DIR")
-    if name not in DATASETS:
-      raise ValueError(f"--roots: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    roots[name] = path
-  if not roots:
-    raise ValueError("--roots names no dataset")
-  return roots
-
-
-def apply_overrides(config, text):
-  """Sets 'a.b=value,...' on a ConfigDict, each value typed like the field it replaces."""
-  from avjax import config_args  # pylint: disable=g-import-not-at-top
-  for item in filter(None, (s.strip() for s in (text or "").split(","))):
-    key, sep, value = item.partition("=")
-    if not sep:
-      raise ValueError(f"override {item!r}: expected key=value")
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise ValueError(f"override {key!r}: no such config field")
-    old = node[leaf]
-    node[leaf] = value if old is None else config_args.parse_arg(
-        f"{leaf}={value}", **{leaf: old})[leaf]
-  return config
-
-
-def load_config(dataset, arg):
-  """get_config(arg) of configs/downstream/<dataset>.py (path relative to the repo)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = CONFIGS[dataset]
-  if not os.path.exists(path):
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
-  spec = importlib.util.spec_from_file_location(f"downstream_{dataset}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-def prepared_dir(dataset, root, workdir, workers=1):
-  """`root` if it is a prepared directory, else its preparation into WORKDIR/data/<dataset>."""
-  from avjax.data import downstream_prepare  # pylint: disable=g-import-not-at-top
-  if os.path.exists(os.path.join(root, downstream_prepare.MANIFEST)):
-    return root
-  output = os.path.join(workdir, "data", dataset)
-  logging.info("%s: %s is not a prepared directory; preparing it into %s", dataset, root, output)
-  report = downstream_prepare.prepare(dataset, root, output, workers=workers)
-  skipped = report["counts"]["unreadable"] + report["counts"]["missing"]
-  if skipped:
-    logging.warning("%s: %d clip(s) skipped; see %s", dataset, skipped,
-                    os.path.join(output, downstream_prepare.REPORT))
-  return output
-
-
-def run_all(init, roots, workdir, *, mode="finetune", runlocal=False, splits=None,
-            overrides="", name="", workers=1):
-  """Runs (or resumes, or skips when finished) every split; writes and returns the summary."""
-  from avjax import fileio  # pylint: disable=g-import-not-at-top
-  from avjax import finetune  # pylint: disable=g-import-not-at-top
-  from avjax.data import downstream  # pylint: disable=g-import-not-at-top
-  workdir = os.path.abspath(workdir)
-  runs = []
-  for dataset in DATASETS:
-    if dataset not in roots:
-      continue
-    data = prepared_dir(dataset, roots[dataset], workdir, workers)
-    for split in downstream.SPLITS[dataset]:
-      if splits and split not in splits:
-        continue
-      run_dir = os.path.join(workdir, dataset, f"split{split}")
-      results_path = os.path.join(run_dir, finetune.RESULTS)
-      if os.path.exists(results_path):
-        logging.info("%s split %d: finished earlier (%s)", dataset, split, results_path)
-        runs.append(fileio.read_json(results_path))
-        continue
-      arg = f"data={data},split={split},mode={mode},init={init}" + (",runlocal" if runlocal else "")
-      config = apply_overrides(load_config(dataset, arg), overrides)
-      logging.info("%s split %d -> %s", dataset, split, run_dir)
-      result = finetune.train_and_evaluate(config, run_dir)
-      if result is None:  # preempted: the rerun resumes
-        raise SystemExit(f"{dataset} split {split} stopped before the end; rerun to resume")
-      runs.append(result)
-  summary = summarize(runs, init=init, mode=mode, name=name)
-  fileio.write_json(os.path.join(workdir, "results.json"), summary)
-  with fileio.atomic_path(os.path.join(workdir, "results.md")) as tmp:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(markdown(summary))
-  logging.info("wrote %s and %s", os.path.join(workdir, "results.json"),
-               os.path.join(workdir, "results.md"))
-  return summary
-
-
-def _describe_init(init):
-  """(method name, pretraining dataset) of an export, from the run's config.json if beside it."""
-  from avjax import fileio  # pylint: disable=g-import-not-at-top
-  if not init:
-    return "from scratch", "none"
-  init = os.path.abspath(init)
-  run = os.path.dirname(init) if os.path.basename(init) == "export" else init
-  dataset = "?"
-  config_path = os.path.join(run, "config.json")
-  if os.path.exists(config_path):
-    data = fileio.read_json(config_path).get("data", {}).get("dataset")
-    if data:
-      dataset = "+".join(os.path.basename(os.path.normpath(d)) for d in
-                         (data if isinstance(data, list) else [data]))
-  return os.path.basename(run), dataset
-
-
-def summarize(runs, *, init="", mode="finetune", name=""):
-  """{"datasets": {dataset: {"splits": {k: top1}, "mean": top1}}, ...} from run results."""
-  method, pretraining = _describe_init(init)
-  datasets = {}
-  arch = {}
-  for r in runs:
-    d = datasets.setdefault(r["dataset"], {"splits": {}})
-    d["splits"][str(r["split"])] = r["top1"]
-    kind = "audio" if r["dataset"] == "esc50" else "video"
-    if r.get("encoder"):
-      arch[kind] = r["encoder"].get("name", "?")
-  for d in datasets.values():
-    d["splits"] = dict(sorted(d["splits"].items(), key=lambda kv: int(kv[0])))
-    d["mean"] = sum(d["splits"].values()) / len(d["splits"])
-  return dict(method=name or method, init=init, mode=mode, pretraining=pretraining,
-              arch={k: ARCH_NAMES.get(v, v) for k, v in arch.items()}, datasets=datasets,
-              runs=runs)
-
-
-def markdown(summary):
-  """The Table 5 row (mean top-1 %) and a per-split table."""
-  def pct(x):
-    return f"{100 * x:.1f}" if x is not None else "–"
-  ds = summary["datasets"]
-  lines = [f"# Downstream top-1 accuracy ({summary['mode']})", "",
-           "| Method | Arch. | pretraining dataset | HMDB51 | UCF101 | ESC50 |",
-           "|---|---|---|---:|---:|---:|"]
-  arch = summary["arch"].get("video") or summary["arch"].get("audio") or "?"
-  means = [pct(ds[d]["mean"]) if d in ds else "–" for d in DATASETS]
-  lines.append(f"| {summary['method']} | {arch} | {summary['pretraining']} | "
-               + " | ".join(means) + " |")
-  lines += ["", "Per split (ESC50: folds), top-1 %; mean over the splits run:", "",
-            "| Dataset | 1 | 2 | 3 | 4 | 5 | mean |", "|---|---:|---:|---:|---:|---:|---:|"]
-  for d in DATASETS:
-    if d not in ds:
-      continue
-    cells = [pct(ds[d]["splits"].get(str(k))) if str(k) in ds[d]["splits"] else "–"
-             for k in range(1, 6)]
-    lines.append(f"| {TITLES[d]} | " + " | ".join(cells) + f" | {pct(ds[d]['mean'])} |")
-  return "\n".join(lines) + "\n"
+flags.DEFINE_string("init", "", "Export dir of a pretraining run; empty: from scratch.")
+flags.DEFINE_string("roots", None, "dataset=DIR,...: prepared dirs or raw dataset roots.")
+flags.DEFINE_string("workdir", None, "Runs go to WORKDIR/<dataset>/split<k>.")
+flags.DEFINE_enum("mode", "finetune", ["finetune", "linear"], "Fine-tune or linear probe.")
+flags.DEFINE_bool("runlocal", False, "Tiny configs (a smoke test of the whole sweep).")
+flags.DEFINE_string("splits", "", "Only these splits/folds, e.g. '1' (default: all).")
+flags.DEFINE_string("overrides", "", "Config overrides for every run, e.g. "
+                    "'eval_batch_size=16,data.num_parallel=8'.")
+flags.DEFINE_string("name", "", "Method name in the table (default: the export's run name).")
+flags.DEFINE_integer("workers", 1, "Processes for preparing raw roots.")
+flags.mark_flags_as_required(["roots", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  from avjax import sharding  # pylint: disable=g-import-not-at-top
   sharding.maybe_initialize_distributed()
-  from avjax.data import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
-  hide_gpus_from_tensorflow()
-  flags_ = flags.FLAGS
-  splits = {int(s) for s in flags_.splits.split(",") if s.strip()} or None
-  summary = run_all(flags_.init, parse_roots(flags_.roots), flags_.workdir, mode=flags_.mode,
-                    runlocal=flags_.runlocal, splits=splits, overrides=flags_.overrides,
-                    name=flags_.name, workers=flags_.workers)
-  print(markdown(summary))
+  # Imported here, not at the top: TensorFlow loads only when the command runs.
+  from avjax.downstream import finetune_all  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  splits = {int(s) for s in f.splits.split(",") if s.strip()} or None
+  summary = finetune_all.run_all(f.init, finetune_all.parse_roots(f.roots), f.workdir,
+                                 mode=f.mode, runlocal=f.runlocal, splits=splits,
+                                 overrides=f.overrides, name=f.name, workers=f.workers)
+  print(finetune_all.markdown(summary))
 
 
 if __name__ == "__main__":
-  define_flags()
   app.run(main)

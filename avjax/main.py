@@ -10,10 +10,12 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
+
+from avjax import config_args
+from avjax import sharding
 
 flags.DEFINE_string("workdir", None, "Checkpoints, logs, config.json and the export.")
-config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+config_args.define_config_flag("config", "Pretraining config, e.g. configs/pretrain.py:ARGS.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -22,13 +24,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
   # Before any other JAX call: join the other processes of a multi-host launch.
-  from avjax import sharding  # pylint: disable=g-import-not-at-top
   sharding.maybe_initialize_distributed()
-  from avjax.data import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
-  hide_gpus_from_tensorflow()
-  from avjax import train  # pylint: disable=g-import-not-at-top
+  # Imported here, not at the top: TensorFlow (the input pipeline) loads only when a run
+  # starts, so --help stays fast.
+  from avjax import pretrain  # pylint: disable=g-import-not-at-top
   logging.info("workdir %s", os.path.abspath(FLAGS.workdir))
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ r"""Prepares a downstream dataset once: clips decoded into TFRecord shards, spli
   python -m avjax.prepare_downstream --dataset=hmdb51 --root=/data/hmdb51 --output=data/hmdb51
   python -m avjax.prepare_downstream --dataset=esc50 --root=/data/ESC-50-master --output=data/esc50
 
-Standard layouts (avjax/data/downstream.py, docs/downstream.md):
+Standard layouts (avjax/downstream/layouts.py, docs/downstream.md):
   ucf101  ROOT/UCF-101/<class>/*.avi, ROOT/ucfTrainTestlist/{classInd,trainlist0k,testlist0k}.txt
   hmdb51  ROOT/<class>/*.avi, ROOT/testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt
   esc50   ROOT/audio/*.wav, ROOT/meta/esc50.csv
@@ -37,8 +37,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  from avjax.data import downstream_prepare  # pylint: disable=g-import-not-at-top
-  report = downstream_prepare.prepare(
+  # Imported here, not at the top: TensorFlow loads only when the command runs.
+  from avjax.downstream import prepare  # pylint: disable=g-import-not-at-top
+  report = prepare.prepare(
       FLAGS.dataset, FLAGS.root, FLAGS.output, workers=FLAGS.workers, fps=FLAGS.fps,
       short_side=FLAGS.short_side, sample_rate=FLAGS.sample_rate,
       jpeg_quality=FLAGS.jpeg_quality, clips_per_shard=FLAGS.clips_per_shard)

@@ -83,3 +83,30 @@ def local_batch_size(global_batch_size):
     raise ValueError(f"global batch {global_batch_size} does not divide over "
                      f"{jax.process_count()} processes")
   return global_batch_size // jax.process_count()
+
+
+# ---------------------------------------------------------------------------
+# Train state, built sharded from the start, and the jitted update step.
+
+
+def replicated_state(init_fn, mesh, *args):
+  """(abstract state, shardings) of `init_fn(rng, *args)`: every leaf replicated over `mesh`.
+
+  Nothing is computed: `jax.eval_shape` traces the init. Data parallelism keeps
+  parameters and optimizer state replicated; only batches are split.
+  """
+  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0), *args)
+  return abstract, jax.tree.map(lambda _: replicated(mesh), abstract)
+
+
+def init_state(init_fn, rng, state_shardings, *args):
+  """`init_fn(rng, *args)` jitted with the target shardings: built in place on every
+  device, never materialised on one host first."""
+  return jax.jit(init_fn, out_shardings=state_shardings)(rng, *args)
+
+
+def jit_update(update_fn, mesh, state_shardings):
+  """`update_fn(state, batch) -> (state, measurements)` jitted for `mesh`: state in its
+  shardings and donated, batch split over "data", measurements replicated."""
+  return jax.jit(update_fn, in_shardings=(state_shardings, batch_sharding(mesh)),
+                 out_shardings=(state_shardings, replicated(mesh)), donate_argnums=(0,))

@@ -13,7 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from avjax.data import synthetic
+from avjax.ingest import synthetic
+from avjax.ingest import synthetic_plan
 
 flags.DEFINE_string("output", None, "Folder to write the titles, titles.csv and labels.json to.",
                     required=True)
@@ -23,7 +24,7 @@ flags.DEFINE_integer("episodes", 3, "Episodes per show.")
 flags.DEFINE_float("minutes", 2.0, "Minutes per title (each varies by up to 10%).")
 flags.DEFINE_integer("seed", 0, "Everything generated is a function of the seed and the flags.")
 flags.DEFINE_integer("classes", synthetic.Options.classes,
-                     f"Event classes C (at most {synthetic.MAX_CLASSES}).")
+                     f"Event classes C (at most {synthetic_plan.MAX_CLASSES}).")
 flags.DEFINE_float("artifact_strength", synthetic.Options.artifact_strength,
                    "Scale of the title-exclusive artifacts; 0 removes them.")
 flags.DEFINE_integer("width", synthetic.Options.width, "Frame width.")

@@ -6,8 +6,8 @@
 #
 #   bash benchmarks/run_gpu.sh [TABLE.md]
 #   STEPS=30 BATCHES="32 64 128" bash benchmarks/run_gpu.sh     # more
-#   JAX_ARGS="--config=avjax/step_benchmark.py:remat=convs" bash benchmarks/run_gpu.sh
-#   BATCHES=2 STEPS=3 JAX_ARGS="--config=avjax/step_benchmark.py:runlocal" \
+#   JAX_ARGS="--config=configs/step_benchmark.py:remat=convs" bash benchmarks/run_gpu.sh
+#   BATCHES=2 STEPS=3 JAX_ARGS="--config=configs/step_benchmark.py:runlocal" \
 #     TORCH_ARGS="--device=cpu --frames=8 --crop=56 --audio_frames=100 --warmup=1" \
 #     bash benchmarks/run_gpu.sh               # CPU smoke test of the script itself
 #

@@ -30,6 +30,8 @@ import sys
 from absl import app
 from absl import flags
 
+from avjax import config_args
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT_MARKER = os.path.join("export", "model_config.json")  # written by avjax.checkpoint
 SLURM_LAUNCHER = os.path.join("launch", "slurm.sbatch")
@@ -50,6 +52,10 @@ class SweepError(ValueError):
 def load_sweep(spec):
   """`path/to/sweep.py[:ARGS]` -> (sweep name, list of runs) from its get_sweep(ARGS)."""
   path, _, arg = spec.partition(":")
+  try:
+    path = config_args.resolve(path)
+  except FileNotFoundError:
+    pass
   if not os.path.isfile(path):
     known = sorted(f for f in os.listdir(os.path.join(ROOT, "configs", "sweeps"))
                    if f.endswith(".py") and not f.startswith("_"))
@@ -137,9 +143,10 @@ def check_config_files(runs):
   """Config paths are relative to the current folder, as avjax.main reads them."""
   for run in runs:
     path = run["config"].partition(":")[0]
-    if not os.path.isfile(path):
-      raise SweepError(f"run {run['name']}: config file {path!r} not found from "
-                       f"{os.getcwd()}; run launch/sweep.py from the repository root")
+    try:
+      config_args.resolve(path)
+    except FileNotFoundError as e:
+      raise SweepError(f"run {run['name']}: {e}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -301,5 +308,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  sys.path.insert(0, ROOT)  # the sweep files import avjax
   app.run(main)

@@ -1,4 +1,4 @@
-"""Orbax checkpoints: sharded restore, retention, SIGTERM flag, backbone export."""
+"""Orbax checkpoints: sharded restore, retention, preemption, backbone export."""
 
 import os
 import signal
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from avjax import checkpoint
+from avjax import loop
 from avjax import sharding
 
 
@@ -54,15 +55,16 @@ def test_should_save_follows_interval(tmp_path):
   ckpt.close()
 
 
-def test_sigterm_sets_the_preemption_flag(tmp_path):
+def test_only_the_training_loop_handles_sigterm(tmp_path):
   before = signal.getsignal(signal.SIGTERM)
-  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=100)
-  assert signal.getsignal(signal.SIGTERM) is not before
-  assert not ckpt.reached_preemption(1)
-  os.kill(os.getpid(), signal.SIGTERM)
-  assert ckpt.reached_preemption(2)
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=2)  # read-only users too: no handler
+  assert signal.getsignal(signal.SIGTERM) is before
+  with loop.sigterm_flag() as flag:
+    assert signal.getsignal(signal.SIGTERM) is not before
+    assert not ckpt.reached_preemption(1, flag["raised"])
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert ckpt.reached_preemption(2, flag["raised"])
   ckpt.close()
-  # The previous handler is back after close.
   assert signal.getsignal(signal.SIGTERM) is before
 
 

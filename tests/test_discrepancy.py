@@ -1,6 +1,5 @@
 """Discrepancy measures (paper Eq. 2), the linear probe, the periodic hook and the study script."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,10 +9,13 @@ import numpy as np
 import pytest
 
 import tiny_dataset
-from avjax import discrepancy
-from avjax import plots
-from avjax import probe
-from avjax import train
+from avjax import pretrain
+from avjax.configs import pretrain as pretrain_config_file
+from avjax.evals import discrepancy
+from avjax.evals import measures
+from avjax.evals import plots
+from avjax.evals import probe
+from avjax.evals import study as study_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,14 +27,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_kl_of_identical_histograms_is_zero():
   rng = np.random.default_rng(0)
   x = rng.normal(size=5000)
-  edges = discrepancy.shared_edges([x], bins=40)
-  p = discrepancy.histogram_mass(x, edges)
-  assert discrepancy.kl_divergence(p, p) == 0.0
+  edges = measures.shared_edges([x], bins=40)
+  p = measures.histogram_mass(x, edges)
+  assert measures.kl_divergence(p, p) == 0.0
   assert np.isclose(p.sum(), 1.0)
   # Empty bins get pseudo-counts, so KL against a disjoint sample stays finite.
-  q = discrepancy.histogram_mass(x + 100, edges)
-  assert np.isfinite(discrepancy.kl_divergence(p, q))
-  assert discrepancy.kl_divergence([0.5, 0.5], [1.0, 0.0]) == float("inf")
+  q = measures.histogram_mass(x + 100, edges)
+  assert np.isfinite(measures.kl_divergence(p, q))
+  assert measures.kl_divergence([0.5, 0.5], [1.0, 0.0]) == float("inf")
 
 
 def test_kl_of_gaussians_matches_the_closed_form():
@@ -44,10 +46,10 @@ def test_kl_of_gaussians_matches_the_closed_form():
   def closed(ma, sa, mb, sb):  # KL(N(ma, sa^2) || N(mb, sb^2))
     return np.log(sb / sa) + (sa ** 2 + (ma - mb) ** 2) / (2 * sb ** 2) - 0.5
 
-  edges = discrepancy.shared_edges([p, q], bins=100, quantile=0.001)
-  mp, mq = (discrepancy.histogram_mass(x, edges) for x in (p, q))
-  assert discrepancy.kl_divergence(mp, mq) == pytest.approx(closed(m1, s1, m2, s2), abs=0.03)
-  assert discrepancy.kl_divergence(mq, mp) == pytest.approx(closed(m2, s2, m1, s1), abs=0.06)
+  edges = measures.shared_edges([p, q], bins=100, quantile=0.001)
+  mp, mq = (measures.histogram_mass(x, edges) for x in (p, q))
+  assert measures.kl_divergence(mp, mq) == pytest.approx(closed(m1, s1, m2, s2), abs=0.03)
+  assert measures.kl_divergence(mq, mp) == pytest.approx(closed(m2, s2, m1, s1), abs=0.06)
 
 
 # ---------------------------------------------------------------------------
@@ -59,22 +61,22 @@ TITLES = np.array([7, 2, 7, 5, 2, 7])
 
 
 def test_pair_sets_of_a_hand_made_set():
-  pairs = discrepancy.all_pairs(TITLES)
+  pairs = measures.all_pairs(TITLES)
   as_set = lambda name: set(zip(*(a.tolist() for a in pairs[name])))
   assert as_set("S+") == {(i, i) for i in range(6)}
   assert as_set("S-") == {(0, 2), (2, 0), (0, 5), (5, 0), (2, 5), (5, 2), (1, 4), (4, 1)}
   neq = as_set("S!=")
   assert len(neq) == 36 - 9 - 4 - 1 == 22
   assert all(TITLES[i] != TITLES[j] for i, j in neq)
-  assert discrepancy.pair_counts(TITLES) == {"S+": 6, "S-": 8, "S!=": 22}
+  assert measures.pair_counts(TITLES) == {"S+": 6, "S-": 8, "S!=": 22}
   assert as_set("S+") | as_set("S-") | neq == {(i, j) for i in range(6) for j in range(6)}
 
 
 @pytest.mark.parametrize("name", ["S-", "S!="])
 def test_sampled_pairs_are_uniform_over_their_set(name):
-  everything = set(zip(*(a.tolist() for a in discrepancy.all_pairs(TITLES)[name])))
+  everything = set(zip(*(a.tolist() for a in measures.all_pairs(TITLES)[name])))
   rng = np.random.default_rng(0)
-  i, j = discrepancy.sample_pairs(TITLES, name, 44_000, rng)
+  i, j = measures.sample_pairs(TITLES, name, 44_000, rng)
   drawn = list(zip(i.tolist(), j.tolist()))
   assert set(drawn) == everything  # only pairs of the set, and all of them
   counts = np.array([drawn.count(p) for p in sorted(everything)])
@@ -83,7 +85,7 @@ def test_sampled_pairs_are_uniform_over_their_set(name):
 
 
 def test_make_pairs_subsamples_only_large_sets():
-  pairs, info = discrepancy.make_pairs(TITLES, max_pairs=10, seed=0)
+  pairs, info = measures.make_pairs(TITLES, max_pairs=10, seed=0)
   assert info["S+"] == dict(total=6, used=6, sampled=False)
   assert info["S-"] == dict(total=8, used=8, sampled=False)
   assert info["S!="] == dict(total=22, used=10, sampled=True)
@@ -96,13 +98,13 @@ def test_measures_see_title_structure():
   rng = np.random.default_rng(0)
   sims = {"S+": rng.normal(3, 1, 400), "S-": rng.normal(1, 1, 4000),
           "S!=": rng.normal(0, 1, 40000)}
-  result, edges, mass = discrepancy.measures(sims, bins=50)
+  result, edges, mass = measures.measures(sims, bins=50)
   kl = result["kl"]
   assert len(edges) == 51 and all(np.isclose(m.sum(), 1) for m in mass.values())
   assert kl["KL(S-||S!=)"] > 0.3
   assert kl["KL(S!=||S+)"] > kl["KL(S-||S+)"] > 0 and result["gap"] > 0
   # One held-out title: no S!=, its divergences are NaN, the rest still computed.
-  result, _, _ = discrepancy.measures({"S+": sims["S+"], "S-": sims["S-"], "S!=": []})
+  result, _, _ = measures.measures({"S+": sims["S+"], "S-": sims["S-"], "S!=": []})
   assert np.isnan(result["kl"]["KL(S-||S!=)"]) and np.isfinite(result["kl"]["KL(S-||S+)"])
 
 
@@ -153,11 +155,7 @@ def test_find_labels_next_to_the_sources(tmp_path):
 
 
 def _pretrain_config(dataset):
-  spec = importlib.util.spec_from_file_location("pretrain", os.path.join(ROOT,
-                                                                         "configs/pretrain.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(f"dataset={dataset},runlocal")
+  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
   config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.batch_size = 16
   config.total_steps = 4
@@ -189,7 +187,7 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   config.discrepancy.labels = labels
   config.discrepancy.probe_steps = 50
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir)
+  pretrain.train_and_evaluate(config, workdir)
 
   data = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
   assert [e["step"] for e in data["steps"]] == [2, 4]
@@ -210,7 +208,7 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
   # The command-line path: re-evaluate a kept checkpoint, merged into the same file.
-  entries = discrepancy.evaluate_workdir(workdir, steps=[2], overrides=dict(probe=False))
+  entries = pretrain.evaluate_workdir(workdir, steps=[2], overrides=dict(probe=False))
   assert entries[0]["step"] == 2 and "probe" not in entries[0]
   merged = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
   assert [e["step"] for e in merged["steps"]] == [2, 4] and "probe" in merged["steps"][1]
@@ -236,7 +234,7 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
                         env=env, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   doc = (root / "study_sampling.md").read_text()
-  assert plots.BEGIN in doc and plots.END in doc and "TOY SIZE" in doc
+  assert study_lib.BEGIN in doc and study_lib.END in doc and "TOY SIZE" in doc
   rows = [l for l in doc.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
   assert len(rows) == 2 and "–" not in rows[0].split("|")[4]  # probe accuracy filled in
   assert os.path.exists(root / "figures" / "loss.png")

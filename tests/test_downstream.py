@@ -10,9 +10,12 @@ import pytest
 import tensorflow as tf
 
 from avjax.data import audio as audio_lib
-from avjax.data import downstream
-from avjax.data import downstream_input
-from avjax.data import downstream_prepare
+from avjax.downstream import config as downstream_config
+from avjax.downstream import input as downstream_input
+from avjax.downstream import layouts
+from avjax.downstream import prepare as downstream_prepare
+from avjax.downstream import views as views_lib
+from avjax.media import decode
 
 # ---------------------------------------------------------------------------
 # Tiny datasets in each standard layout (also used by test_finetune.py).
@@ -118,7 +121,7 @@ def make_esc50(root, seconds=1.0):
 
 
 def tiny_video_config(data_dir, **overrides):
-  c = downstream_input.default_config("ucf101")
+  c = downstream_config.default_config("ucf101")
   c.data_dir = data_dir
   c.num_frames, c.crop_size, c.scale_min, c.scale_max = 4, 16, 20, 24
   c.test_short_side, c.shuffle_buffer = 20, 8
@@ -144,7 +147,7 @@ def ucf_prepared(ucf_root, tmp_path_factory):
 
 
 def test_ucf101_layout(ucf_root):
-  layout = downstream.read_layout("ucf101", ucf_root)
+  layout = layouts.read_layout("ucf101", ucf_root)
   assert layout.classes == list(UCF_CLASSES)
   assert len(layout.clips) == 6 and not layout.missing and not layout.unlisted
   # The case mismatch of "HandStandPushups" in file names is resolved.
@@ -173,40 +176,40 @@ def test_ucf101_errors_name_the_file(ucf_root, tmp_path):
   lists = root / "ucfTrainTestlist"
   (lists / "testlist02.txt").unlink()
   with pytest.raises(FileNotFoundError, match="testlist02.txt: split file not found"):
-    downstream.read_layout("ucf101", str(root))
+    layouts.read_layout("ucf101", str(root))
 
   root = _copy_ucf_lists(ucf_root, tmp_path / "b")
   lists = root / "ucfTrainTestlist"
   with open(lists / "trainlist01.txt", "a") as f:
     f.write("Juggling/v_Juggling_g01_c01.avi 3\n")
   with pytest.raises(ValueError, match=r"trainlist01.txt:5: unknown class 'Juggling'"):
-    downstream.read_layout("ucf101", str(root))
+    layouts.read_layout("ucf101", str(root))
 
   root = _copy_ucf_lists(ucf_root, tmp_path / "c")
   lists = root / "ucfTrainTestlist"
   text = (lists / "trainlist03.txt").read_text().replace(" 1\n", " 2\n", 1)
   (lists / "trainlist03.txt").write_text(text)
   with pytest.raises(ValueError, match=r"trainlist03.txt:1: label '2' does not match"):
-    downstream.read_layout("ucf101", str(root))
+    layouts.read_layout("ucf101", str(root))
 
   root = _copy_ucf_lists(ucf_root, tmp_path / "d")
   (root / "ucfTrainTestlist" / "classInd.txt").write_text("1 ApplyEyeMakeup\nthree Foo\n")
   with pytest.raises(ValueError, match=r"classInd.txt:2: expected '<index> <class>'"):
-    downstream.read_layout("ucf101", str(root))
+    layouts.read_layout("ucf101", str(root))
 
 
 def test_ucf101_missing_clip_is_reported_not_fatal(ucf_root, tmp_path):
   root = _copy_ucf_lists(ucf_root, tmp_path)
   with open(root / "ucfTrainTestlist" / "testlist01.txt", "a") as f:
     f.write("ApplyEyeMakeup/v_ApplyEyeMakeup_g09_c01.avi\n")
-  layout = downstream.read_layout("ucf101", str(root))
+  layout = layouts.read_layout("ucf101", str(root))
   assert [m[0] for m in layout.missing] == ["ApplyEyeMakeup/v_ApplyEyeMakeup_g09_c01"]
   assert len(layout.splits[1]["test"]) == 2  # the missing clip is left out of the split
 
 
 def test_hmdb51_layout_and_errors(tmp_path):
   root = make_hmdb51(str(tmp_path / "hmdb"))
-  layout = downstream.read_layout("hmdb51", root)
+  layout = layouts.read_layout("hmdb51", root)
   assert layout.classes == list(HMDB_CLASSES)
   for s in (1, 2, 3):
     assert layout.splits[s]["test"] == [f"{c}/{c}_clip{s - 1}" for c in HMDB_CLASSES]
@@ -218,15 +221,15 @@ def test_hmdb51_layout_and_errors(tmp_path):
   bad.write_text("cartwheel_clip0.avi 1\ncartwheel_clip1.avi 7\n")
   with pytest.raises(ValueError,
                      match=r"cartwheel_test_split2.txt:2: expected '<file>.avi <0\|1\|2>'"):
-    downstream.read_layout("hmdb51", root)
+    layouts.read_layout("hmdb51", root)
   bad.unlink()
   with pytest.raises(FileNotFoundError, match=r"cartwheel_test_split2.txt: split file not found"):
-    downstream.read_layout("hmdb51", root)
+    layouts.read_layout("hmdb51", root)
 
 
 def test_esc50_layout_and_errors(tmp_path):
   root = make_esc50(str(tmp_path / "esc"), seconds=0.2)
-  layout = downstream.read_layout("esc50", root)
+  layout = layouts.read_layout("esc50", root)
   assert layout.classes == list(ESC_CLASSES)
   for fold in range(1, 6):
     assert sorted(layout.splits[fold]["test"]) == [f"{fold}-1000-A-0", f"{fold}-1001-A-1"]
@@ -234,10 +237,10 @@ def test_esc50_layout_and_errors(tmp_path):
   meta = tmp_path / "esc" / "meta" / "esc50.csv"
   meta.write_text(meta.read_text().replace("fold,", "fo1d,", 1))
   with pytest.raises(ValueError, match=r"esc50.csv: missing column\(s\) fold"):
-    downstream.read_layout("esc50", root)
+    layouts.read_layout("esc50", root)
   meta.unlink()
   with pytest.raises(FileNotFoundError, match=r"meta/esc50.csv: ESC-50 metadata not found"):
-    downstream.read_layout("esc50", root)
+    layouts.read_layout("esc50", root)
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +251,7 @@ def test_decode_video_picks_frames_by_timestamp(tmp_path):
   # 25 fps source, frame i a flat grey of 4 i: at 10 fps, frame k is source frame floor(2.5 k).
   path = str(tmp_path / "ramp.avi")
   write_video(path, seconds=2.0, levels=[4 * i for i in range(50)], codec="ffv1")
-  frames, duration = downstream_prepare.decode_video(path, fps=10, short_side=16)
+  frames, duration = decode.decode_frames(path, fps=10, short_side=16)
   assert len(frames) == 20 and duration == pytest.approx(2.0)
   levels = [float(tf.io.decode_jpeg(f).numpy().mean()) for f in frames]
   assert tf.io.decode_jpeg(frames[0]).shape == (16, 20, 3)  # shorter side 16, aspect kept
@@ -340,7 +343,7 @@ def test_video_test_views_are_10_clips_by_3_crops():
   length, num_frames, crop = 25, 4, 16
   c = tiny_video_config("", num_frames=num_frames, crop_size=crop, test_short_side=crop)
   frames = tf.constant(_coordinate_frames(length, crop, 40))  # no resize: pixels exact
-  views = np.round(downstream_input.video_test_views(frames, 1.0, c).numpy() * 255)
+  views = np.round(views_lib.video_test_views(frames, 1.0, c).numpy() * 255)
   assert views.shape == (30, num_frames, crop, crop, 3)
   starts = np.floor(np.linspace(0, length - num_frames, 10))  # first to last fitting start
   for v in range(30):
@@ -354,7 +357,7 @@ def test_video_test_views_portrait_and_source_frame_rate():
   # Portrait frames crop top / center / bottom; a 25 fps source is read at 10 fps.
   c = tiny_video_config("", num_frames=4, crop_size=16, test_short_side=16, test_clips=2)
   frames = tf.constant(_coordinate_frames(25, 40, 16))
-  views = np.round(downstream_input.video_test_views(frames, 2.5, c).numpy() * 255)
+  views = np.round(views_lib.video_test_views(frames, 2.5, c).numpy() * 255)
   assert views.shape == (6, 4, 16, 16, 3)
   for v, y0 in zip(range(3), (0, 12, 24)):
     np.testing.assert_array_equal(views[v, 0, :, 0, 2], 6 * (y0 + np.arange(16)))
@@ -365,23 +368,23 @@ def test_video_test_views_portrait_and_source_frame_rate():
 def test_video_train_view_crop_flip_and_jitter():
   c = tiny_video_config("", num_frames=4, crop_size=16, scale_min=20, scale_max=24)
   frames = tf.constant(_coordinate_frames(30, 32, 40))
-  a = downstream_input.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
-  b = downstream_input.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
+  a = views_lib.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
+  b = views_lib.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
   assert a.shape == (4, 16, 16, 3) and 0 <= a.min() and a.max() <= 1
   np.testing.assert_array_equal(a, b)  # a pure function of the seed
   # Consecutive frames of a clip: the frame-index channel grows by one source frame.
   c.color_jitter = 0.0
   c.flip = False
-  v = downstream_input.video_train_view(frames, 1.0, tf.constant([3, 4], tf.int64), c).numpy()
+  v = views_lib.video_train_view(frames, 1.0, tf.constant([3, 4], tf.int64), c).numpy()
   np.testing.assert_allclose(np.diff(v[:, 8, 8, 0] * 255), 10, atol=1e-3)
 
 
 def test_audio_test_views_are_10_uniform_clips():
-  c = downstream_input.default_config("esc50")
+  c = downstream_config.default_config("esc50")
   c.clip_seconds = 0.25
   rng = np.random.default_rng(0)
   pcm = (rng.standard_normal(48000) * 3000).astype(np.int16)  # 1 s at 48 kHz
-  views = downstream_input.audio_test_views(tf.constant(pcm), c).numpy()
+  views = views_lib.audio_test_views(tf.constant(pcm), c).numpy()
   size = 12000
   starts = np.round(np.linspace(0, 48000 - size, 10)).astype(int)
   assert views.shape == (10, 96, audio_lib.num_frames(size), 1)
@@ -394,7 +397,7 @@ def test_time_frequency_mask_bounds():
   spec = tf.ones([96, 100, 1])
   widths = []
   for i in range(40):
-    out = downstream_input.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
+    out = views_lib.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
     out = out.numpy()[..., 0]
     zero_rows = np.where((out == 0).all(1))[0]
     zero_cols = np.where((out == 0).all(0))[0]
@@ -411,10 +414,10 @@ def test_time_frequency_mask_bounds():
 
 
 def test_audio_train_view_shape():
-  c = downstream_input.default_config("esc50")
+  c = downstream_config.default_config("esc50")
   c.clip_seconds = 0.25
   pcm = tf.zeros([8000], tf.int16)  # shorter than a clip: zero-padded
-  spec = downstream_input.audio_train_view(pcm, tf.constant([0, 1], tf.int64), c)
+  spec = views_lib.audio_train_view(pcm, tf.constant([0, 1], tf.int64), c)
   assert spec.shape == (96, audio_lib.num_frames(12000), 1)
 
 
@@ -435,7 +438,7 @@ def test_config_errors():
   c = tiny_video_config("", crop_size=30)
   with pytest.raises(ValueError, match="crop_size 30 must be <= data.scale_min 20"):
     downstream_input.describe(c, 1)
-  c = downstream_input.default_config("esc50")
+  c = downstream_config.default_config("esc50")
   c.source = "tfds"
   with pytest.raises(ValueError, match="exists for ucf101 only"):
     downstream_input.describe(c, 1)

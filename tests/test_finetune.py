@@ -12,9 +12,11 @@ import optax
 import pytest
 
 from avjax import checkpoint
-from avjax import finetune
-from avjax import finetune_all
-from avjax.data import downstream_prepare
+from avjax import metrics
+from avjax.downstream import finetune_all
+from avjax.downstream import model as finetune_model
+from avjax.downstream import prepare as downstream_prepare
+from avjax.downstream import task as finetune
 from avjax.models import av
 from avjax.models import convert
 
@@ -77,7 +79,7 @@ def test_linear_probe_learns_planted_signal_and_keeps_backbone_frozen():
   labels = rng.integers(0, classes, n)
   means = 4.0 * np.eye(classes, dim)
   features = (means[labels] + rng.standard_normal((n, dim))).astype(np.float32)
-  model = finetune.Classifier(ProjectEncoder(), num_classes=classes, frozen=True)
+  model = finetune_model.Classifier(ProjectEncoder(), num_classes=classes, frozen=True)
   config = ml_collections.ConfigDict(dict(mode="linear", optimizer=dict(
       momentum=0.9, weight_decay=1e-4, nesterov=False)))
   schedule = optax.constant_schedule(0.05)
@@ -106,7 +108,7 @@ def test_gradient_accumulation_matches_one_big_batch():
   rng = np.random.default_rng(0)
   batch = dict(x=rng.standard_normal((32, 6)).astype(np.float32),
                label=rng.integers(0, 3, 32).astype(np.int32))
-  model = finetune.Classifier(DenseEncoder(), num_classes=3)
+  model = finetune_model.Classifier(DenseEncoder(), num_classes=3)
   schedule = optax.constant_schedule(0.1)
   tx = optax.sgd(schedule, momentum=0.9)
   state = finetune.init_state(jax.random.PRNGKey(0), None, model=model, tx=tx,
@@ -175,14 +177,14 @@ def _config(dataset, arg, overrides=""):
 
 def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
   config = _config("esc50", f"runlocal,init={export_dir}")
-  loaded = finetune.load_backbone(config, "audio")
+  loaded = finetune_model.load_backbone(config, "audio")
   exported, model_config = checkpoint.load_export(export_dir)
   jax.tree.map(np.testing.assert_array_equal, loaded["params"],
                exported["params"]["audio_encoder"])
   assert model_config["audio"]["name"] == "resnet_audio_tiny"
 
   # The fresh state carries the loaded backbone; the classifier is new.
-  model = finetune.build_classifier(config, 3, finetune.model_config_for(config, model_config))
+  model = finetune_model.build_classifier(config, 3, finetune_model.model_config_for(config, model_config))
   tx = optax.sgd(0.1)
   state = jax.jit(lambda b: finetune.init_state(jax.random.PRNGKey(0), b, model=model, tx=tx,
                                                 input_shape=(1, 96, 16, 1)))(loaded)
@@ -198,24 +200,24 @@ def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
   config = _config("esc50", "runlocal")
   config.model.audio = tiny_model_config().audio
   config.init_torch = npz
-  from_torch = finetune.load_backbone(config, "audio")
+  from_torch = finetune_model.load_backbone(config, "audio")
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), from_torch,
                jax.tree.map(np.asarray, loaded))
 
   # A checkpoint of another architecture is an error naming what does not fit.
   config.model.audio = ml_collections.ConfigDict(dict(name="resnet18_audio"))
   with pytest.raises(ValueError, match="missing key 'layer1.1.conv1.weight'"):
-    finetune.load_backbone(config, "audio")
+    finetune_model.load_backbone(config, "audio")
   wrong = jax.tree.map(lambda x: np.zeros(np.shape(x)[:-1] + (7,)), loaded)
   with pytest.raises(ValueError, match=r"(?s)my.npz: the backbone does not fit.*has shape"):
-    finetune.check_backbone(wrong, loaded, "my.npz")
+    finetune_model.check_backbone(wrong, loaded, "my.npz")
 
   # From scratch: no backbone.
-  assert finetune.load_backbone(_config("esc50", "runlocal"), "audio") is None
+  assert finetune_model.load_backbone(_config("esc50", "runlocal"), "audio") is None
   both = _config("esc50", f"runlocal,init={export_dir}")
   both.init_torch = npz
   with pytest.raises(ValueError, match="both set"):
-    finetune.export_model_config(both)
+    finetune_model.export_model_config(both)
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
 
 
 def _read_metrics(run_dir):
-  with open(os.path.join(run_dir, finetune.METRICS_FILE)) as f:
+  with open(os.path.join(run_dir, metrics.METRICS_FILE)) as f:
     return [json.loads(line) for line in f]
 
 

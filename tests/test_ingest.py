@@ -13,9 +13,14 @@ from PIL import Image
 import pytest
 
 from avjax import fileio
-from avjax.data import ingest
+from avjax.data import example
 from avjax.data import records
-from avjax.data import synthetic
+from avjax.ingest import discover
+from avjax.ingest import params as ingest_params
+from avjax.ingest import run as ingest
+from avjax.ingest import synthetic
+from avjax.ingest import title as ingest_title
+from avjax.media import writer as media_writer
 
 H, W = 64, 96
 BITS = 10
@@ -57,7 +62,7 @@ def write_clock(path, *, seconds, fps=None, times=None, rate=48000, channels=2, 
   vfr = times is not None
   if not vfr:
     times = np.arange(int(round(seconds * float(fps)))) / float(fps)
-  with synthetic.MediaWriter(path, width=W, height=H, fps=fps or 30, sample_rate=rate,
+  with media_writer.MediaWriter(path, width=W, height=H, fps=fps or 30, sample_rate=rate,
                              channels=channels, vfr=vfr, **kw) as w:
     w.write_frames(np.stack([clock_frame(i) for i in range(len(times))]),
                    times=times if vfr else None)
@@ -76,7 +81,7 @@ def check_snippets(dataset_dir, entry, frame_times):
   with records.SnippetReader(dataset_dir, manifest=dict(titles=[entry])) as reader:
     order = np.random.default_rng(0).permutation(entry["num_snippets"])  # random access
     for m in order:
-      s = records.decode_snippet_numpy(reader.read(entry["id"], int(m)))
+      s = example.decode_snippet_numpy(reader.read(entry["id"], int(m)))
       assert (s["title_id"], s["snippet_index"]) == (entry["id"], m)
       assert s["start_time"] == pytest.approx(3.2 * m)
       assert len(s["frames"]) == 16 and s["audio"].shape == (153600,)
@@ -108,24 +113,24 @@ def clocks(tmp_path_factory):
 
 def test_frames_and_audio_are_where_their_timestamps_say(clocks, tmp_path):
   d, titles = clocks
-  params = ingest.make_params(**PARAMS)
+  params = ingest_params.make_params(**PARAMS)
   for name, (times, seconds) in titles.items():
     path = str(next(d.glob(f"{name}.*")))
-    entry = ingest.ingest_title(path, str(tmp_path), meta(name), params)
+    entry = ingest_title.ingest_title(path, str(tmp_path), meta(name), params)
     assert entry["duration"] == pytest.approx(seconds, abs=0.05)
     assert entry["num_snippets"] == int(entry["duration"] // 3.2)
     assert entry["frame_size"] == [64, 96]
-    assert os.path.exists(ingest.entry_path(str(tmp_path), name))
+    assert os.path.exists(ingest_title.entry_path(str(tmp_path), name))
     check_snippets(str(tmp_path), entry, times)
 
 
 def test_frames_are_resized_to_the_short_side(clocks, tmp_path):
   d, _ = clocks
-  entry = ingest.ingest_title(str(d / "pal.mov"), str(tmp_path), meta("pal"),
-                              ingest.make_params(short_side=190))
+  entry = ingest_title.ingest_title(str(d / "pal.mov"), str(tmp_path), meta("pal"),
+                              ingest_params.make_params(short_side=190))
   assert entry["frame_size"] == [190, 285]
   with records.SnippetReader(str(tmp_path), manifest=dict(titles=[entry])) as reader:
-    frame = records.decode_snippet_numpy(reader.read("pal", 1))["frames"][3]
+    frame = example.decode_snippet_numpy(reader.read("pal", 1))["frames"][3]
   assert np.asarray(Image.open(io.BytesIO(frame))).shape == (190, 285, 3)
 
 
@@ -133,13 +138,13 @@ def test_splits_hash_titles_and_shows():
   episodes = [meta(f"s{s}_e{e}", "episode", f"s{s}") for s in range(200) for e in range(3)]
   by_show = {}
   for ep in episodes:
-    by_show.setdefault(ep["show"], set()).add(ingest.split_of(ep, 0.1))
+    by_show.setdefault(ep["show"], set()).add(discover.split_of(ep, 0.1))
   assert all(len(splits) == 1 for splits in by_show.values())  # all or none of a show
-  movies = [ingest.split_of(meta(f"m{i}"), 0.1) for i in range(2000)]
+  movies = [discover.split_of(meta(f"m{i}"), 0.1) for i in range(2000)]
   assert 0.07 < movies.count("val") / len(movies) < 0.13
-  assert movies == [ingest.split_of(meta(f"m{i}"), 0.1) for i in range(2000)]
-  assert {ingest.split_of(meta(f"m{i}"), 0.0) for i in range(100)} == {"train"}
-  assert {ingest.split_of(meta(f"m{i}"), 1.0) for i in range(100)} == {"val"}
+  assert movies == [discover.split_of(meta(f"m{i}"), 0.1) for i in range(2000)]
+  assert {discover.split_of(meta(f"m{i}"), 0.0) for i in range(100)} == {"train"}
+  assert {discover.split_of(meta(f"m{i}"), 1.0) for i in range(100)} == {"val"}
 
 
 def test_discovery_layouts(tmp_path):
@@ -149,7 +154,7 @@ def test_discovery_layouts(tmp_path):
     p = tmp_path / "in" / rel
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(b"")
-  got = {t["id"]: (t["kind"], t["show"]) for t in ingest.discover(str(tmp_path / "in"))}
+  got = {t["id"]: (t["kind"], t["show"]) for t in discover.discover(str(tmp_path / "in"))}
   assert got == {"Heat": ("movie", None), "Alien": ("movie", None), "Brazil": ("movie", None),
                  "Fargo_s01e01": ("episode", "Fargo"),
                  "Lost_Season_1_e01": ("episode", "Lost"), "Lost_Season_2_e01": ("episode", "Lost")}
@@ -157,16 +162,16 @@ def test_discovery_layouts(tmp_path):
   csv.write_text("title_id,kind,show_id,genres,path\n"
                  "heat_1995,movie,,crime|drama,Heat.mkv\n"
                  "Alien,episode,scifi_night,scifi;horror,\n")
-  got = {t["id"]: t for t in ingest.discover(str(tmp_path / "in"))}
+  got = {t["id"]: t for t in discover.discover(str(tmp_path / "in"))}
   assert got["heat_1995"]["genres"] == ["crime", "drama"] and "Heat" not in got
   assert (got["Alien"]["kind"], got["Alien"]["show"]) == ("episode", "scifi_night")
   listing = tmp_path / "in" / "list.txt"
   listing.write_text("# two titles\nHeat.mkv\nFargo/s01e01.mp4\n")
-  got = [t["id"] for t in ingest.discover(str(listing), metadata=str(csv))]
+  got = [t["id"] for t in discover.discover(str(listing), metadata=str(csv))]
   assert got == ["Fargo_s01e01", "heat_1995"]
   (tmp_path / "in" / "Alien.mp4").write_bytes(b"")
   with pytest.raises(ValueError, match="Alien"):
-    ingest.discover(str(tmp_path / "in"))
+    discover.discover(str(tmp_path / "in"))
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +212,7 @@ def test_bad_input_is_reported_and_skipped(collection, tmp_path):
   assert fileio.read_json(os.path.join(out, records.REPORT)) == report
   manifest = records.load_manifest(out)
   assert [t["id"] for t in manifest["titles"]] == ["good_a", "good_b"]
-  assert manifest["params"] == ingest.make_params(**PARAMS)
+  assert manifest["params"] == ingest_params.make_params(**PARAMS)
   leftovers = sorted(os.listdir(os.path.join(out, "titles")))
   assert leftovers == sorted(f"good_{x}{ext}" for x in "ab"
                              for ext in (".json", ".tfrecord", ".index.npy"))
@@ -235,7 +240,7 @@ def test_interrupted_ingest_resumes_to_the_same_manifest(clocks, tmp_path, monke
   ingest.ingest(str(d), reference, params=PARAMS, progress=False)
   out = str(tmp_path / "resumed")
   calls = []
-  encode = records.encode_snippet
+  encode = example.encode_snippet
 
   def ctrl_c_in_second_title(title_id, *args):
     calls.append(title_id)
@@ -243,16 +248,16 @@ def test_interrupted_ingest_resumes_to_the_same_manifest(clocks, tmp_path, monke
       raise KeyboardInterrupt
     return encode(title_id, *args)
 
-  monkeypatch.setattr(records, "encode_snippet", ctrl_c_in_second_title)
+  monkeypatch.setattr(example, "encode_snippet", ctrl_c_in_second_title)
   with pytest.raises(KeyboardInterrupt):
     ingest.ingest(str(d), out, params=PARAMS, progress=False)
-  monkeypatch.setattr(records, "encode_snippet", encode)
+  monkeypatch.setattr(example, "encode_snippet", encode)
   first, second = sorted(set(calls), key=calls.index)
   assert [t["id"] for t in records.load_manifest(out)["titles"]] == [first]
   assert not os.path.exists(os.path.join(out, "titles", f"{second}.tfrecord"))
   assert not [f for f in os.listdir(os.path.join(out, "titles")) if "tmp" in f]
   # A kill between records and entry file, and a temporary left by a killed writer.
-  os.remove(ingest.entry_path(out, first))
+  os.remove(ingest_title.entry_path(out, first))
   open(os.path.join(out, "titles", f"{second}.tfrecord.123.tmp"), "wb").close()
   report = ingest.ingest(str(d), out, params=PARAMS, progress=False)
   assert (report["already_done"], report["ingested"]) == (0, 3)
@@ -284,7 +289,7 @@ def test_synthetic_titles_ingest_with_their_labels(tmp_path):
         truth["kind"], truth["show"], truth["genres"])
     assert entry["duration"] == pytest.approx(truth["duration"], abs=1e-3)
     assert entry["num_snippets"] == int(truth["duration"] // 3.2) == len(truth["events"])
-    assert entry["split"] == ingest.split_of(entry, 0.5)
+    assert entry["split"] == discover.split_of(entry, 0.5)
     cuts = [s["start"] for s in truth["scenes"][1:]]
     assert len(entry["shots"]) == len(cuts)
     np.testing.assert_allclose(entry["shots"], cuts, atol=1 / options.fps + 1e-3)

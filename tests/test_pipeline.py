@@ -8,8 +8,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from avjax.data import audio
 from avjax.data import config as data_config
+from avjax.data import example
+from avjax.data import ops
 from avjax.data import pipeline
 from avjax.data import records
+from avjax.data import titles as titles_lib
 from tiny_dataset import make_tiny_dataset, tiny_data_config
 
 
@@ -109,29 +112,29 @@ def test_batch_layout_errors(dataset, batch, kwargs, match):
 
 
 def test_select_titles(dataset):
-  manifest = pipeline.load_manifest([str(dataset)])
+  manifest = titles_lib.load_manifest([str(dataset)])
   ids = lambda titles: [t["id"] for t in titles]  # pylint: disable=unnecessary-lambda-assignment
   config = tiny_data_config(dataset)
-  assert ids(pipeline.select_titles(manifest, config, split="val")) == [
+  assert ids(titles_lib.select_titles(manifest, config, split="val")) == [
       "movie_003", "show_01_e00", "show_01_e01"]
   config.kinds = "movie"
-  assert ids(pipeline.select_titles(manifest, config)) == ["movie_000", "movie_001", "movie_002"]
+  assert ids(titles_lib.select_titles(manifest, config)) == ["movie_000", "movie_001", "movie_002"]
   config.kinds = "episode"
-  assert ids(pipeline.select_titles(manifest, config)) == ["show_00_e00", "show_00_e01"]
+  assert ids(titles_lib.select_titles(manifest, config)) == ["show_00_e00", "show_00_e01"]
   config.kinds = "both"
   config.genres = ["drama"]
-  assert all("Drama" in t["genres"] for t in pipeline.select_titles(manifest, config))
+  assert all("Drama" in t["genres"] for t in titles_lib.select_titles(manifest, config))
   config.genres = None
   config.title_budget = 3
-  a = ids(pipeline.select_titles(manifest, config))
-  assert len(a) == 3 and a == ids(pipeline.select_titles(manifest, config))
+  a = ids(titles_lib.select_titles(manifest, config))
+  assert len(a) == 3 and a == ids(titles_lib.select_titles(manifest, config))
   config.kinds = "cartoons"
   with pytest.raises(ValueError, match="kinds"):
-    pipeline.select_titles(manifest, config)
+    titles_lib.select_titles(manifest, config)
   config.kinds = "both"
   config.title_budget = 50
   with pytest.raises(ValueError, match="title_budget=50"):
-    pipeline.select_titles(manifest, config)
+    titles_lib.select_titles(manifest, config)
 
 
 def test_uniform_genre_mix_balances_genres():
@@ -142,18 +145,18 @@ def test_uniform_genre_mix_balances_genres():
   config = data_config.default_config()
   config.title_budget = 12
   config.genre_mix = "uniform"
-  chosen = pipeline.select_titles(manifest, config)
+  chosen = titles_lib.select_titles(manifest, config)
   counts = {g: sum(t["genres"] == [g] for t in chosen) for g in genres}
   assert counts == {"A": 4, "B": 4, "C": 4}
   config.title_budget = 16  # C runs out at 4: the rest split between A and B
-  counts = {g: sum(t["genres"] == [g] for t in pipeline.select_titles(manifest, config))
+  counts = {g: sum(t["genres"] == [g] for t in titles_lib.select_titles(manifest, config))
             for g in genres}
   assert counts == {"A": 6, "B": 6, "C": 4}
   config.genre_mix = "natural"
-  natural = pipeline.select_titles(manifest, config)
+  natural = titles_lib.select_titles(manifest, config)
   assert len(natural) == 16
   config.seed = 1
-  assert [t["id"] for t in pipeline.select_titles(manifest, config)] != [
+  assert [t["id"] for t in titles_lib.select_titles(manifest, config)] != [
       t["id"] for t in natural]
 
 
@@ -202,7 +205,7 @@ def test_eval_content_matches_direct_decoding(dataset):
   batch = next(pipeline.make_eval_iterator(config, batch_size=2, process_index=0,
                                            process_count=1, num_local_devices=1))
   with records.SnippetReader(str(dataset)) as reader:
-    snippet = records.decode_snippet_numpy(reader.read("movie_003", 1))
+    snippet = example.decode_snippet_numpy(reader.read("movie_003", 1))
   frames = np.stack([tf.io.decode_jpeg(f).numpy() for f in snippet["frames"]])
   h, w = frames.shape[1:3]
   oy, ox = (h - 32) // 2, (w - 32) // 2
@@ -234,10 +237,10 @@ def test_frame_stride_and_format_checks(dataset):
 
 def test_color_jitter():
   video = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)), tf.float32)
-  same = pipeline.color_jitter(video, 0.0, tf.constant([1, 2], tf.int64))
+  same = ops.color_jitter(video, 0.0, tf.constant([1, 2], tf.int64))
   np.testing.assert_array_equal(same.numpy(), video.numpy())  # sigma = 0 is the identity
   frames = tf.tile(video[:1], [4, 1, 1, 1])
-  out = pipeline.color_jitter(frames, 1.0, tf.constant([1, 2], tf.int64)).numpy()
+  out = ops.color_jitter(frames, 1.0, tf.constant([1, 2], tf.int64)).numpy()
   assert not np.allclose(out, frames.numpy())
   assert out.min() >= 0 and out.max() <= 1
   for t in range(1, 4):  # the same factors for every frame of a snippet
@@ -294,7 +297,7 @@ def test_snippet_reader_keeps_at_most_max_open_titles_open(dataset):
   ids = [t["id"] for t in manifest["titles"]][:4]
   reader = records.SnippetReader(str(dataset), max_open=2)
   for title_id in ids + ids[:1]:
-    snippet = records.decode_snippet_numpy(reader.read(title_id, 1))
+    snippet = example.decode_snippet_numpy(reader.read(title_id, 1))
     assert (snippet["title_id"], snippet["snippet_index"]) == (title_id, 1)
     assert len(reader._open) <= 2  # pylint: disable=protected-access
   assert list(reader._open) == [ids[3], ids[0]]  # pylint: disable=protected-access

@@ -13,15 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from avjax import flops
-from avjax import step_benchmark
+from avjax.bench import flops
+from avjax.bench import hlo as hlo_lib
+from avjax.bench import step as step_benchmark
+from avjax.configs import step_benchmark as step_config
 from avjax.models import av
 from avjax.models import r2plus1d
 
 
 def tiny_config():
   """Two-stage tiny encoders on tiny inputs: seconds to compile on CPU."""
-  config = step_benchmark.get_config("runlocal")
+  config = step_config.get_config("runlocal")
   for kind in ("video", "audio"):
     config.model[kind].stage_sizes = (1, 1)
     config.model[kind].stage_widths = (8, 16)
@@ -68,7 +70,7 @@ def test_benchmark_runs_and_reports_sane_numbers(bench):
 
 
 def test_step_benchmark_imports_neither_tensorflow_nor_clu():
-  code = ("import sys, avjax.step_benchmark, avjax.flops\n"
+  code = ("import sys, avjax.bench.step, avjax.evals.discrepancy\n"
           "bad = [m for m in ('tensorflow', 'clu') if m in sys.modules]\n"
           "assert not bad, bad\n")
   subprocess.run([sys.executable, "-c", code], check=True)
@@ -191,11 +193,11 @@ def test_collective_parser_reads_tuples_and_async_pairs():
   %agd = f32[16,16]{1,0} all-gather-done((f32[2,16]{1,0}, f32[16,16]{1,0}) %ag)
   ROOT %ar2 = f32[8]{0} all-reduce-start(f32[8]{0} %x), to_apply=%add
   """
-  found = step_benchmark.collectives(hlo)
+  found = hlo_lib.collectives(hlo)
   assert [c["op"] for c in found] == ["all-reduce", "all-gather", "all-reduce"]
   assert found[0]["bytes"] == 3 * 3 * 4 * 8 * 4 + 16 * 2 + 4
   assert found[1]["shapes"] == [("f32", (16, 16))] and found[1]["bytes"] == 1024
-  assert step_benchmark.collective_summary(hlo) == {"all-reduce": (2, 1188 + 32),
+  assert hlo_lib.collective_summary(hlo) == {"all-reduce": (2, 1188 + 32),
                                                     "all-gather": (1, 1024)}
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from avjax import fileio
-from avjax.data import synthetic
+from avjax.ingest import synthetic
+from avjax.ingest import synthetic_plan
+from avjax.ingest import synthetic_render
 
 TINY = synthetic.Options(width=96, height=64, fps=10)
 
@@ -20,23 +22,23 @@ def plan(seed=0, options=TINY, **kw):
 
 
 def test_event_classes_tie_sight_to_sound():
-  classes = [synthetic.event_class(c) for c in range(synthetic.MAX_CLASSES)]
+  classes = [synthetic.event_class(c) for c in range(synthetic_plan.MAX_CLASSES)]
   keys = {(c["shape"], c["motion"], c["pitch_hz"]) for c in classes}
-  assert len(keys) == synthetic.MAX_CLASSES
+  assert len(keys) == synthetic_plan.MAX_CLASSES
   for c in classes:  # shape always comes with its timbre, motion with its rhythm
-    assert synthetic.TIMBRES.index(c["timbre"]) == synthetic.SHAPES.index(c["shape"])
-    assert synthetic.ONSET_INTERVALS[synthetic.MOTIONS.index(c["motion"])] == c["onset_interval"]
+    assert synthetic_plan.TIMBRES.index(c["timbre"]) == synthetic_plan.SHAPES.index(c["shape"])
+    assert synthetic_plan.ONSET_INTERVALS[synthetic_plan.MOTIONS.index(c["motion"])] == c["onset_interval"]
   with pytest.raises(ValueError):
-    synthetic.event_class(synthetic.MAX_CLASSES)
+    synthetic.event_class(synthetic_plan.MAX_CLASSES)
   with pytest.raises(ValueError, match="classes"):
-    plan(options=synthetic.Options(classes=synthetic.MAX_CLASSES + 1))
+    plan(options=synthetic.Options(classes=synthetic_plan.MAX_CLASSES + 1))
 
 
 def test_plans_are_deterministic_per_seed():
   a, b = plan(seed=5), plan(seed=5)
   assert json.dumps(a) == json.dumps(b)
   assert json.dumps(a) != json.dumps(plan(seed=6))
-  for x, y in zip(synthetic.render_chunks(a[0], TINY), synthetic.render_chunks(b[0], TINY)):
+  for x, y in zip(synthetic_render.render_chunks(a[0], TINY), synthetic_render.render_chunks(b[0], TINY)):
     np.testing.assert_array_equal(x[0], y[0])
     np.testing.assert_array_equal(x[1], y[1])
 
@@ -75,12 +77,12 @@ def test_artifact_strength_zero_leaves_nothing_title_exclusive():
   a = plans[0]
   b = dict(a, style=dict(plans[2]["style"], sample_rate=a["style"]["sample_rate"],
                          channels=a["style"]["channels"]))
-  for x, y in zip(synthetic.render_chunks(a, options), synthetic.render_chunks(b, options)):
+  for x, y in zip(synthetic_render.render_chunks(a, options), synthetic_render.render_chunks(b, options)):
     np.testing.assert_array_equal(x[0], y[0])
     np.testing.assert_allclose(x[1], y[1], atol=1e-6)
   # At full strength the style shows in picture and sound.
-  x = next(synthetic.render_chunks(a, TINY))
-  y = next(synthetic.render_chunks(b, TINY))
+  x = next(synthetic_render.render_chunks(a, TINY))
+  y = next(synthetic_render.render_chunks(b, TINY))
   assert np.abs(x[0].astype(int) - y[0]).mean() > 5 and np.abs(x[1] - y[1]).mean() > 1e-3
 
 
@@ -89,7 +91,7 @@ def test_events_flash_when_they_sound():
   p = plan(options=options, movies=1, shows=0, minutes=0.1)[0]
   event = p["events"][0]
   t = np.arange(0, 3.2, 1 / 50)
-  *_, bright = synthetic._event_motion(event, t, 64, 96)  # pylint: disable=protected-access
+  *_, bright = synthetic_render._event_motion(event, t, 64, 96)  # pylint: disable=protected-access
   flashes = t[1:][np.diff(bright) > 0.1]
   np.testing.assert_allclose(flashes, np.ceil(np.asarray(event["onsets"]) * 50) / 50, atol=1e-6)
 
@@ -114,7 +116,7 @@ def test_generate_writes_media_files_titles_and_labels(tmp_path):
       assert (a.rate, a.channels) == (p["style"]["sample_rate"], p["style"]["channels"])
       frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
     assert len(frames) == p["num_frames"]
-    rendered = np.concatenate([f for f, _ in synthetic.render_chunks(p, TINY)])
+    rendered = np.concatenate([f for f, _ in synthetic_render.render_chunks(p, TINY)])
     assert np.abs(np.stack(frames).astype(int) - rendered).mean() < 6  # lossy, but the same
   # Same seed, same content: the files decode to the same frames.
   again = synthetic.generate(str(tmp_path / "again"), movies=1, shows=1, episodes=2,
@@ -123,8 +125,8 @@ def test_generate_writes_media_files_titles_and_labels(tmp_path):
   # The rendered pictures and sound are bit-identical; the H.264 encoder may round a few
   # pixel levels differently from one encode to the next, so the files decode to nearly
   # the same frames.
-  for (v1, a1), (v2, a2) in zip(synthetic.render_chunks(plans[0], TINY),
-                                synthetic.render_chunks(again[0], TINY)):
+  for (v1, a1), (v2, a2) in zip(synthetic_render.render_chunks(plans[0], TINY),
+                                synthetic_render.render_chunks(again[0], TINY)):
     np.testing.assert_array_equal(v1, v2)
     np.testing.assert_array_equal(a1, a2)
   with av.open(str(out / plans[0]["path"])) as c1, \

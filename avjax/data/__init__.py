@@ -1,13 +1,5 @@
-"""Data: ingest, snippet records, sampling and the tf.data input pipeline.
+"""Data: snippet records, the sampling policy, and the tf.data input pipeline.
 
-The only package of avjax that imports TensorFlow; it keeps TensorFlow off GPUs.
+TensorFlow is imported by the modules that use it (example, ops, audio, pipeline, fake);
+`config`, `records`, `sampling` and `titles` need none.
 """
-
-
-def hide_gpus_from_tensorflow():
-  """TensorFlow only feeds data: keep it off accelerators, which belong to JAX."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:  # already initialised; tensorflow-cpu has no GPUs anyway
-    pass

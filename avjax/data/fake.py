@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from avjax.data import example
 from avjax.data import records
 
 GENRES = ("Drama", "Comedy", "Action", "Horror", "Thriller", "Sci-Fi", "Romance")
@@ -100,7 +101,7 @@ def make_fake_dataset(path, titles=None, *, short_side=48, aspect=4 / 3,
           pcm = pcm[:-512]
         elif kind == "frame_count":
           frames = frames[:-1]
-        writer.write(records.encode_snippet(tid, m, m * seconds, frames, pcm))
+        writer.write(example.encode_snippet(tid, m, m * seconds, frames, pcm))
     rec, idx = records.record_paths(path, tid)
     entries.append(dict(id=tid, kind=spec.get("kind", "movie"), show=spec.get("show"),
                         genres=list(spec.get("genres", [])), duration=m_n * seconds,

@@ -7,12 +7,9 @@ Layout of a dataset directory (docs/data_format.md has the full description):
   DATASET_DIR/titles/<title>.index.npy    int64 [M, 2]: byte offset and length of each record
   DATASET_DIR/ingest_report.json          what ingest skipped, and why
 
-A snippet (paper Section 3: x_{n,m} = (a_{n,m}, v_{n,m})) is stored as:
-  title_id       bytes   the title n
-  snippet_index  int64   m, 0-based, in time order
-  start_time     float   seconds from the start of the title
-  frames         bytes[] JPEG-encoded RGB frames (16 at 5 fps by default)
-  audio          bytes   mono 16-bit little-endian PCM at 48 kHz (153,600 samples for 3.2 s)
+A snippet is one serialized tf.train.Example (avjax.data.example has its fields). This
+module reads and writes the files themselves (TFRecord framing, offsets, manifest) and
+needs no TensorFlow, so ingest workers and tools can use it anywhere.
 """
 
 import collections
@@ -21,8 +18,8 @@ import re
 import struct
 import threading
 
+import google_crc32c
 import numpy as np
-import tensorflow as tf
 
 from avjax import fileio
 
@@ -70,32 +67,24 @@ def record_paths(dataset_dir, title_id):
 
 
 # ---------------------------------------------------------------------------
+# TFRecord framing.
+
+
+def masked_crc(data):
+  """The CRC32C of `data`, masked as TFRecord files store it."""
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame_record(data):
+  """One TFRecord: uint64 length, masked CRC of the length, data, masked CRC of the data."""
+  length = struct.pack("<Q", len(data))
+  return (length + struct.pack("<I", masked_crc(length)) + data
+          + struct.pack("<I", masked_crc(data)))
+
+
+# ---------------------------------------------------------------------------
 # Writing.
-
-
-def encode_snippet(title_id, snippet_index, start_time, frames_jpeg, audio_pcm):
-  """Serializes one snippet as a tf.train.Example.
-
-  Args:
-    title_id: str.
-    snippet_index: int, m.
-    start_time: float seconds.
-    frames_jpeg: sequence of JPEG bytes, one per frame.
-    audio_pcm: int16 numpy array of mono samples.
-  """
-  audio_pcm = np.asarray(audio_pcm)
-  if audio_pcm.dtype != np.int16 or audio_pcm.ndim != 1:
-    raise ValueError(f"title {title_id} snippet {snippet_index}: audio must be 1-D int16, "
-                     f"got {audio_pcm.dtype} {audio_pcm.shape}")
-  f = tf.train.Feature
-  feature = {
-      "title_id": f(bytes_list=tf.train.BytesList(value=[title_id.encode()])),
-      "snippet_index": f(int64_list=tf.train.Int64List(value=[int(snippet_index)])),
-      "start_time": f(float_list=tf.train.FloatList(value=[float(start_time)])),
-      "frames": f(bytes_list=tf.train.BytesList(value=list(frames_jpeg))),
-      "audio": f(bytes_list=tf.train.BytesList(value=[audio_pcm.astype("<i2").tobytes()])),
-  }
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 class TitleWriter:
@@ -114,12 +103,12 @@ class TitleWriter:
     os.makedirs(os.path.dirname(self.records_path), exist_ok=True)
     self._tmp_records = f"{self.records_path}.{os.getpid()}.tmp"
     self._tmp_index = f"{self.index_path}.{os.getpid()}.tmp.npy"
-    self._writer = tf.io.TFRecordWriter(self._tmp_records)
+    self._file = open(self._tmp_records, "wb")  # pylint: disable=consider-using-with
     self._offsets = []
     self._pos = 0
 
   def write(self, serialized):
-    self._writer.write(serialized)
+    self._file.write(frame_record(serialized))
     self._offsets.append((self._pos, len(serialized)))
     self._pos += _HEADER + len(serialized) + _FOOTER
 
@@ -127,7 +116,7 @@ class TitleWriter:
     return len(self._offsets)
 
   def close(self):
-    self._writer.close()
+    self._file.close()
     if os.path.getsize(self._tmp_records) != self._pos:
       self.abort()
       raise IOError(f"{self.records_path}: record sizes do not add up (writer framing changed?)")
@@ -137,7 +126,7 @@ class TitleWriter:
     os.replace(self._tmp_records, self.records_path)
 
   def abort(self):
-    self._writer.close()
+    self._file.close()
     for p in (self._tmp_records, self._tmp_index):
       if os.path.exists(p):
         os.remove(p)
@@ -244,33 +233,28 @@ class SnippetReader:
     self.close()
 
 
-_FEATURES = {
-    "title_id": tf.io.FixedLenFeature([], tf.string),
-    "snippet_index": tf.io.FixedLenFeature([], tf.int64),
-    "start_time": tf.io.FixedLenFeature([], tf.float32),
-    "frames": tf.io.VarLenFeature(tf.string),
-    "audio": tf.io.FixedLenFeature([], tf.string),
-}
+class TitlesReader:
+  """Reads snippet m of title n of a list of title entries (of pooled dataset dirs).
 
+  One bounded SnippetReader per dataset dir; entries carry their "dataset_dir".
+  """
 
-def parse_snippet(serialized):
-  """TF graph op: serialized Example -> dict with `frames` [T] JPEG strings and int16 `audio`."""
-  ex = tf.io.parse_single_example(serialized, _FEATURES)
-  ex["frames"] = tf.sparse.to_dense(ex["frames"], default_value=b"")
-  ex["audio"] = tf.io.decode_raw(ex["audio"], tf.int16, little_endian=True)
-  return ex
+  def __init__(self, titles, max_open):
+    self.titles = titles
+    self._readers = {}
+    for entry in titles:
+      base = entry["dataset_dir"]
+      if base not in self._readers:
+        manifest = dict(titles=[t for t in titles if t["dataset_dir"] == base])
+        self._readers[base] = SnippetReader(base, manifest=manifest, max_open=max_open)
 
+  def read(self, n, m):
+    entry = self.titles[n]
+    return self._readers[entry["dataset_dir"]].read(entry["id"], m)
 
-def decode_snippet_numpy(serialized):
-  """Python-side decoding of a snippet (tests, tools): dict of numpy values, frames still JPEG."""
-  ex = tf.train.Example.FromString(serialized).features.feature
-  return dict(
-      title_id=ex["title_id"].bytes_list.value[0].decode(),
-      snippet_index=int(ex["snippet_index"].int64_list.value[0]),
-      start_time=float(ex["start_time"].float_list.value[0]),
-      frames=list(ex["frames"].bytes_list.value),
-      audio=np.frombuffer(ex["audio"].bytes_list.value[0], dtype="<i2"),
-  )
+  def close(self):
+    for reader in self._readers.values():
+      reader.close()
 
 
 # ---------------------------------------------------------------------------

@@ -32,6 +32,20 @@ def _as_int(value, name):
   return int(value)
 
 
+def _span_table(k, top):
+  """Cumulative sums of c(s) and s c(s) over spans s = k .. top, for windowed draws.
+
+  c(s) = C(s - 2, k - 2) is the number of ways to fill the interior of a span of s with
+  k - 2 snippets (see HierarchicalSampler._span); kept relative to its largest value so
+  that large k and w do not overflow.
+  """
+  s = np.arange(k, top + 1, dtype=np.float64)
+  # log C(s-2, k-2) by the ratio C(s-1, k-2) / C(s-2, k-2) = (s-1) / (s-k+1).
+  log_c = np.concatenate([[0.0], np.cumsum(np.log((s[:-1] - 1) / (s[:-1] - k + 1)))])
+  c = np.exp(log_c - log_c[-1])
+  return np.cumsum(c), np.cumsum(s * c)
+
+
 class HierarchicalSampler:
   """Draws groups (title_index, snippet_indices) of the hierarchical policy (Section 3).
 
@@ -98,18 +112,9 @@ class HierarchicalSampler:
     if self.title_weights == "length" or self.k == 1:
       self._title_cdf = np.cumsum(kept, dtype=np.float64) / kept.sum()
 
-    # Span table for windowed draws (see _span). c(s) = C(s - 2, k - 2) is the number of
-    # ways to fill the interior of a span of s with k - 2 snippets; kept relative to its
-    # largest value so that large k and w do not overflow.
     self._span_ca = self._span_cb = None
     if self.k >= 2 and self.w is not None:
-      top = int(min(self.w, kept.max()))
-      s = np.arange(self.k, top + 1, dtype=np.float64)
-      # log C(s-2, k-2) by the ratio C(s-1, k-2) / C(s-2, k-2) = (s-1) / (s-k+1).
-      log_c = np.concatenate([[0.0], np.cumsum(np.log((s[:-1] - 1) / (s[:-1] - self.k + 1)))])
-      c = np.exp(log_c - log_c[-1])
-      self._span_ca = np.cumsum(c)
-      self._span_cb = np.cumsum(s * c)
+      self._span_ca, self._span_cb = _span_table(self.k, int(min(self.w, kept.max())))
 
   # -------------------------------------------------------------------------
   @property

@@ -33,7 +33,7 @@ def default_config():
       head_kernel_size=1,
       head_hidden=-1,  # -1: as many channels as the encoder's output.
       dtype="bfloat16",
-      remat="none",  # what training keeps for the backward pass: see train.REMAT_POLICIES
+      remat="none",  # what training keeps for the backward pass: see models/remat.py
   ))
 
 

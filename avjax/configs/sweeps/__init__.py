@@ -1,0 +1,1 @@
+"""Sweeps of pretraining runs (the paper's ablation tables), run by launch/sweep.py."""

@@ -1,0 +1,295 @@
+"""Fine-tuning or linear evaluation of f (video) or g (audio), the task avjax.loop runs.
+
+  python -m avjax.finetune --config=configs/downstream/ucf101.py:data=data/ucf101_prep \
+      --config.init=runs/k16/export --workdir=runs/k16/ucf101_split1
+
+Protocol (paper Sections 4.1 and 7.2; avjax.downstream.config): classifier = backbone +
+global average pooling + (dropout) + linear layer, SGD with momentum and weight decay,
+warm-up then cosine. Test: softmax predictions averaged over 30 views (video: 10 clips x
+3 crops) or 10 (audio: 10 clips), top-1 into WORKDIR/results.json. `mode=linear` freezes
+the backbone (its BatchNorm uses the pretrained statistics) and trains only the linear
+layer on the pooled features.
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from avjax import fileio
+from avjax import loop
+from avjax import optim
+from avjax import sharding
+from avjax.downstream import config as downstream_config
+from avjax.downstream import input as downstream_input
+from avjax.downstream import model as model_lib
+
+RESULTS = "results.json"
+
+
+# ---------------------------------------------------------------------------
+# Optimizer (Section 7.2).
+
+
+def make_optimizer(config, schedule):
+  """SGD with momentum and weight decay (torch-style: decay added to the gradient).
+
+  In linear mode only the classifier is trained; the backbone gets zero updates (no
+  weight decay either).
+  """
+  opt = config.optimizer
+  sgd = optax.chain(optax.add_decayed_weights(opt.weight_decay),
+                    optax.sgd(schedule, momentum=opt.momentum,
+                              nesterov=opt.get("nesterov", False)))
+  if config.mode == "finetune":
+    return sgd
+  if config.mode == "linear":
+    labels = lambda params: {k: "frozen" if k == "encoder" else "trained" for k in params}
+    return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)
+  raise ValueError(f"config.mode {config.mode!r}: expected one of {downstream_config.MODES}")
+
+
+# ---------------------------------------------------------------------------
+# State, update step, evaluation step.
+
+
+def init_state(rng, backbone, *, model, tx, input_shape):
+  """A fresh state; the backbone's variables replaced by `backbone` when given.
+
+  Called under jit with replicated out_shardings, so it is built in place on every device.
+  """
+  init_rng, state_rng = jax.random.split(rng)
+  variables = model.init(init_rng, jnp.zeros(input_shape, jnp.float32), train=False)
+  params = dict(variables["params"])
+  batch_stats = dict(variables.get("batch_stats", {}))
+  if backbone is not None:
+    params["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                                     backbone["params"], params["encoder"])
+    if "encoder" in batch_stats:
+      batch_stats["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                                            backbone["batch_stats"], batch_stats["encoder"])
+  return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+              opt_state=tx.init(params), rng=state_rng)
+
+
+def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
+  """One SGD step of cross-entropy over the global batch. Pure; jitted with donated state.
+
+  With accum_steps > 1 the batch is processed as that many micro-batches in sequence
+  (lax.scan) and their gradients averaged: the same step in 1/accum_steps of the
+  activation memory. BatchNorm then normalizes over each micro-batch, as per-GPU
+  BatchNorm does in a multi-GPU run of the paper's batch of 96.
+  """
+  step_rng = jax.random.fold_in(state["rng"], state["step"])
+
+  def grads_of(params, batch_stats, micro, rng):
+    def loss_fn(params):
+      logits, updates = model.apply(
+          {"params": params, "batch_stats": batch_stats}, micro[kind], train=True,
+          mutable=["batch_stats"], rngs={"dropout": rng})
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, micro["label"]).mean()
+      return loss, (updates["batch_stats"], logits)
+    (loss, (new_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == micro["label"])
+    return grads, new_stats, loss, accuracy
+
+  params = state["params"]
+  if accum_steps == 1:
+    grads, batch_stats, loss, accuracy = grads_of(params, state["batch_stats"], batch, step_rng)
+  else:
+    # Micro-batch i takes rows i, i + k, i + 2k, ...: every device keeps an equal share
+    # of each micro-batch, so no data moves between devices.
+    micro = jax.tree.map(lambda x: jnp.swapaxes(
+        x.reshape((x.shape[0] // accum_steps, accum_steps) + x.shape[1:]), 0, 1), batch)
+
+    def body(carry, xs):
+      grads, batch_stats, loss, accuracy = carry
+      i, mb = xs
+      g, batch_stats, l, a = grads_of(params, batch_stats, mb, jax.random.fold_in(step_rng, i))
+      return (jax.tree.map(jnp.add, grads, g), batch_stats, loss + l, accuracy + a), None
+
+    zeros = (jax.tree.map(jnp.zeros_like, params), state["batch_stats"],
+             jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+    (grads, batch_stats, loss, accuracy), _ = jax.lax.scan(
+        body, zeros, (jnp.arange(accum_steps), micro))
+    grads = jax.tree.map(lambda g: g / accum_steps, grads)
+    loss, accuracy = loss / accum_steps, accuracy / accum_steps
+
+  updates, opt_state = tx.update(grads, state["opt_state"], params)
+  params = optax.apply_updates(params, updates)
+  measurements = dict(
+      loss=loss,
+      accuracy=accuracy,
+      learning_rate=schedule(state["step"]),
+      grad_norm=optax.global_norm(grads),
+      param_norm=optax.global_norm(params),
+      update_norm=optax.global_norm(updates))
+  new_state = dict(step=state["step"] + 1, params=params, batch_stats=batch_stats,
+                   opt_state=opt_state, rng=state["rng"])
+  return new_state, measurements
+
+
+def average_view_predictions(logits):
+  """[B, V, K] logits of V views per clip -> [B, K] mean of the views' softmax (Section 4.1)."""
+  return jnp.mean(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=1)
+
+
+def predict_views(apply_fn, views):
+  """Averaged predictions [B, K] of clips' views [B, V, ...]; apply_fn maps [N, ...] -> logits."""
+  b, v = views.shape[:2]
+  logits = apply_fn(views.reshape((b * v,) + views.shape[2:]))
+  return average_view_predictions(logits.reshape(b, v, -1))
+
+
+def eval_step(state, batch, *, model, kind):
+  """Sums over the (padded) global test batch: clip top-1 over averaged views, view top-1."""
+  apply_fn = lambda x: model.apply(
+      {"params": state["params"], "batch_stats": state["batch_stats"]}, x, train=False)
+  views = batch[kind]
+  b, v = views.shape[:2]
+  logits = apply_fn(views.reshape((b * v,) + views.shape[2:])).reshape(b, v, -1)
+  probs = average_view_predictions(logits)
+  label, mask = batch["label"], batch["mask"]
+  correct = (jnp.argmax(probs, -1) == label) * mask
+  view_correct = jnp.mean(jnp.argmax(logits, -1) == label[:, None], axis=1) * mask
+  return dict(correct=jnp.sum(correct), view_correct=jnp.sum(view_correct),
+              count=jnp.sum(mask))
+
+
+# ---------------------------------------------------------------------------
+# The task.
+
+
+def _check_config(config):
+  if config.mode not in downstream_config.MODES:
+    raise ValueError(f"config.mode {config.mode!r}: expected one of "
+                     f"{downstream_config.MODES}")
+  n = jax.device_count()
+  for name in ("batch_size", "eval_batch_size"):
+    if config[name] % n:
+      raise ValueError(f"config.{name} {config[name]} does not divide over {n} devices")
+  k = config.get("grad_accum_steps", 1)
+  if k < 1 or config.batch_size % (n * k):
+    raise ValueError(f"config.batch_size {config.batch_size} does not split into "
+                     f"grad_accum_steps={k} micro-batches over {n} devices")
+
+
+class TestEvaluator:
+  """Top-1 of the test split, clip-level (averaged views) and per view.
+
+  Runs every `every` steps (config.eval_every_steps; 0: only at the end) and once more
+  at the end of the schedule for results.json, unless it just ran at that step.
+  """
+
+  def __init__(self, config, info, model, mesh, writer):
+    self.config, self.info, self.mesh, self.writer = config, info, mesh, writer
+    self.every = int(config.get("eval_every_steps") or 0)
+    self.kind = config.data.kind
+    self._step_fn = jax.jit(functools.partial(eval_step, model=model, kind=self.kind),
+                            out_shardings=sharding.replicated(mesh))
+    self.last = (None, None)  # (step, (top1, view_top1))
+
+  def __call__(self, state, step):
+    if self.last[0] == step:
+      return self.last[1]
+    c = self.config
+    totals = dict(correct=0.0, view_correct=0.0, count=0.0)
+    batches = downstream_input.test_batches(
+        c.data, c.split, batch_size=sharding.local_batch_size(c.eval_batch_size),
+        num_test=self.info["num_test"], process_index=jax.process_index(),
+        process_count=jax.process_count())
+    for batch in batches:
+      out = jax.device_get(self._step_fn(state, sharding.host_to_global(batch, self.mesh)))
+      for k in totals:
+        totals[k] += float(out[k])
+    if totals["count"] != self.info["num_test"]:
+      raise RuntimeError(f"evaluated {totals['count']:.0f} test clips, expected "
+                         f"{self.info['num_test']}")
+    top1 = totals["correct"] / totals["count"]
+    view_top1 = totals["view_correct"] / totals["count"]
+    self.writer.write_scalars(step, {"test/top1": top1, "test/view_top1": view_top1})
+    logging.info("step %d: test top-1 %.4f over %d clips (%d views each; single view %.4f)",
+                 step, top1, totals["count"], downstream_config.views_per_clip(c.data),
+                 view_top1)
+    self.last = (step, (top1, view_top1))
+    return top1, view_top1
+
+
+def describe(m):
+  return f"loss {m['loss']:.4f}  acc {m['accuracy']:.3f}  lr {m['learning_rate']:.2e}"
+
+
+def _initial_backbone(config, kind, abstract_encoder, mesh):
+  """The backbone variables to start from (replicated on the mesh), or None."""
+  backbone = model_lib.load_backbone(config, kind)
+  if backbone is None:
+    return None
+  model_lib.check_backbone(backbone, abstract_encoder, config.init or config.init_torch)
+  # Every host holds the same weights; each places them on its own devices.
+  replicated = sharding.replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_callback(
+      np.shape(x), replicated, lambda idx, x=np.asarray(x): x[idx]), backbone)
+
+
+def build_task(config, workdir, *, start_step, writer, mesh):
+  """The fine-tuning task of `config` (configs/downstream/*.py) for avjax.loop.run."""
+  _check_config(config)
+  kind = config.data.kind
+  info = downstream_input.describe(config.data, config.split)  # checks the data first
+  # A resumed run reseeds the stream (order and augmentations) by its step.
+  train_iter = downstream_input.train_dataset(
+      config.data, config.split, batch_size=sharding.local_batch_size(config.batch_size),
+      seed=config.data.seed + start_step, process_index=jax.process_index(),
+      process_count=jax.process_count()).as_numpy_iterator()
+  num_steps = optim.total_steps(config, info["num_train"])
+  logging.info("%s split %s: %d classes, %d train / %d test clips; %d steps of %d (%s)",
+               config.dataset, config.split, info["num_classes"], info["num_train"],
+               info["num_test"], num_steps, config.batch_size, config.mode)
+
+  # The architecture follows the export; its weights are read only for a fresh start (a
+  # resumed run has them in its checkpoint).
+  model_config = model_lib.model_config_for(config, model_lib.export_model_config(config))
+  model = model_lib.build_classifier(config, info["num_classes"], model_config)
+  schedule = optim.make_schedule(config, info["num_train"])
+  tx = make_optimizer(config, schedule)
+  first = next(train_iter)
+  init = functools.partial(init_state, model=model, tx=tx,
+                           input_shape=(1,) + first[kind].shape[1:])
+  backbone = None
+  if not start_step:
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0), None)
+    backbone = _initial_backbone(config, kind, {
+        "params": abstract["params"]["encoder"],
+        "batch_stats": abstract["batch_stats"].get("encoder", {})}, mesh)
+  test = TestEvaluator(config, info, model, mesh, writer)
+
+  def finish(state, step):
+    top1, view_top1 = test(state, step)
+    results = dict(
+        dataset=config.dataset, split=int(config.split), mode=config.mode,
+        init=config.get("init", ""), init_torch=config.get("init_torch", ""),
+        top1=top1, view_top1=view_top1, num_test=int(info["num_test"]),
+        views_per_clip=downstream_config.views_per_clip(config.data),
+        num_train=int(info["num_train"]), num_classes=int(info["num_classes"]),
+        step=int(step), encoder=model_config[kind].to_dict(), dtype=model_config.dtype)
+    if jax.process_index() == 0:
+      fileio.write_json(os.path.join(workdir, RESULTS), results)
+    return results
+
+  return loop.Task(
+      train_iter=train_iter, first_batch=first, num_steps=num_steps,
+      init=init, init_args=(backbone,),
+      update=functools.partial(update_step, model=model, tx=tx, schedule=schedule, kind=kind,
+                               accum_steps=config.get("grad_accum_steps", 1)),
+      describe=describe, finish=finish, evaluators=[test] if test.every else [],
+      meta=lambda step: dict(step=int(step), num_train=int(info["num_train"])))
+
+
+def train_and_evaluate(config, workdir, *, max_steps=None):
+  """Fine-tunes (or resumes) in `workdir`, then tests; returns the results dict written to
+  WORKDIR/results.json, or None when stopped before the end of the schedule."""
+  return loop.run(build_task, config, workdir, max_steps=max_steps)

@@ -1,0 +1,155 @@
+"""Figures (PNG, matplotlib Agg): S+/S-/S!= densities, divergences against step (paper
+Figure 1) and training loss of several runs (Figure 3)."""
+
+import json
+import os
+
+import numpy as np
+
+from avjax import fileio
+from avjax.evals import measures
+
+COLORS = {"S+": "tab:green", "S-": "tab:orange", "S!=": "tab:blue"}
+DPI = 80
+
+
+def pretty(name):
+  """"KL(S-||S!=)" -> "KL(S− ‖ S≠)" for figure labels."""
+  return name.replace("!=", "≠").replace("S-", "S−").replace("||", " ‖ ")
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save(fig, path):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with fileio.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=DPI, format="png", bbox_inches="tight")
+  _pyplot().close(fig)
+
+
+# ---------------------------------------------------------------------------
+# Discrepancy figures.
+
+
+def plot_histograms(edges, mass, entry, path, *, title=""):
+  """The densities of S+, S-, S!= on their shared bins, with the three KLs in the legend."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 3.2))
+  width = np.diff(edges)
+  centers = edges[:-1] + width / 2
+  for name in ("S!=", "S-", "S+"):
+    ax.step(centers, mass[name] / width, where="mid", color=COLORS[name], label=pretty(name))
+    ax.fill_between(centers, mass[name] / width, step="mid", color=COLORS[name], alpha=0.15)
+  kl = "\n".join(f"{pretty(k)} = {v:.3f}" for k, v in entry["kl"].items())
+  ax.text(0.99, 0.97, kl, transform=ax.transAxes, ha="right", va="top", fontsize=8)
+  ax.set_xlabel(r"similarity $z_v^\top z_a$")
+  ax.set_ylabel("density")
+  ax.legend(loc="upper left", fontsize=8)
+  ax.set_title(title, fontsize=9)
+  _save(fig, path)
+
+
+def _as_seed_lists(groups):
+  """{label: entries or [entries per seed]} -> {label: [entries per seed]}."""
+  out = {}
+  for label, runs in groups.items():
+    out[label] = [runs] if runs and isinstance(runs[0], dict) else list(runs)
+  return out
+
+
+def _mean_curve(series):
+  """Mean and std over seeds at the steps all seeds share: (steps, mean, std)."""
+  common = sorted(set.intersection(*(set(s) for s in series))) if series else []
+  values = np.array([[s[x] for x in common] for s in series], np.float64)
+  if not common:
+    return np.array([]), np.array([]), np.array([])
+  return np.array(common), values.mean(0), values.std(0)
+
+
+def plot_divergence_curves(groups, path, *, title=""):
+  """KL(S-||S+), KL(S!=||S+) and KL(S-||S!=) against training step (paper Figure 1).
+
+  Args:
+    groups: {label: step entries of discrepancy.json, or a list of them (one per seed:
+      mean line, +-std band)}.
+    path: PNG to write.
+    title: figure title.
+  """
+  plt = _pyplot()
+  names = [measures.kl_name(p, q) for p, q in measures.DIVERGENCES]
+  fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3))
+  for i, (label, seeds) in enumerate(_as_seed_lists(groups).items()):
+    for ax, name in zip(axes, names):
+      series = [{e["step"]: e["kl"][name] for e in entries} for entries in seeds]
+      steps, mean, std = _mean_curve(series)
+      color = f"C{i}"
+      ax.plot(steps, mean, marker="o", ms=3, color=color, label=label or None)
+      if len(seeds) > 1:
+        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
+  for ax, name in zip(axes, names):
+    ax.set_title(pretty(name), fontsize=10)
+    ax.set_xlabel("training step")
+    ax.grid(alpha=0.3)
+  if any(groups):
+    axes[-1].legend(fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  _save(fig, path)
+
+
+# ---------------------------------------------------------------------------
+# Training loss of several runs (Figure 3).
+
+
+def read_losses(workdir):
+  """{step: loss} of a run from its metrics.jsonl (a resumed run's later lines win)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: no metrics.jsonl (is {workdir!r} a training workdir?)")
+  out = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        m = json.loads(line)
+        if "loss" in m:
+          out[int(m["step"])] = float(m["loss"])
+  return out
+
+
+def _smooth(values, window):
+  if window <= 1 or len(values) < window:
+    return np.asarray(values, np.float64)
+  kernel = np.ones(window) / window
+  padded = np.concatenate([np.full(window - 1, values[0]), values])
+  return np.convolve(padded, kernel, mode="valid")
+
+
+def plot_losses(groups, path, *, title="self-supervised training loss", smooth=1):
+  """Training loss against step, one line per label (mean over its runs, +-std band).
+
+  Args:
+    groups: {label: [workdir, ...]} (several workdirs: seeds of one setting).
+    path: PNG to write.
+    title: figure title.
+    smooth: moving-average window over logged steps.
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for i, (label, workdirs) in enumerate(groups.items()):
+    steps, mean, std = _mean_curve([read_losses(w) for w in workdirs])
+    mean, std = _smooth(mean, smooth), _smooth(std, smooth)
+    ax.plot(steps, mean, color=f"C{i}", label=label)
+    if len(workdirs) > 1:
+      ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+  ax.set_xlabel("training step")
+  ax.set_ylabel("NCE loss (Eq. 1)")
+  ax.set_title(title, fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  _save(fig, path)

@@ -1,0 +1,149 @@
+"""Ingest of many titles: every title of an input not yet finished, resumably, in parallel.
+
+A title is finished when its entry file `titles/<id>.json` exists (written last, after
+records and index); the manifest is rebuilt from the entry files on every run, so a
+rerun of the same command completes an interrupted ingest.
+"""
+
+import glob
+import multiprocessing
+import os
+import signal
+import time
+
+from absl import logging
+import tqdm
+
+from avjax import fileio
+from avjax.data import records
+from avjax.ingest import discover
+from avjax.ingest import params as params_lib
+from avjax.ingest import title as title_lib
+
+def finished_entries(dataset_dir):
+  """Entries of finished titles: an entry file whose records and index exist."""
+  entries = {}
+  for path in sorted(glob.glob(os.path.join(dataset_dir, records.TITLES_DIR, "*.json"))):
+    entry = fileio.read_json(path)
+    if all(os.path.exists(os.path.join(dataset_dir, entry[k])) for k in ("records", "index")):
+      entries[entry["id"]] = entry
+  return entries
+
+
+def build_manifest(dataset_dir, params):
+  """Writes manifest.json from the finished titles' entry files; returns it."""
+  entries = finished_entries(dataset_dir)
+  titles = [entries[k] for k in sorted(entries)]
+  manifest = dict(format_version=records.FORMAT_VERSION, params=params, titles=titles)
+  records.write_manifest(dataset_dir, manifest)
+  return manifest
+
+
+def _remove_temporaries(dataset_dir):
+  """Temporaries of an earlier, killed run (one ingest per dataset dir at a time)."""
+  folder = os.path.join(dataset_dir, records.TITLES_DIR)
+  for pattern in ("*.tmp", "*.tmp.npy"):
+    for path in glob.glob(os.path.join(folder, pattern)):
+      os.remove(path)
+
+
+def _worker_init():
+  # Ctrl-C goes to the parent, which stops the pool; finished titles are already on disk.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ingest_one(args):
+  """(title, entry or None, reason or None); bad input never raises."""
+  title, dataset_dir, params, threads = args
+  meta = {k: title[k] for k in ("id", "kind", "show", "genres")}
+  try:
+    entry = title_lib.ingest_title(title["path"], dataset_dir, meta, params, threads=threads)
+    return title, entry, None
+  except title_lib.IngestError as e:
+    return title, None, str(e)
+  except Exception as e:  # pylint: disable=broad-except
+    return title, None, f"{type(e).__name__}: {e}"
+
+
+def _start_output(dataset_dir, params):
+  """Prepares `dataset_dir` for a (resumed) ingest; returns the finished titles' entries."""
+  os.makedirs(os.path.join(dataset_dir, records.TITLES_DIR), exist_ok=True)
+  if os.path.exists(records.manifest_path(dataset_dir)):
+    old = fileio.read_json(records.manifest_path(dataset_dir)).get("params")
+    if old != params:
+      raise ValueError(f"{dataset_dir} was ingested with params {old}, this run has {params}; "
+                       "use the same flags to resume, or a new --output")
+  _remove_temporaries(dataset_dir)
+  done = finished_entries(dataset_dir)
+  build_manifest(dataset_dir, params)
+  return done
+
+
+def _count(report, title, entry, reason):
+  """Adds one title's outcome to the report."""
+  if entry is None:
+    report["failed"].append(dict(title_id=title["id"], path=title["path"], reason=reason))
+    logging.warning("skipped %s (%s): %s", title["path"], title["id"], reason)
+  else:
+    report["ingested"] += 1
+    report["snippets"] += entry["num_snippets"]
+    report["hours"] += entry["duration"] / 3600
+
+
+def _size(title):
+  return os.path.getsize(title["path"]) if os.path.isfile(title["path"]) else 0
+
+
+def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, threads=None,
+           progress=True):
+  """Ingests every title under `input_path` not yet finished in `dataset_dir`.
+
+  Returns the report that is also written to `DATASET_DIR/ingest_report.json`;
+  its `failed` list names each skipped file and why.
+  """
+  params = params_lib.make_params(**(params or {}))
+  titles = discover.discover(input_path, metadata)
+  done = _start_output(dataset_dir, params)
+  todo = [t for t in titles if t["id"] not in done]
+  workers = max(1, min(workers, len(todo)))
+  threads = threads or max(1, (os.cpu_count() or 1) // workers)
+  report = dict(input=os.path.abspath(input_path), titles=len(titles),
+                already_done=len(titles) - len(todo), ingested=0, snippets=0, hours=0.0,
+                failed=[], interrupted=False)
+  logging.info("%d titles, %d already done, %d to ingest with %d worker(s)", len(titles),
+               report["already_done"], len(todo), workers)
+  bar = tqdm.tqdm(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
+                  desc="ingest", disable=not progress or not todo, smoothing=0.1)
+  jobs = [(t, dataset_dir, params, threads) for t in todo]
+  pool = None
+  last_manifest = time.time()
+  try:
+    if workers == 1:
+      results = map(_ingest_one, jobs)
+    else:
+      # Spawn, not fork: the parent has TensorFlow loaded, which does not survive a fork.
+      pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+      results = pool.imap_unordered(_ingest_one, jobs)
+    for i, (title, entry, reason) in enumerate(results):
+      bar.update(_size(title))
+      _count(report, title, entry, reason)
+      bar.set_postfix_str(f"titles {i + 1}/{len(todo)}, {report['snippets']} snippets, "
+                          f"{report['hours']:.2f} h, {len(report['failed'])} failed")
+      if time.time() - last_manifest > 30:  # entry files are the truth; this is a courtesy
+        build_manifest(dataset_dir, params)
+        last_manifest = time.time()
+    if pool is not None:
+      pool.close()
+  except KeyboardInterrupt:
+    report["interrupted"] = True
+    raise
+  finally:
+    bar.close()
+    if pool is not None:
+      pool.terminate()  # a no-op after close(); stops workers mid-title after an interrupt
+      pool.join()
+    build_manifest(dataset_dir, params)
+    report["hours"] = round(report["hours"], 4)
+    report["failed"].sort(key=lambda f: f["title_id"])
+    fileio.write_json(os.path.join(dataset_dir, records.REPORT), report)
+  return report

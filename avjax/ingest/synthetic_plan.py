@@ -1,0 +1,192 @@
+"""Synthetic titles, planned: every random choice as plain data (styles, scenes, events).
+
+Rendering (synthetic_render) is a pure function of a plan, so plans, labels and the
+rendered pictures and sound are functions of the seed and the options alone. See
+synthetic.py for what the generated titles carry.
+"""
+
+import colorsys
+import dataclasses
+
+import numpy as np
+
+# Class c is (shape, timbre) = pair c % 5, (motion, onset interval) = c // 5 % 3 and
+# pitch octave c // 15: what is seen and what is heard always change together.
+SHAPES = ("disc", "square", "triangle", "ring", "cross")
+TIMBRES = ("sine", "square", "saw", "bell", "noise")
+MOTIONS = ("sweep", "hop", "orbit")
+ONSET_INTERVALS = (0.5, 1 / 3, 0.25)
+MAX_CLASSES = len(SHAPES) * len(MOTIONS) * 2
+GENRES = ("action", "animation", "comedy", "crime", "documentary", "drama", "family",
+          "horror", "romance", "scifi", "thriller", "western")
+
+FADE = 0.05  # s; events fade in and out so that no event is a hard cut
+DECAY = 0.15  # s; envelope decay after each onset, shared by sound and picture
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How titles look and sound; the defaults make small files for demos and tests."""
+  width: int = 320
+  height: int = 180
+  fps: float = 12.0
+  sample_rate: int = 0  # 0: each title picks 48 kHz or 44.1 kHz (ingest resamples the latter)
+  classes: int = 10
+  snippet_seconds: float = 3.2
+  artifact_strength: float = 1.0
+  scene_spans: tuple = (2, 8)  # scene length range, in snippet-sized spans
+  grain: float = 0.0  # film grain std in 8-bit levels; makes H.264 work like on real footage
+  crf: int = 23
+  preset: str = "veryfast"
+
+
+def event_class(c):
+  """The definition of event class c: the same for every seed, so sets share semantics."""
+  if not 0 <= c < MAX_CLASSES:
+    raise ValueError(f"event class {c} out of range [0, {MAX_CLASSES})")
+  rhythm = c // len(SHAPES) % len(MOTIONS)
+  return dict(id=c, shape=SHAPES[c % len(SHAPES)], timbre=TIMBRES[c % len(SHAPES)],
+              motion=MOTIONS[rhythm], onset_interval=ONSET_INTERVALS[rhythm],
+              pitch_hz=round(220.0 * 2 ** ((c * 7 % 12) / 12 + c // 15), 3))
+
+
+
+# Every random draw happens here; rendering is a pure function of the plan.
+
+
+def rng_for(*key):
+  """A generator seeded by a tuple of ints (seed, title, span, ...)."""
+  return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+def _hsv(h, s, v):
+  return list(colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))))
+
+
+def _style(rng, options):
+  """Artifacts shared by a whole title or show: palette, grade, sprite, voice, music, hum."""
+  hue = rng.random()
+  palette = [_hsv(hue + rng.normal(0, 0.06), rng.uniform(0.35, 0.9), rng.uniform(0.25, 0.95))
+             for _ in range(5)]
+  half = rng.random((5, 3)) < 0.5
+  sprite = np.concatenate([half, half[:, 1::-1]], axis=1)
+  sprite[1, 1] = sprite[1, 3] = True  # eyes: never an empty sprite
+  scale = np.array([1.0, 9 / 8, 5 / 4, 3 / 2, 5 / 3, 2.0]) if rng.random() < 0.5 else \
+      np.array([1.0, 6 / 5, 4 / 3, 3 / 2, 9 / 5, 2.0])
+  rate = options.sample_rate or int(rng.choice([48000, 44100]))
+  return dict(
+      palette=palette,
+      accent=_hsv(hue + 0.5, 0.8, 1.0),
+      gain=list(1 + 0.15 * rng.normal(size=3)),
+      lift=list(0.05 * rng.normal(size=3)),
+      letterbox=float(0.12 if rng.random() < 0.3 else 0.0),
+      sprite=sprite.astype(int).tolist(),
+      sprite_color=_hsv(hue + rng.uniform(0.3, 0.7), 0.7, 0.95),
+      voice_hz=float(rng.uniform(100, 260)),
+      formants=[float(rng.uniform(300, 800)), float(rng.uniform(900, 2200))],
+      music_hz=list(float(f) for f in rng.uniform(110, 220) * scale),
+      motif=rng.integers(0, 6, size=int(rng.integers(4, 9))).tolist(),
+      note_seconds=float(rng.uniform(0.25, 0.6)),
+      hum_hz=float(rng.choice([50.0, 60.0])),
+      sample_rate=rate,
+      channels=int(rng.choice([1, 2])),
+  )
+
+
+def _scenes(rng, num_spans, duration, options):
+  """Scenes as runs of spans; some return to an earlier location (a recurring set)."""
+  lo, hi = options.scene_spans
+  scenes, locations, span = [], [], 0
+  while span * options.snippet_seconds < duration:
+    n = int(rng.integers(lo, hi + 1))
+    # Consecutive sets differ in lighting (and layout), so that every cut is a visible one.
+    previous = locations[scenes[-1]["location"]]["light"] if scenes else -1.0
+    others = [loc for loc in locations if abs(loc["light"] - previous) >= 0.25]
+    if others and rng.random() < 0.3:
+      location = others[int(rng.integers(len(others)))]
+    else:
+      light = float(rng.uniform(0.4, 1.3))
+      while abs(light - previous) < 0.25:
+        light = float(rng.uniform(0.4, 1.3))
+      location = dict(id=len(locations), top=int(rng.integers(5)), bottom=int(rng.integers(5)),
+                      light=light,
+                      neutral=[list(rng.random(3)) for _ in range(5)],
+                      boxes=[[float(x) for x in rng.uniform(0, 1, 4)] + [int(rng.integers(5))]
+                             for _ in range(3)],
+                      character_x=float(rng.choice([0.08, 0.72])))
+      locations.append(location)
+    end = min((span + n) * options.snippet_seconds, duration)
+    if span + n >= num_spans:  # the last scene takes the tail shorter than a span too
+      end = duration
+    scenes.append(dict(start=round(span * options.snippet_seconds, 6), end=round(end, 6),
+                       location=location["id"], character=bool(rng.random() < 0.6),
+                       room_level=float(rng.uniform(0.005, 0.02)),
+                       room_cutoff=float(rng.uniform(300, 3000))))
+    span += n
+    if end >= duration:
+      break
+  return scenes, locations
+
+
+def _events(rng, num_spans, options):
+  """One event per full span: class, span inside the snippet, place, size, onsets."""
+  L = options.snippet_seconds
+  events = []
+  for k in range(num_spans):
+    c = int(rng.integers(options.classes))
+    cls = event_class(c)
+    start = k * L + rng.uniform(0.1, 0.4)
+    end = (k + 1) * L - rng.uniform(0.1, 0.4)
+    first = start + rng.uniform(0.05, cls["onset_interval"])
+    onsets = np.arange(first, end - 0.1, cls["onset_interval"])
+    size = float(rng.uniform(0.7, 1.3))
+    events.append(dict(
+        span=k, start=round(float(start), 6), end=round(float(end), 6), cls=c,
+        x=float(rng.uniform(0.25, 0.75)), y=float(rng.uniform(0.3, 0.7)), size=size,
+        direction=float(rng.choice([-1.0, 1.0])), onsets=[round(float(o), 6) for o in onsets],
+        pitch_hz=cls["pitch_hz"] / size, seed=int(rng.integers(2**31))))
+  return events
+
+
+def _syllables(rng, scene):
+  """Voice syllables (start, length) over a scene, in phrases with pauses."""
+  out, t = [], scene["start"] + rng.uniform(0.1, 0.6)
+  while t < scene["end"] - 0.3:
+    for _ in range(int(rng.integers(2, 7))):
+      length = float(rng.uniform(0.12, 0.25))
+      if t + length > scene["end"]:
+        break
+      out.append((round(t, 6), round(length, 6)))
+      t += length + rng.uniform(0.03, 0.12)
+    t += rng.uniform(0.4, 1.5)
+  return out
+
+
+def plan_collection(*, movies, shows, episodes, minutes, seed, options=Options()):
+  """Plans a collection: a list of title dicts (plain data, JSON-able)."""
+  if not 1 <= options.classes <= MAX_CLASSES:
+    raise ValueError(f"classes must be in [1, {MAX_CLASSES}], got {options.classes}")
+  plans = []
+  units = [("movie", i, None) for i in range(movies)]
+  units += [("episode", s, e) for s in range(shows) for e in range(episodes)]
+  for kind, i, e in units:
+    style_rng = rng_for(seed, 0 if kind == "movie" else 1, i)  # shared by a show's episodes
+    style = _style(style_rng, options)
+    genres = sorted(style_rng.choice(GENRES, size=int(style_rng.integers(1, 4)), replace=False))
+    if kind == "movie":
+      tid, show, path = f"movie{i:03d}", None, f"movies/movie{i:03d}.mp4"
+    else:
+      show = f"show{i:02d}"
+      tid, path = f"{show}_e{e:02d}", f"shows/{show}/e{e:02d}.mp4"
+    rng = rng_for(seed, 2, 0 if kind == "movie" else 1, i, 0 if e is None else e + 1)
+    num_frames = max(1, int(round(minutes * 60 * rng.uniform(0.9, 1.1) * options.fps)))
+    duration = num_frames / options.fps
+    num_spans = int((duration + 1e-9) // options.snippet_seconds)
+    scenes, locations = _scenes(rng, num_spans, duration, options)
+    for scene in scenes:
+      scene["syllables"] = _syllables(rng, scene) if scene["character"] else []
+    plans.append(dict(id=tid, kind=kind, show=show, genres=[str(g) for g in genres],
+                      path=path, seed=int(rng.integers(2**31)), duration=duration,
+                      num_frames=num_frames, style=style,
+                      scenes=scenes, locations=locations, events=_events(rng, num_spans, options)))
+  return plans

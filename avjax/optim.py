@@ -1,0 +1,32 @@
+"""Training length and learning-rate schedule, shared by pretraining and fine-tuning.
+
+An epoch is one pass over the examples (pretraining: sum_n M_n snippets, paper Section
+4.1); the schedule warms up linearly from lr_init to lr_peak over warmup_epochs, then
+decays with a cosine to lr_end (Section 7.2, both for pretraining and downstream).
+"""
+
+import numpy as np
+import optax
+
+
+def steps_per_epoch(config, examples_per_epoch):
+  """Global batches per epoch (at least 1)."""
+  return max(1, int(np.ceil(examples_per_epoch / config.batch_size)))
+
+
+def total_steps(config, examples_per_epoch):
+  """config.total_steps if set (> 0), else num_epochs epochs of global batches."""
+  if config.get("total_steps", 0):
+    return int(config.total_steps)
+  return int(np.ceil(config.num_epochs * examples_per_epoch / config.batch_size))
+
+
+def make_schedule(config, examples_per_epoch):
+  """Linear warm-up from lr_init to lr_peak over warmup_epochs, then cosine to lr_end."""
+  opt = config.optimizer
+  steps = total_steps(config, examples_per_epoch)
+  warmup = min(steps - 1, int(round(opt.warmup_epochs
+                                    * steps_per_epoch(config, examples_per_epoch))))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=opt.lr_init, peak_value=opt.lr_peak, warmup_steps=max(warmup, 0),
+      decay_steps=max(steps, 1), end_value=opt.get("lr_end", 0.0))

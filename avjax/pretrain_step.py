@@ -1,0 +1,70 @@
+"""The pretraining update: f, g and their heads under Adam on the NCE loss (paper Eq. 1).
+
+Pure functions of plain data, free of TensorFlow: the training loop jits them
+(avjax.pretrain) and so does the step benchmark (avjax.bench.step), on hosts that have
+only JAX. State is a dict: step, params, batch_stats, opt_state, rng.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from avjax import losses
+from avjax.models import remat as remat_lib
+
+
+def make_optimizer(config, schedule):
+  """Adam (paper Section 7.2), optionally after global-norm gradient clipping."""
+  opt = config.optimizer
+  chain = []
+  if opt.get("grad_clip_norm", 0):
+    chain.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  chain.append(optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+  return optax.chain(*chain)
+
+
+def init_state(rng, *, model, tx, video_shape, audio_shape):
+  """A fresh train state, plain data: step, params, batch_stats, opt_state, rng.
+
+  Called under jit with replicated out_shardings, so it is built in place on every device.
+  """
+  init_rng, state_rng = jax.random.split(rng)
+  variables = model.init(init_rng, jnp.zeros(video_shape, jnp.float32),
+                         jnp.zeros(audio_shape, jnp.float32), train=False)
+  params = variables["params"]
+  return dict(step=jnp.zeros((), jnp.int32), params=params,
+              batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+              rng=state_rng)
+
+
+def update_step(state, batch, *, model, tx, schedule, loss_config, remat="none"):
+  """One step of Adam on Eq. 1 over the global batch. Pure; jitted with donated state."""
+  # Model randomness (none in the default model) would come from fold_in(rng, step).
+  step_rng = jax.random.fold_in(state["rng"], state["step"])
+
+  def forward(variables, video, audio):
+    return model.apply(variables, video, audio, train=True, mutable=["batch_stats"],
+                       rngs={"dropout": step_rng})
+  forward = remat_lib.apply(forward, remat)
+
+  def loss_fn(params):
+    (z_video, z_audio), updates = forward(
+        {"params": params, "batch_stats": state["batch_stats"]}, batch["video"], batch["audio"])
+    loss = losses.nce_loss(z_video, z_audio, normalize=loss_config.normalize,
+                           temperature=loss_config.temperature)
+    return loss, (updates["batch_stats"], z_video, z_audio)
+
+  (loss, (batch_stats, z_video, z_audio)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state["params"])
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  measurements = dict(
+      loss=loss,
+      learning_rate=schedule(state["step"]),
+      grad_norm=optax.global_norm(grads),
+      param_norm=optax.global_norm(params),
+      update_norm=optax.global_norm(updates),
+      **losses.nce_metrics(jax.lax.stop_gradient(z_video), jax.lax.stop_gradient(z_audio)))
+  new_state = dict(step=state["step"] + 1, params=params, batch_stats=batch_stats,
+                   opt_state=opt_state, rng=state["rng"])
+  return new_state, measurements

@@ -1,0 +1,224 @@
+"""The package's shape, read from its source with `ast`: one-way imports, TensorFlow fenced in.
+
+Every import is read, at every nesting level (function-local imports too), as are
+`importlib.import_module("...")` and `__import__("...")` calls with a literal name.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "avjax")
+
+# Stages of the data flow, lowest first: a module may import only modules of its own or a
+# lower rank (the longest matching prefix decides). Within a rank, no cycles.
+RANKS = {
+    "avjax": 0, "avjax.fileio": 0, "avjax.config_args": 0,
+    "avjax.media": 1, "avjax.models": 1, "avjax.losses": 1, "avjax.sharding": 1,
+    "avjax.optim": 1, "avjax.metrics": 1,
+    "avjax.data": 2, "avjax.checkpoint": 2, "avjax.downstream.config": 2,
+    "avjax.downstream.layouts": 2,
+    "avjax.ingest": 3, "avjax.evals": 3, "avjax.pretrain_step": 3,
+    "avjax.loop": 4, "avjax.configs": 4,
+    "avjax.pretrain": 5, "avjax.downstream": 5,
+    "avjax.bench": 6,
+}
+# The commands (python -m avjax.<verb>): thin entry points on top of everything.
+ENTRY_POINTS = {"avjax.main", "avjax.export", "avjax.discrepancy", "avjax.plots",
+                "avjax.synthetic", "avjax.prepare_downstream", "avjax.finetune",
+                "avjax.finetune_all", "avjax.benchmark", "avjax.ingest.__main__"}
+ENTRY_RANK = 7
+
+# Modules that may import TensorFlow themselves: the input pipelines and the records'
+# Example format.
+TF_ALLOWED = ("avjax.data.", "avjax.downstream.input", "avjax.downstream.views")
+# Third-party modules that are (or load) TensorFlow.
+TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_writers",
+              "clu.periodic_actions")
+# What must run on an accelerator host without TensorFlow: no import at any nesting level
+# may reach TensorFlow, directly or through another module.
+TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
+           "avjax.checkpoint", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
+           "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.configs",
+           "avjax.config_args", "avjax.fileio", "avjax.media", "avjax.data.config",
+           "avjax.data.records", "avjax.data.sampling", "avjax.data.titles",
+           "avjax.ingest.params", "avjax.downstream.config")
+
+
+def _modules():
+  """{module name: path} of every .py file of the package."""
+  out = {}
+  for folder, _, files in os.walk(PACKAGE):
+    for f in files:
+      if f.endswith(".py"):
+        path = os.path.join(folder, f)
+        parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
+        if parts[-1] == "__init__":
+          parts = parts[:-1]
+        out[".".join(parts)] = path
+  return out
+
+
+MODULES = _modules()
+
+
+def _target(name):
+  """An imported name -> the avjax module it loads (or the name itself if not avjax)."""
+  while name.startswith("avjax") and name not in MODULES and "." in name:
+    name = name.rsplit(".", 1)[0]
+  return name
+
+
+def imports_of(module):
+  """[(imported module, line, function-local?)] of `module`, every nesting level."""
+  path = MODULES[module]
+  tree = ast.parse(open(path, encoding="utf-8").read(), path)
+  package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+  found = []
+
+  def visit(node, local):
+    for child in ast.iter_child_nodes(node):
+      inner = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+      if isinstance(child, ast.Import):
+        found.extend((_target(a.name), child.lineno, local) for a in child.names)
+      elif isinstance(child, ast.ImportFrom):
+        base = child.module or ""
+        if child.level:
+          base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1]
+                          + ([base] if base else []))
+        for a in child.names:  # `from avjax.x import y` loads avjax.x.y when it is a module
+          full = f"{base}.{a.name}"
+          found.append((_target(full if full in MODULES else base), child.lineno, local))
+      elif isinstance(child, ast.Call):
+        f = child.func
+        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+        if name in ("import_module", "__import__") and child.args and isinstance(
+            child.args[0], ast.Constant) and isinstance(child.args[0].value, str):
+          found.append((_target(child.args[0].value), child.lineno, local))
+        elif name in ("import_module", "__import__"):
+          found.append(("<dynamic>", child.lineno, local))
+      visit(child, inner)
+  visit(tree, False)
+  return found
+
+
+def rank(module):
+  if module in ENTRY_POINTS:
+    return ENTRY_RANK
+  best = max((p for p in RANKS if module == p or module.startswith(p + ".")), key=len)
+  return RANKS[best]
+
+
+def test_every_module_has_a_rank_and_a_one_line_docstring():
+  for module, path in MODULES.items():
+    rank(module)
+    doc = ast.get_docstring(ast.parse(open(path, encoding="utf-8").read()))
+    assert doc and doc.strip().splitlines()[0].strip(), f"{path}: no docstring"
+
+
+def test_imports_run_one_way():
+  upward = []
+  for module in MODULES:
+    for target, line, _ in imports_of(module):
+      assert target != "<dynamic>", f"{MODULES[module]}:{line}: import of a computed name"
+      if target in MODULES and rank(target) > rank(module):
+        upward.append(f"{MODULES[module]}:{line}: {module} (rank {rank(module)}) imports "
+                      f"{target} (rank {rank(target)})")
+  assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles():
+  graph = {m: sorted({t for t, _, _ in imports_of(m) if t in MODULES and t != m})
+           for m in MODULES}
+  state, stack, cycles = {}, [], []
+
+  def dfs(m):
+    state[m] = "open"
+    stack.append(m)
+    for t in graph[m]:
+      if state.get(t) == "open":
+        cycles.append(stack[stack.index(t):] + [t])
+      elif t not in state:
+        dfs(t)
+    stack.pop()
+    state[m] = "done"
+  for m in sorted(graph):
+    if m not in state:
+      dfs(m)
+  assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def _is_tf(name):
+  return any(name == t or name.startswith(t + ".") for t in TF_MODULES)
+
+
+def test_tensorflow_only_in_the_input_modules():
+  direct = [f"{MODULES[m]}:{line}: {t}" for m in MODULES for t, line, _ in imports_of(m)
+            if _is_tf(t) and not m.startswith(TF_ALLOWED)]
+  assert not direct, "TensorFlow imported outside the input modules:\n" + "\n".join(direct)
+
+
+def test_tensorflow_free_modules_never_reach_tensorflow():
+  reach = {}
+
+  def reaches(m, seen=()):
+    if m not in reach:
+      reach[m] = None
+      for t, _, _ in imports_of(m):
+        if _is_tf(t):
+          reach[m] = [m, t]
+          break
+        if t in MODULES and t not in seen:
+          path = reaches(t, seen + (m,))
+          if path:
+            reach[m] = [m] + path
+            break
+    return reach[m]
+  bad = [" -> ".join(reaches(m)) for m in MODULES
+         if m.startswith(TF_FREE) and reaches(m)]
+  assert not bad, "\n".join(bad)
+
+
+def _module_level_calls(path):
+  tree = ast.parse(open(path, encoding="utf-8").read())
+  out = []
+  for node in tree.body:
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+      out.append(node.lineno)
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+      out += [d.lineno for d in node.decorator_list
+              if "register" in ast.unparse(d) or "signal" in ast.unparse(d)]
+  return out
+
+
+def test_no_work_at_import_time():
+  # Library modules only define things; the commands define their flags.
+  bad = [f"{MODULES[m]}:{line}" for m in MODULES if m not in ENTRY_POINTS
+         for line in _module_level_calls(MODULES[m])]
+  assert not bad, "module-level calls (import-time side effects):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("import avjax.loop", ["avjax.loop"]),
+    ("from avjax.evals import measures, plots", ["avjax.evals.measures", "avjax.evals.plots"]),
+    ("def f():\n  from avjax.data import pipeline", ["avjax.data.pipeline"]),
+    ("import importlib\nimportlib.import_module('avjax.pretrain')", ["importlib", "avjax.pretrain"]),
+])
+def test_the_reader_sees_every_kind_of_import(text, expected, tmp_path, monkeypatch):
+  path = tmp_path / "probe_module.py"
+  path.write_text(text)
+  monkeypatch.setitem(MODULES, "avjax.probe_module", str(path))
+  assert [t for t, _, _ in imports_of("avjax.probe_module")] == expected
+
+
+def test_importing_the_whole_package_installs_no_handler_and_loads_no_tensorflow():
+  modules = sorted(m for m in MODULES if m.startswith(TF_FREE))
+  code = ("import signal, sys\nbefore = signal.getsignal(signal.SIGTERM)\n"
+          + "".join(f"import {m}\n" for m in modules)
+          + "assert signal.getsignal(signal.SIGTERM) is before\n"
+          "assert 'tensorflow' not in sys.modules, 'tensorflow'\n")
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

@@ -1,0 +1,81 @@
+"""What the one training loop guarantees to every task it runs (pretraining, fine-tuning)."""
+
+import numpy as np
+import pytest
+
+import tiny_dataset
+from avjax import checkpoint
+from avjax import loop
+from avjax import pretrain
+from avjax.configs import pretrain as pretrain_config_file
+from avjax.configs.downstream import esc50
+from avjax.downstream import prepare
+from avjax.downstream import task as finetune
+
+from test_downstream import make_esc50  # pylint: disable=g-bad-import-order
+
+
+class _Hooked:
+  """A task's input with `hook(i, batch)` applied to its i-th batch."""
+
+  def __init__(self, it, hook):
+    self._it, self._hook, self._i = it, hook, 1
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = self._hook(self._i, next(self._it))
+    self._i += 1
+    return batch
+
+  def close(self):
+    if hasattr(self._it, "close"):
+      self._it.close()
+
+
+def with_hook(build_task, hook):
+  """`build_task` whose task feeds batches through `hook`."""
+  def build(*args, **kwargs):
+    task = build_task(*args, **kwargs)
+    task.first_batch = hook(0, task.first_batch)
+    task.train_iter = _Hooked(task.train_iter, hook)
+    return task
+  return build
+
+
+def _pretraining(tmp_path):
+  dataset = str(tmp_path / "dataset")
+  tiny_dataset.make_tiny_dataset(dataset)
+  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
+  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.update(batch_size=16, total_steps=4, log_every_steps=1)
+  return pretrain.build_task, config, "video"
+
+
+def _finetuning(tmp_path):
+  data = str(tmp_path / "esc50_prepared")
+  prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
+  config = esc50.get_config(f"data={data},runlocal")
+  return finetune.build_task, config, "audio"
+
+
+TASKS = {"pretraining": _pretraining, "finetuning": _finetuning}
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(name, tmp_path):
+  build_task, config, key = TASKS[name](tmp_path)
+  config.checkpoint_every_steps = 1
+
+  def nan_in_second(i, batch):
+    return dict(batch, **{key: np.full_like(batch[key], np.nan)}) if i == 1 else batch
+  workdir = str(tmp_path / "run")
+  with pytest.raises(loop.NonFiniteError, match=r"step 2: non-finite loss"):
+    loop.run(with_hook(build_task, nan_in_second), config, workdir)
+  # The last good checkpoint (step 1) is complete on disk; nothing non-finite was saved.
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=1)
+  assert ckpt.all_steps() == [1]
+  state, meta = ckpt.restore(None, step=1)
+  ckpt.close()
+  assert meta["step"] == 1 and int(state["step"]) == 1
