@@ -16,6 +16,7 @@ import pytest
 from avjax import flops
 from avjax import step_benchmark
 from avjax.models import av
+from avjax.models import layers
 from avjax.models import r2plus1d
 
 
@@ -108,7 +109,7 @@ def test_flops_of_a_tiny_conv_net_match_a_hand_count():
 
 def test_flops_of_one_factorized_r2plus1d_block_match_a_hand_count():
   conv = nn.Conv
-  norm = lambda name: nn.BatchNorm(use_running_average=True, name=name)
+  norm = lambda name: layers.BatchNorm(use_running_average=True, name=name)
   block = r2plus1d.BasicBlock(planes=8, stride=2, conv=conv, norm=norm)
   x_shape = (1, 4, 8, 8, 4)  # N, T, H, W, C
   mid = r2plus1d.midplanes(4, 8)
