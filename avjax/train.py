@@ -21,6 +21,7 @@ from avjax import fileio
 from avjax import losses
 from avjax import sharding
 from avjax.models import av
+from avjax.models import fused_norm
 
 # One JSON line per logged step, beside the TensorBoard events (plots read it without TF).
 METRICS_FILE = "metrics.jsonl"
@@ -82,14 +83,18 @@ def init_state(rng, *, model, tx, video_shape, audio_shape):
               rng=state_rng)
 
 
-def _save_conv_outputs(prim, *_, **__):
-  return prim.name == "conv_general_dilated"
+def _save_conv_outputs(prim, *_, **params):
+  # Also the per-channel statistics of model.norm="fused" (a few floats per channel), so
+  # its backward pass recomputes only the normalization, not the statistics' reduction.
+  return prim.name == "conv_general_dilated" or (
+      prim.name == "name" and params.get("name") == fused_norm.STATS_NAME)
 
 
 # What the backward pass keeps of the forward (config.model.remat). "convs": only the conv
 # outputs; BatchNorm/ReLU, cheap elementwise work, are recomputed. For the paper model the
 # saved residuals drop from 1.62 to 0.24 GiB per sample (Flax's BatchNorm keeps float32
-# intermediates), so larger per-device batches fit.
+# intermediates), so larger per-device batches fit. See models/fused_norm.py for how it
+# combines with model.norm="fused".
 REMAT_POLICIES = {"none": None, "convs": _save_conv_outputs}
 
 
