@@ -3,6 +3,7 @@ r"""Benchmarks: `python -m avjax.benchmark {ingest,input,step} [flags]`.
   python -m avjax.benchmark ingest [--minutes=2]               # ingest speed, x real time per core
   python -m avjax.benchmark input --dataset=DIR                 # snippets/s per core, peak host memory
   python -m avjax.benchmark step --config=configs/pretrain.py:ARGS --batch=64   # update-step speed
+  python -m avjax.benchmark step --memory       # residual GiB per sample, norm x remat
 
 Each prints its figures; `--record` also writes them into docs/benchmarks.md under the
 benchmark's own heading, with the machine named. Each subcommand is imported only when
@@ -23,16 +24,20 @@ flags.DEFINE_integer("batch", None, "Per-device batch size (step); groups per ba
 flags.DEFINE_integer("steps", None, "Timed steps or batches (median/mean over these).")
 flags.DEFINE_float("minutes", None, "Minutes of generated content (ingest).")
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
+flags.DEFINE_bool("memory", False, "step: count the step's residual memory per sample for "
+                  "each model.norm x model.remat instead of timing it (avjax.step_memory).")
 flags.DEFINE_bool("record", False, "Also write the figures into docs/benchmarks.md.")
 flags.DEFINE_string("record_file", "docs/benchmarks.md", "Where --record writes.")
 
 
-def _module(name):
+def _module(name, memory=False):
   # pylint: disable=g-import-not-at-top
   if name == "ingest":
     from avjax.bench import ingest as module
   elif name == "input":
     from avjax.bench import input as module  # pylint: disable=redefined-builtin
+  elif memory:
+    from avjax.bench import memory as module
   else:
     from avjax.bench import step as module
   return module
@@ -41,7 +46,7 @@ def _module(name):
 def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
-  module = _module(argv[1])
+  module = _module(argv[1], memory=flags.FLAGS.memory)
   markdown = module.run(flags.FLAGS)
   print(markdown)
   if flags.FLAGS.record:

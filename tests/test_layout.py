@@ -43,7 +43,8 @@ TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_
 # may reach TensorFlow, directly or through another module.
 TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
            "avjax.checkpoint", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
-           "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.configs",
+           "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
+           "avjax.configs",
            "avjax.config_args", "avjax.fileio", "avjax.media", "avjax.data.config",
            "avjax.data.records", "avjax.data.sampling", "avjax.data.titles",
            "avjax.ingest.params", "avjax.downstream.config")
@@ -188,6 +189,9 @@ def _module_level_calls(path):
   out = []
   for node in tree.body:
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+      func = node.value.func
+      if isinstance(func, ast.Attribute) and func.attr in ("defvjp", "defjvp"):
+        continue  # completes a custom_vjp definition; no effect outside the module
       out.append(node.lineno)
     if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
       out += [d.lineno for d in node.decorator_list
