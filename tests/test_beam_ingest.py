@@ -26,8 +26,8 @@ FLAGS = ["--short_side=36", "--val_fraction=0.5"]
 TWO_PROCESSES = "direct_num_workers=2,direct_running_mode=multi_processing"
 GOOD = ["movie000", "movie001", "show00_e00", "show00_e01"]
 BAD = {"broken": "cannot open", "empty": "empty file"}
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-           PYTHONPATH=os.pathsep.join([ROOT] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
+    [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 
 
 @pytest.fixture(scope="module")

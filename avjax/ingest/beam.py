@@ -240,7 +240,7 @@ class IngestTitle(beam.DoFn):
     if entry is None:
       self.skipped.inc()
       Metrics.counter(NAMESPACE, "skipped_" + reason_key(reason)).inc()
-      logging.warning("skipped %s (%s): %s", title["path"], title["id"], reason)
+      logging.info("skipped %s (%s): %s", title["path"], title["id"], reason)
       yield dict(id=title["id"], path=title["path"], reason=reason)
       return
     self.done.inc()
