@@ -90,7 +90,8 @@ def _run(workdir, minutes, n_titles, workers):
   return "\n".join([
       f"Input: {n_titles} copies of the `ingest` benchmark title ({content / n_titles:.0f} s of "
       f"720p H.264 + AAC each, {content:.0f} s in all). `python -m avjax.ingest` in a fresh "
-      f"process, {workers} worker processes, one decoder thread per title; wall time from "
+      f"process, {workers} worker process{'es' if workers > 1 else ''}, one decoder thread per "
+      "title; wall time from "
       "start to exit.",
       "",
       "| path | wall s | x real time per core (wall) | CPU s | x real time per CPU-second |",
