@@ -39,7 +39,7 @@ ROOT="$(cd "$ROOT" && pwd)"
 
 if [[ "${TOY:-0}" == "1" ]]; then
   : "${SETTINGS:=1:-1 2:2}" "${SEEDS:=0}" "${STEPS:=4}" "${BATCH:=8}" "${EVAL_EVERY:=2}"
-  : "${PRESET_ARGS:=--movies=4 --shows=1 --episodes=2 --minutes=0.2}"
+  : "${PRESET_ARGS:=--movies=4 --shows=1 --episodes=2 --minutes=0.2}" "${VAL:=0.4}"
   : "${DOC:=$ROOT/study_sampling.md}" "${FIGURES:=$ROOT/figures}"
 fi
 : "${SETTINGS:=1:-1 4:-1 16:-1 16:16}" "${SEEDS:=0 1 2 3 4}" "${STEPS:=300}" "${BATCH:=64}"
@@ -55,16 +55,16 @@ log() { echo "[study $(date +%H:%M:%S)] $*"; }
 START=$(date +%s)
 
 # --- Data: the frozen "study" preset, generated and ingested once per set of sizes.
+SHORT_SIDE=32; : "${VAL:=0.2}"  # what the preset is made for (avjax/ingest/synthetic_presets.py)
 SET="study$(echo "$PRESET_ARGS" | tr -cd 'a-z0-9.=' | tr '=' '_')"
 SYN="$CACHE/synthetic_$SET"
-DS="$CACHE/dataset_$SET"
+DS="$CACHE/dataset_${SET}_val$VAL"
 if [[ ! -f "$SYN/labels.json" ]]; then
   log "generating $SYN (python -m avjax.synthetic --preset=study $PRESET_ARGS)"
   # shellcheck disable=SC2086
   python -m avjax.synthetic --output="$SYN" --preset=study $PRESET_ARGS --seed=0 \
     --workers="$JOBS" || exit 1
 fi
-SHORT_SIDE=32; VAL=0.2  # what the preset is made for (avjax/ingest/synthetic_presets.py)
 if [[ ! -f "$DS/ingest_report.json" ]]; then
   log "ingesting into $DS"
   python -m avjax.ingest --input="$SYN" --output="$DS" --short_side="$SHORT_SIDE" \
@@ -92,11 +92,11 @@ EOF
 }
 
 write_study_json() {  # the runs, the settings in words, the wall time so far
-  python - "$ROOT/study.json" "$ROOT" "$DS" "$SETTINGS" "$SEEDS" "$STEPS" "$BATCH" "$LR" \
+  python - "$ROOT/study.json" "$ROOT" "$DS" "$SYN" "$SETTINGS" "$SEEDS" "$STEPS" "$BATCH" "$LR" \
       "$SHORT_SIDE" "$FRAMES" "$HOP" "$(( $(date +%s) - START ))" "${TOY:-0}" \
       "$PRESET_ARGS" <<'EOF'
 import json, os, platform, sys
-(out, root, ds, settings, seeds, steps, batch, lr, short_side, frames, hop, wall, toy,
+(out, root, ds, syn, settings, seeds, steps, batch, lr, short_side, frames, hop, wall, toy,
  preset_args) = sys.argv[1:]
 from avjax import fileio
 manifest = json.load(open(os.path.join(ds, "manifest.json")))
@@ -104,8 +104,7 @@ titles = manifest["titles"]
 split = {s: [t for t in titles if t["split"] == s] for s in ("train", "val")}
 snip = {s: sum(t["num_snippets"] for t in v) for s, v in split.items()}
 lengths = [t["num_snippets"] for t in titles]
-labels = json.load(open(os.path.join(os.path.dirname(ds), os.path.basename(ds).replace(
-    "dataset_", "synthetic_", 1), "labels.json")))
+labels = json.load(open(os.path.join(syn, "labels.json")))
 def name(k, w, seed):
   suffix = "" if k == "1" else ("_wMn" if w == "-1" else f"_w{w}")
   return f"k{k}{suffix}_seed{seed}"

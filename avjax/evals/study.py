@@ -102,6 +102,21 @@ def study_rows(study):
   return rows
 
 
+def inputs_table(inputs):
+  """What the inputs alone say (avjax.evals.inputs), as a markdown table (%)."""
+  head = "| input statistics | title identification (held-out titles) | event probe |"
+  lines = [head, "|---|---|---|"]
+  for name, acc in inputs["title"].items():
+    event = inputs.get("event", {}).get(name)
+    lines.append(f"| {name} | {100 * acc:.1f} | "
+                 f"{'–' if event is None else f'{100 * event:.1f}'} |")
+  chance = 100 * inputs["title_chance"]
+  majority = inputs.get("event_majority")
+  lines.append(f"| chance / majority class | {chance:.1f} | "
+               f"{'–' if majority is None else f'{100 * majority:.1f}'} |")
+  return "\n".join(lines)
+
+
 def _w(row):
   return "–" if row["k"] == 1 else ("M_n" if row["w"] in (-1, None) else str(row["w"]))
 
@@ -228,6 +243,14 @@ def write_study_report(study_path, doc_path, figure_dir):
            "samples pooled, at the same sizes); mean S+ − mean S≠ with the number of runs "
            "whose title-bootstrap 95% interval excludes zero; final loss: mean over the "
            "last 10% of logged steps.", "", discrepancy_table(rows), ""]
+  inputs_path = study.get("inputs")
+  if inputs_path and os.path.exists(inputs_path):
+    inputs = fileio.read_json(inputs_path)
+    block += ["**What the inputs alone say** (`python -m avjax.inputs`, no training): top-1 "
+              f"of telling each of the {inputs['num_held_out_titles']} held-out titles from "
+              "the others by the nearest centroid of its other snippets, and of the linear "
+              "event probe, on simple statistics of the model's inputs.", "",
+              inputs_table(inputs), ""]
   mdd = {key: minimum_detectable_difference(done, key) for key in
          ("event video", "event audio", "title video", "title audio")}
   if any(np.isfinite(v) for v in mdd.values()):
