@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 
 from avjax import config_args
+from avjax import console
 from avjax.bench import report
 
 SUBCOMMANDS = ("ingest", "input", "step")
@@ -41,7 +42,9 @@ def _module(name):
 def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
-  module = _module(argv[1])
+  console.setup()
+  with console.native_output_to_log():
+    module = _module(argv[1])
   markdown = module.run(flags.FLAGS)
   print(markdown)
   if flags.FLAGS.record:

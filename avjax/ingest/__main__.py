@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from avjax import console
 from avjax.ingest import params as params_lib
 
 _D = params_lib.DEFAULT_PARAMS
@@ -40,22 +41,25 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup()  # the log file opens in the dataset folder once the input is found
   params = dict(short_side=f.short_side, fps=f.fps, frames_per_snippet=f.frames_per_snippet,
                 jpeg_quality=f.jpeg_quality, val_fraction=f.val_fraction,
                 shot_threshold=f.shot_threshold)
   # Imported here, not at the top: TensorFlow loads only when the command runs.
-  from avjax.ingest import run  # pylint: disable=g-import-not-at-top
+  with console.native_output_to_log():
+    from avjax.ingest import run  # pylint: disable=g-import-not-at-top
   try:
     report = run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers,
                         params=params, threads=f.threads, progress=f.progress)
   except KeyboardInterrupt:
     logging.warning("interrupted; finished titles are kept, rerun the same command to resume")
     return 130
-  logging.info("ingested %d titles (%d snippets, %.2f h), %d already done, %d skipped; "
-               "report in %s", report["ingested"], report["snippets"], report["hours"],
-               report["already_done"], len(report["failed"]), f.output)
   for failure in report["failed"]:
     print(f"skipped {failure['path']}: {failure['reason']}")
+  console.done(f"ingested {report['ingested']} titles ({report['snippets']} snippets, "
+               f"{report['hours']:.2f} h), {report['already_done']} already done, "
+               f"{len(report['failed'])} skipped", dataset=f.output,
+               report=f"{f.output}/ingest_report.json")
   return 1 if report["failed"] and not f.skip_errors else 0
 
 
