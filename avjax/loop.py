@@ -117,7 +117,7 @@ class _Log:
 
   Rates and the ETA count from the end of the first (compiling) step and leave out the
   time spent in evaluations and checkpoint saves; the ETA adds the evaluations still to
-  come at the duration each last took.
+  come at the duration each last took ("+ evaluations" until one has run).
   """
 
   def __init__(self, writer, task, config, stop):
@@ -137,15 +137,17 @@ class _Log:
     self.window_paused += seconds
 
   def _evals_left(self, step):
-    left = 0.0
+    """(seconds of the evaluations still to come, whether some are not timed yet)."""
+    left, untimed = 0.0, False
     for i, evaluate in enumerate(self.task.evaluators):
-      if i in self.eval_seconds and evaluate.every:
+      if evaluate.every:
         # Runs at multiples of `every` in [step, stop] (this step's comes after its line)
         # and at the last step.
         runs = self.stop // evaluate.every - (step - 1) // evaluate.every
         runs += int(self.stop % evaluate.every != 0)
-        left += runs * self.eval_seconds[i]
-    return left
+        left += runs * self.eval_seconds.get(i, 0.0)
+        untimed |= runs > 0 and i not in self.eval_seconds
+    return left, untimed
 
   def __call__(self, step, measurements, force=False):
     if self.started is not None:
@@ -156,20 +158,21 @@ class _Log:
     m = {k: float(v) for k, v in jax.device_get(measurements).items()}
     check_finite(m, step)
     now = time.time()
-    rate = eta = float("nan")
+    rate, eta = float("nan"), "?"
     if self.window_steps:
       rate = (self.window_steps * self.config.batch_size
               / max(now - self.t0 - self.window_paused, 1e-9))
       per_step = (now - self.started - self.paused) / self.steps
-      eta = (self.stop - step) * per_step + self._evals_left(step)
+      evals, untimed = self._evals_left(step)
+      eta = console.duration((self.stop - step) * per_step + evals)
+      eta += " + evaluations" if untimed else ""
     m["data_wait_sec"] = self.data_wait
     if np.isfinite(rate):  # unknown on the first step's line
       m.update(samples_per_sec=rate, step_time_sec=self.config.batch_size / rate)
     self.writer.write_scalars(step, m)
     self.writer.write_line(step, m)
     logging.info("step %d/%d  %s  %s samples/s  ETA %s", step, self.task.num_steps,
-                 self.task.describe(m), f"{rate:.1f}" if np.isfinite(rate) else "?",
-                 console.duration(eta) if np.isfinite(eta) else "?")
+                 self.task.describe(m), f"{rate:.1f}" if np.isfinite(rate) else "?", eta)
     self.t0, self.window_steps, self.window_paused, self.data_wait = now, 0, 0.0, 0.0
 
 

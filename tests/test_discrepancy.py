@@ -210,6 +210,7 @@ def _event_pairs(logdir):
   return pairs
 
 
+@pytest.mark.slow
 def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   dataset = str(tmp_path / "dataset")
   manifest = tiny_dataset.make_tiny_dataset(dataset)
@@ -265,6 +266,7 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
 # The study script at a toy size.
 
 
+@pytest.mark.slow
 def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
   env = dict(os.environ, TOY="1", AVJAX_SKIP_INSTALL="1")
   # The toy run uses one CPU device, like the command line (tests simulate 8).

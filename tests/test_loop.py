@@ -65,6 +65,7 @@ def _finetuning(tmp_path):
 TASKS = {"pretraining": _pretraining, "finetuning": _finetuning}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(name, tmp_path):
   build_task, config, key = TASKS[name](tmp_path)

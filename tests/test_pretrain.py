@@ -83,6 +83,7 @@ def uninterrupted(dataset, tmp_path_factory):
   return config, workdir, state
 
 
+@pytest.mark.slow
 def test_console_says_compile_then_one_line_per_step_with_an_eta(uninterrupted):
   _, _, state = uninterrupted
   assert int(state["step"]) == 4
@@ -102,6 +103,7 @@ def test_console_says_compile_then_one_line_per_step_with_an_eta(uninterrupted):
   assert tables and not any(getattr(r, "console", True) for r in tables)
 
 
+@pytest.mark.slow
 def test_run_logs_checkpoints_and_exports(uninterrupted):
   config, workdir, state = uninterrupted
   assert int(state["step"]) == 4
@@ -126,6 +128,7 @@ def test_run_logs_checkpoints_and_exports(uninterrupted):
                              atol=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_the_losses(uninterrupted, tmp_path):
   config, reference_dir, _ = uninterrupted
   # A run killed after step 2 leaves exactly what the reference run had saved at step 2.
@@ -164,6 +167,7 @@ def with_batch_hook(monkeypatch, hook):
   monkeypatch.setattr(pipeline, "make_train_iterator", Hooked)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_stops(dataset, tmp_path, monkeypatch):
   def signal_at_third(i, batch):
     if i == 2:  # while the loop fetches the batch of step 3
@@ -190,6 +194,7 @@ def random_batch(rng, size):
               audio=rng.normal(size=(size, 96, 30, 1)).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(dataset):
   config, model, schedule, tx = step_parts(dataset)
   rng = np.random.default_rng(0)
@@ -216,6 +221,7 @@ def test_eight_devices_match_one(dataset):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_path):
   _, workdir, state = uninterrupted
   assert checkpoint.export_workdir(workdir, str(tmp_path / "exported"), step=2) == 2
@@ -231,6 +237,7 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
     checkpoint.export_workdir(str(tmp_path), str(tmp_path / "x"))
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_step(dataset):
   config, model, schedule, tx = step_parts(dataset)
   batch = random_batch(np.random.default_rng(1), 4)

@@ -83,7 +83,7 @@ def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(
     logging.info("wrote %s (%d/%d, %.1f min)", plan["path"], i + 1, len(plans),
                  plan["duration"] / 60, extra=console.FILE_ONLY)
     bar.set_postfix_str(f"{i + 1}/{len(plans)} titles", refresh=False)
-    bar.update(plan["duration"] / 60)
+    bar.update(min(plan["duration"] / 60, bar.total - bar.n))  # no float overshoot
   bar.close()
   write_titles_csv(os.path.join(output, TITLES_CSV), plans)
   fileio.write_json(os.path.join(output, LABELS), labels(plans, seed=seed, options=options))
