@@ -112,8 +112,8 @@ def test_demo_runs_from_another_folder_into_a_relative_workdir(tmp_path):
              PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
   proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "demo.sh"), "rel/demo"],
                         cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, text=True, timeout=900)
-  out = proc.stdout
+                        stderr=subprocess.STDOUT, timeout=900)
+  out = proc.stdout.decode("utf-8", errors="replace")  # as written: no \r -> \n
   assert proc.returncode == 0, out[-4000:]
   work = tmp_path / "rel" / "demo"
   assert (work / "run" / "export" / "model_config.json").exists()

@@ -275,7 +275,7 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
   env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
   root = tmp_path / "study"
   proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "study_sampling.sh"), str(root)],
-                        env=env, capture_output=True, text=True, timeout=300, check=False)
+                        env=env, capture_output=True, text=True, timeout=900, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   doc = (root / "study_sampling.md").read_text()
   assert study_lib.BEGIN in doc and study_lib.END in doc and "TOY SIZE" in doc
