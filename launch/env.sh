@@ -1,5 +1,6 @@
 # Sourced by the launch scripts: makes ./.venv with avjax and the pinned stack
-# (constraints.txt) installed, and activates it. EXTRAS picks setup.py extras.
+# (constraints.txt, one set for every extra) installed, and activates it. EXTRAS picks
+# setup.py extras, comma-separated (e.g. EXTRAS=test,beam).
 # The install is skipped when nothing it depends on changed since the last one (a stamp in
 # the venv). AVJAX_VENV=DIR uses another venv; AVJAX_SKIP_INSTALL=1 uses the `python` on
 # PATH as it is (an environment set up by hand; the tests).

@@ -5,7 +5,8 @@
 set -euo pipefail
 CALLER="$PWD"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-EXTRAS=test source "$REPO/launch/env.sh"
+# The beam extra too: tests/test_beam_ingest.py runs the Beam ingest on the DirectRunner.
+EXTRAS=test,beam source "$REPO/launch/env.sh"
 # pytest runs in the repository (its pytest.ini and conftest); paths given relative to the
 # caller's folder are made absolute first.
 # Without a path the whole of tests/ runs.

@@ -9,10 +9,13 @@ Layout of a dataset directory (docs/data_format.md has the full description):
 
 A snippet is one serialized tf.train.Example (avjax.data.example has its fields). This
 module reads and writes the files themselves (TFRecord framing, offsets, manifest) and
-needs no TensorFlow, so ingest workers and tools can use it anywhere.
+needs no TensorFlow, so ingest workers and tools can use it anywhere. The readers and the
+manifest go through avjax.storage, so a dataset may be on a bucket (gs://, s3://);
+TitleWriter writes local disk (the Beam ingest copies finished titles to the bucket).
 """
 
 import collections
+import io
 import os
 import re
 import struct
@@ -21,7 +24,7 @@ import threading
 import google_crc32c
 import numpy as np
 
-from avjax import fileio
+from avjax import storage
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -146,7 +149,8 @@ class TitleWriter:
 
 
 def load_index(path):
-  index = np.load(path)
+  with storage.open(path, "rb") as f:  # a local path or a bucket (gs://, s3://)
+    index = np.load(io.BytesIO(f.read()))
   if index.ndim != 2 or index.shape[1] != 2 or index.dtype != np.int64:
     raise ValueError(f"{path}: expected an int64 [M, 2] offset index, got {index.dtype} {index.shape}")
   return index
@@ -196,12 +200,12 @@ class SnippetReader:
       self._open.move_to_end(title_id)
       return handle
     entry = self._entry(title_id)
-    index = load_index(os.path.join(self.dataset_dir, entry["index"]))
+    index = load_index(storage.join(self.dataset_dir, entry["index"]))
     if len(index) != entry["num_snippets"]:
       raise ValueError(f"{self.dataset_dir}: title {title_id}: index has {len(index)} records, "
                        f"the manifest says {entry['num_snippets']} snippets")
-    path = os.path.join(self.dataset_dir, entry["records"])
-    handle = (open(path, "rb"), index, path)  # pylint: disable=consider-using-with
+    path = storage.join(self.dataset_dir, entry["records"])
+    handle = (storage.open(path, "rb"), index, path)  # pylint: disable=consider-using-with
     self._open[title_id] = handle
     while len(self._open) > self.max_open:
       self._open.popitem(last=False)[1][0].close()
@@ -262,20 +266,20 @@ class TitlesReader:
 
 
 def manifest_path(dataset_dir):
-  return os.path.join(dataset_dir, MANIFEST)
+  return storage.join(dataset_dir, MANIFEST)
 
 
 def write_manifest(dataset_dir, manifest):
-  fileio.write_json(manifest_path(dataset_dir), manifest)
+  storage.write_json(manifest_path(dataset_dir), manifest)
 
 
 def load_manifest(dataset_dir):
   """Reads and checks `manifest.json`; errors name the file, title and key."""
   path = manifest_path(dataset_dir)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f"{path}: no manifest; is {dataset_dir!r} an avjax dataset "
                             "(python -m avjax.ingest --output=...)?")
-  manifest = fileio.read_json(path)
+  manifest = storage.read_json(path)
   version = manifest.get("format_version")
   if version != FORMAT_VERSION:
     raise ValueError(f"{path}: format_version {version!r}, this avjax reads {FORMAT_VERSION}")

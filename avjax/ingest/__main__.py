@@ -3,6 +3,12 @@ r"""Ingests long-form video files into a snippet dataset (docs/data_format.md).
   python -m avjax.ingest --input=/data/videos --output=/data/avjax_ds --workers=8
   python -m avjax.ingest --input=list.txt --output=DIR --metadata=titles.csv --skip_errors
 
+On Apache Beam (avjax/ingest/beam.py), where input and output may be on a bucket:
+
+  python -m avjax.ingest --input=DIR --output=DIR --runner=DirectRunner --workers=2
+  python -m avjax.ingest --input=gs://B/movies --output=gs://B/ds --runner=DataflowRunner \
+      --beam_pipeline_options="project=P,region=R,temp_location=gs://B/tmp"
+
 Rerunning the same command skips finished titles and completes the rest. The exit
 status is 1 when any title was skipped (see DIR/ingest_report.json), unless
 --skip_errors.
@@ -22,8 +28,10 @@ flags.DEFINE_string("input", None, "Folder of video files (recursive), one video
 flags.DEFINE_string("output", None, "Dataset directory.", required=True)
 flags.DEFINE_string("metadata", None, "CSV with title_id, kind, show_id, genres[, path]; "
                     "default: titles.csv at the top of an --input folder, if any.")
-flags.DEFINE_integer("workers", 1, "Titles ingested in parallel processes.")
-flags.DEFINE_integer("threads", None, "Decoder threads per title (default: cores / workers).")
+flags.DEFINE_integer("workers", 1, "Titles ingested in parallel processes (also the "
+                     "DirectRunner's, unless --beam_pipeline_options sets direct_num_workers).")
+flags.DEFINE_integer("threads", None, "Decoder threads per title (default: cores / workers; "
+                     "1 with --runner).")
 flags.DEFINE_integer("short_side", _D["short_side"], "Shorter frame side in pixels (224 for "
                      "the high-resolution setting).")
 flags.DEFINE_float("fps", _D["fps"], "Stored frames per second.")
@@ -35,6 +43,36 @@ flags.DEFINE_float("shot_threshold", _D["shot_threshold"], "Color-histogram dist
                    "above which a frame starts a new shot.")
 flags.DEFINE_bool("skip_errors", False, "Exit 0 even when some titles were skipped.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_string("runner", None, "Ingest on Apache Beam with this runner (DirectRunner, "
+                    "DataflowRunner, FlinkRunner, SparkRunner, ...); default: the local path, "
+                    "--workers processes on this host.")
+flags.DEFINE_string("beam_pipeline_options", "", "Other Beam pipeline options, comma-separated "
+                    "key=value, e.g. 'project=P,region=R,temp_location=gs://B/tmp' or "
+                    "'direct_num_workers=2,direct_running_mode=multi_processing'.")
+
+
+def _ingest(f, params):
+  """Runs the local path, or the Beam pipeline with --runner."""
+  # Imported here, not at the top: TensorFlow and Beam load only when the command runs.
+  # pylint: disable=g-import-not-at-top
+  if f.runner:
+    with console.native_output_to_log():
+      from avjax.ingest import beam as beam_ingest
+    return beam_ingest.ingest(f.input, f.output, runner=f.runner,
+                              beam_pipeline_options=f.beam_pipeline_options,
+                              metadata=f.metadata, params=params, threads=f.threads,
+                              workers=f.workers)
+  if f.beam_pipeline_options:
+    raise app.UsageError("--beam_pipeline_options needs --runner")
+  from avjax import storage
+  remote = [p for p in (f.input, f.output, f.metadata) if p and not storage.is_local(p)]
+  if remote:
+    raise app.UsageError(f"{remote[0]}: paths on a bucket need a Beam runner "
+                         "(--runner=DirectRunner to ingest on this host)")
+  with console.native_output_to_log():
+    from avjax.ingest import run
+  return run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers, params=params,
+                    threads=f.threads, progress=f.progress)
 
 
 def main(argv):
@@ -45,12 +83,8 @@ def main(argv):
   params = dict(short_side=f.short_side, fps=f.fps, frames_per_snippet=f.frames_per_snippet,
                 jpeg_quality=f.jpeg_quality, val_fraction=f.val_fraction,
                 shot_threshold=f.shot_threshold)
-  # Imported here, not at the top: TensorFlow loads only when the command runs.
-  with console.native_output_to_log():
-    from avjax.ingest import run  # pylint: disable=g-import-not-at-top
   try:
-    report = run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers,
-                        params=params, threads=f.threads, progress=f.progress)
+    report = _ingest(f, params)
   except KeyboardInterrupt:
     logging.warning("interrupted; finished titles are kept, rerun the same command to resume")
     return 130

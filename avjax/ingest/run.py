@@ -15,17 +15,18 @@ from absl import logging
 
 from avjax import console
 from avjax import fileio
+from avjax import storage
 from avjax.data import records
 from avjax.ingest import discover
 from avjax.ingest import params as params_lib
 from avjax.ingest import title as title_lib
 
 def finished_entries(dataset_dir):
-  """Entries of finished titles: an entry file whose records and index exist."""
+  """Entries of finished titles: an entry file whose records and index exist (any store)."""
   entries = {}
-  for path in sorted(glob.glob(os.path.join(dataset_dir, records.TITLES_DIR, "*.json"))):
-    entry = fileio.read_json(path)
-    if all(os.path.exists(os.path.join(dataset_dir, entry[k])) for k in ("records", "index")):
+  for path in storage.glob(storage.join(dataset_dir, records.TITLES_DIR, "*.json")):
+    entry = storage.read_json(path)
+    if all(storage.exists(storage.join(dataset_dir, entry[k])) for k in ("records", "index")):
       entries[entry["id"]] = entry
   return entries
 
