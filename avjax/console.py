@@ -34,6 +34,7 @@ LOG_FILE = "log.txt"
 FILE_ONLY = {"console": False}
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _BUFFERED_RECORDS = 20_000
+NOT_TTY_DELAY = 10.0  # seconds before a bar shows when stderr is a file or pipe
 
 
 class _State:
@@ -239,12 +240,14 @@ def progress(iterable=None, **kwargs):
   """A tqdm progress bar on stderr that also reads well in a file.
 
   Shown when stderr is not a terminal too (tqdm's default hides it), redrawn less often
-  there; each bar ends as one line.
+  there, and only for loops that last over NOT_TTY_DELAY seconds (a few-second evaluation
+  leaves no bar in a log); each bar ends as one line.
   """
   tty = sys.stderr.isatty()
   kwargs.setdefault("file", sys.stderr)
   kwargs.setdefault("disable", False)
   kwargs.setdefault("mininterval", 0.5 if tty else 15.0)
+  kwargs.setdefault("delay", 0.0 if tty else NOT_TTY_DELAY)
   kwargs.setdefault("dynamic_ncols", tty)
   if not tty:
     kwargs.setdefault("ncols", 100)

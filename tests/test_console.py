@@ -94,6 +94,21 @@ def test_library_chatter_goes_to_the_log_file_only(tmp_path, verbosity):
     assert (word in proc.stderr) == (verbosity == "1"), word
 
 
+def test_progress_bars_in_a_file_only_for_long_loops(tmp_path, monkeypatch):
+  """stderr to a file: a loop shorter than the delay leaves nothing; a longer one a bar."""
+  path = tmp_path / "console.txt"
+  with open(path, "w", encoding="utf-8") as stream:
+    monkeypatch.setattr(sys, "stderr", stream)
+    for _ in console.progress(range(3), desc="quick"):
+      pass
+    monkeypatch.setattr(console, "NOT_TTY_DELAY", 0.0)
+    for _ in console.progress(range(3), desc="slow"):
+      pass
+  text = path.read_text(encoding="utf-8")
+  assert "quick" not in text
+  assert "slow" in text and "3/3" in text and text.endswith("\n")
+
+
 def test_a_failed_start_leaves_no_workdir_behind(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "avjax.main",
