@@ -33,6 +33,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 import tiny_dataset
@@ -447,6 +448,43 @@ def test_finetuning_completes_and_tests_as_one_process(export_two, tmp_path):
         f"1 process {one['top1']} ({one['view_top1']})")
   assert (one["top1"], one["view_top1"], one["num_test"]) == (
       two["top1"], two["view_top1"], two["num_test"])
+
+
+# Each process writes its rows of a batch-sharded array (process p: value p) and its
+# share of a replicated one; restored in the same two processes, each checks what it sees.
+_CHECKPOINT_SCRIPT = """
+import sys, jax, numpy as np, orbax.checkpoint as ocp
+from avjax import checkpoint, sharding
+assert sharding.maybe_initialize_distributed()
+mesh = sharding.make_mesh()
+tree = dict(w=jax.jit(lambda: jax.numpy.arange(6.0), out_shardings=sharding.replicated(mesh))(),
+            b=sharding.host_to_global(np.full((4, 3), jax.process_index(), np.float32), mesh))
+with ocp.StandardCheckpointer() as c:
+  c.save(sys.argv[1], tree, force=True)
+with ocp.StandardCheckpointer() as c:
+  back = c.restore(sys.argv[1], checkpoint.abstract_like(tree, jax.tree.map(
+      lambda x: x.sharding, tree)))
+for shard in back["b"].addressable_shards:
+  assert (np.asarray(shard.data) == jax.process_index()).all(), shard.index
+print("restored in process", jax.process_index(), "of", jax.process_count())
+"""
+
+
+def test_checkpoint_written_by_two_processes_restores_in_one(tmp_path):
+  """Orbax writes one checkpoint from both processes; both restore it into their shards,
+  and this one process (8 devices of one host: another topology, which the shardings
+  stored in the checkpoint would refuse) restores the whole of it."""
+  path = str(tmp_path / "ckpt")
+  launch = Launch(["--processes=2"], [sys.executable, "-c", _CHECKPOINT_SCRIPT, path],
+                  env=_env())
+  assert launch.wait(timeout=300) == 0, launch.text()[-3000:]
+  assert launch.text().count("restored in process") == 2
+  assert set(os.listdir(os.path.join(path, "array_metadatas"))) == {"process_0", "process_1"}
+  with ocp.StandardCheckpointer() as ckptr:
+    tree = ckptr.restore(path, checkpoint.replicated_target(path))
+  assert jax.device_count() == 8 and tree["b"].sharding.is_fully_replicated
+  np.testing.assert_array_equal(jax.device_get(tree["b"]), np.repeat([0, 1], 12).reshape(8, 3))
+  np.testing.assert_array_equal(jax.device_get(tree["w"]), np.arange(6.0))
 
 
 def _first_batches(dataset, process_index, steps):
