@@ -16,7 +16,7 @@
 # Every process's output goes to the console prefixed "[pI]" and to WORKDIR/logs/. SIGTERM
 # or Ctrl-C saves a checkpoint and stops all of them; if one process fails, the others
 # are stopped and the exit status is the failed one's. Environment: DEVICES, MODULE,
-# PYTHON (default: python), LAUNCH_ARGS (more options of launch/local_multihost.py).
+# PYTHON (default: the project's ./.venv, made if missing), LAUNCH_ARGS (more options of launch/local_multihost.py).
 set -euo pipefail
 if (( $# < 3 )); then
   echo "usage: bash launch/local_multihost.sh N CONFIG WORKDIR [--config.FIELD=VALUE ...]" >&2
@@ -26,8 +26,14 @@ N=$1
 CONFIG=$2
 WORKDIR=$3
 shift 3
-LAUNCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/local_multihost.py"
-PYTHON="${PYTHON:-python}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LAUNCH="$REPO/launch/local_multihost.py"
+# Relative paths (WORKDIR, datasets in CONFIG) stay relative to the caller's folder: this
+# script does not change folder. Without PYTHON, the project's venv, as demo.sh uses it.
+if [[ -z "${PYTHON:-}" ]]; then
+  EXTRAS="${EXTRAS:-data}" source "$REPO/launch/env.sh"
+  PYTHON=python
+fi
 # shellcheck disable=SC2086
 exec "$PYTHON" "$LAUNCH" --processes="$N" --devices_per_process="${DEVICES:-4}" \
   --log_dir="$WORKDIR/logs" ${LAUNCH_ARGS:-} -- \
