@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from avjax import config_args
+from avjax import console
 from avjax.bench import report
 
 SUBCOMMANDS = ("ingest", "ingest_beam", "input", "step")
@@ -52,7 +53,9 @@ def _module(name, memory=False):
 def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
-  module = _module(argv[1], memory=flags.FLAGS.memory)
+  console.setup()
+  with console.native_output_to_log():
+    module = _module(argv[1], memory=flags.FLAGS.memory)
   markdown = module.run(flags.FLAGS)
   print(markdown)
   if flags.FLAGS.record:

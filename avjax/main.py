@@ -9,9 +9,9 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from avjax import config_args
+from avjax import console
 from avjax import sharding
 
 flags.DEFINE_string("workdir", None, "Checkpoints, logs, config.json and the export.")
@@ -23,13 +23,21 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  console.setup()  # the log file opens in WORKDIR once the config and data are checked
   # Before any other JAX call: join the other processes of a multi-host launch.
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow (the input pipeline) loads only when a run
   # starts, so --help stays fast.
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
-  logging.info("workdir %s", os.path.abspath(FLAGS.workdir))
-  pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  with console.native_output_to_log():
+    from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  state = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  workdir = os.path.abspath(FLAGS.workdir)
+  if state is None:
+    console.done("stopped before the end of the schedule; the same command resumes",
+                 checkpoints=os.path.join(workdir, "checkpoints"))
+  else:
+    console.done(f"pretrained {int(state['step'])} steps", export=os.path.join(workdir, "export"),
+                 tensorboard=f"tensorboard --logdir {workdir}")
 
 
 if __name__ == "__main__":

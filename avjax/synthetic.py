@@ -14,12 +14,14 @@ ingest flags it is made for.
 
 import ast
 import dataclasses
+import os
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from avjax import console
 from avjax.ingest import synthetic
 from avjax.ingest import synthetic_plan
 from avjax.ingest import synthetic_presets
@@ -83,6 +85,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup()
   try:
     collection = collection_from_flags(f)
   except ValueError as e:
@@ -92,10 +95,12 @@ def main(argv):
   plans = synthetic.generate(f.output, seed=f.seed, workers=f.workers, **collection)
   minutes = sum(p["duration"] for p in plans) / 60
   logging.info("%d titles, %.1f min of content in %.1f s, in %s", len(plans), minutes,
-               time.time() - start, f.output)
+               time.time() - start, f.output, extra=console.FILE_ONLY)
   if made_for:
     logging.info("preset %s is made for: python -m avjax.ingest --input=%s %s", f.preset,
                  f.output, " ".join(f"--{k}={v}" for k, v in made_for.items()))
+  console.done(f"{len(plans)} titles, {minutes:.1f} min of content",
+               titles=os.path.abspath(f.output))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 #      figures.
 #
 # Usage: bash launch/study_sampling.sh [ROOT]        (default ROOT: runs/study_sampling)
+#   Relative paths (ROOT, CACHE, DOC, FIGURES) are relative to the current folder.
 #   TOY=1      a toy size for tests (2 settings, 1 seed, a few steps); its report goes to
 #              ROOT/study_sampling.md unless DOC is set
 # Sizes (environment; defaults in brackets, TOY values in the code below):
@@ -25,13 +26,15 @@
 #              is frozen)                                      [""]
 #   FRAMES HOP   frames per clip and log-mel hop (samples)     [4 1024]
 #   CACHE      where the synthetic set and dataset are kept    [ROOT/data]
-#   DOC FIGURES   report and its PNGs            [docs/study_sampling.md docs/study_sampling]
+#   DOC FIGURES   report and its PNGs   [the repository's docs/study_sampling.md and
+#              docs/study_sampling]
 # Rerunning skips finished runs (their discrepancy.json holds the final probes) and resumes
 # interrupted ones from their checkpoints; the report is rewritten from whatever finished.
 set -uo pipefail
 main() {
-cd "$(dirname "$0")/.."
-export TF_CPP_MIN_LOG_LEVEL=2
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+EXTRAS=data source "$REPO/launch/env.sh" || exit 1
+set +e  # env.sh sets -e; this script checks each run's exit status itself
 
 ROOT="${1:-runs/study_sampling}"
 mkdir -p "$ROOT"
@@ -46,7 +49,7 @@ fi
 : "${LR:=0.005}" "${EVAL_EVERY:=150}" "${JOBS:=2}" "${PRESET_ARGS:=}"
 : "${FRAMES:=4}" "${HOP:=1024}"
 : "${CACHE:=$ROOT/data}"
-: "${DOC:=docs/study_sampling.md}" "${FIGURES:=docs/study_sampling}"
+: "${DOC:=$REPO/docs/study_sampling.md}" "${FIGURES:=$REPO/docs/study_sampling}"
 # Compiled steps are the same for every run: compile once, reuse from disk.
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$CACHE/jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}"

@@ -45,7 +45,8 @@ TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_
 TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
            "avjax.checkpoint", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
            "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
-           "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.storage", "avjax.media",
+           "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.console", "avjax.storage",
+           "avjax.media",
            "avjax.data.config",
            "avjax.data.records", "avjax.data.sampling", "avjax.data.titles",
            "avjax.ingest.params", "avjax.downstream.config")

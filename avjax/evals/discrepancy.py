@@ -186,7 +186,8 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
   t0 = time.time()
   batch_size = eval_batch_size(config, options)
   held_out_iter = data.held_out(batch_size)
-  held_out = embed.embed_iterator(model, _variables(state), held_out_iter, mesh)
+  held_out = embed.embed_iterator(model, _variables(state), held_out_iter, mesh,
+                                  desc=f"discrepancy step {step}: embedding held-out titles")
   pairs, info = measures.make_pairs(held_out["title_index"], max_pairs=int(options.max_pairs),
                                     seed=int(options.seed))
   sims = {n: measures.pair_similarities(held_out["z_video"], held_out["z_audio"], pairs[n])
@@ -269,8 +270,9 @@ def write_outputs(workdir, entry, edges, mass, options, writer=None):
   if jax.process_index() == 0:
     title = f"{os.path.basename(os.path.normpath(workdir))}, step {entry['step']}"
     step_path = os.path.join(workdir, FIGURE_DIR, f"hist_step_{entry['step']}.png")
-    plots.plot_histograms(edges, mass, entry, step_path, title=title)
-    plots.plot_histograms(edges, mass, entry, os.path.join(workdir, HIST_FIGURE), title=title)
+    for path in (step_path, os.path.join(workdir, HIST_FIGURE)):
+      plots.plot_histograms(edges, mass, entry, path, title=title,
+                            smoothing=float(options.smoothing))
     plots.plot_divergence_curves({"": data["steps"]}, os.path.join(workdir, CURVES_FIGURE),
                                  title=os.path.basename(os.path.normpath(workdir)))
   return data

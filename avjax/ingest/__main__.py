@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from avjax import console
 from avjax.ingest import params as params_lib
 
 _D = params_lib.DEFAULT_PARAMS
@@ -55,7 +56,8 @@ def _ingest(f, params):
   # Imported here, not at the top: TensorFlow and Beam load only when the command runs.
   # pylint: disable=g-import-not-at-top
   if f.runner:
-    from avjax.ingest import beam as beam_ingest
+    with console.native_output_to_log():
+      from avjax.ingest import beam as beam_ingest
     return beam_ingest.ingest(f.input, f.output, runner=f.runner,
                               beam_pipeline_options=f.beam_pipeline_options,
                               metadata=f.metadata, params=params, threads=f.threads,
@@ -67,7 +69,8 @@ def _ingest(f, params):
   if remote:
     raise app.UsageError(f"{remote[0]}: paths on a bucket need a Beam runner "
                          "(--runner=DirectRunner to ingest on this host)")
-  from avjax.ingest import run
+  with console.native_output_to_log():
+    from avjax.ingest import run
   return run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers, params=params,
                     threads=f.threads, progress=f.progress)
 
@@ -76,6 +79,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup()  # the log file opens in the dataset folder once the input is found
   params = dict(short_side=f.short_side, fps=f.fps, frames_per_snippet=f.frames_per_snippet,
                 jpeg_quality=f.jpeg_quality, val_fraction=f.val_fraction,
                 shot_threshold=f.shot_threshold)
@@ -84,11 +88,12 @@ def main(argv):
   except KeyboardInterrupt:
     logging.warning("interrupted; finished titles are kept, rerun the same command to resume")
     return 130
-  logging.info("ingested %d titles (%d snippets, %.2f h), %d already done, %d skipped; "
-               "report in %s", report["ingested"], report["snippets"], report["hours"],
-               report["already_done"], len(report["failed"]), f.output)
   for failure in report["failed"]:
     print(f"skipped {failure['path']}: {failure['reason']}")
+  console.done(f"ingested {report['ingested']} titles ({report['snippets']} snippets, "
+               f"{report['hours']:.2f} h), {report['already_done']} already done, "
+               f"{len(report['failed'])} skipped", dataset=f.output,
+               report=f"{f.output}/ingest_report.json")
   return 1 if report["failed"] and not f.skip_errors else 0
 
 

@@ -12,8 +12,8 @@ import signal
 import time
 
 from absl import logging
-import tqdm
 
+from avjax import console
 from avjax import fileio
 from avjax import storage
 from avjax.data import records
@@ -105,6 +105,7 @@ def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, th
   params = params_lib.make_params(**(params or {}))
   titles = discover.discover(input_path, metadata)
   done = _start_output(dataset_dir, params)
+  console.attach_log(dataset_dir)  # a command's log file, now that the input was found
   todo = [t for t in titles if t["id"] not in done]
   workers = max(1, min(workers, len(todo)))
   threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -113,8 +114,8 @@ def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, th
                 failed=[], interrupted=False)
   logging.info("%d titles, %d already done, %d to ingest with %d worker(s)", len(titles),
                report["already_done"], len(todo), workers)
-  bar = tqdm.tqdm(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
-                  desc="ingest", disable=not progress or not todo, smoothing=0.1)
+  bar = console.progress(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
+                         desc="ingest", disable=not progress or not todo, smoothing=0.1)
   jobs = [(t, dataset_dir, params, threads) for t in todo]
   pool = None
   last_manifest = time.time()
@@ -123,13 +124,17 @@ def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, th
       results = map(_ingest_one, jobs)
     else:
       # Spawn, not fork: the parent has TensorFlow loaded, which does not survive a fork.
-      pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+      # The workers' own output (library banners, their logging) goes to the log file;
+      # this process reports their results.
+      with console.children_output_to_log():
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
       results = pool.imap_unordered(_ingest_one, jobs)
     for i, (title, entry, reason) in enumerate(results):
-      bar.update(_size(title))
       _count(report, title, entry, reason)
       bar.set_postfix_str(f"titles {i + 1}/{len(todo)}, {report['snippets']} snippets, "
-                          f"{report['hours']:.2f} h, {len(report['failed'])} failed")
+                          f"{report['hours']:.2f} h, {len(report['failed'])} failed",
+                          refresh=False)
+      bar.update(_size(title))
       if time.time() - last_manifest > 30:  # entry files are the truth; this is a courtesy
         build_manifest(dataset_dir, params)
         last_manifest = time.time()

@@ -30,6 +30,7 @@ import os
 
 from absl import logging
 
+from avjax import console
 from avjax import fileio
 from avjax.ingest import synthetic_render
 from avjax.ingest.synthetic_plan import Options, event_class, plan_collection
@@ -74,22 +75,31 @@ def _render_one(args):
   return plan["path"], plan["duration"]
 
 
-def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(), workers=1):
-  """Writes a synthetic collection to `output` (titles rendered in `workers` processes);
-  returns its plans. Each title's file is a function of its plan alone, so `workers`
-  changes nothing in the output."""
+def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(), workers=1,
+             progress=True):
+  """Writes a synthetic collection to `output` (titles rendered in `workers` processes, a
+  progress bar over them); returns its plans. Each title's file is a function of its plan
+  alone, so `workers` changes nothing in the output."""
   plans = plan_collection(movies=movies, shows=shows, episodes=episodes, minutes=minutes,
                           seed=seed, options=options)
+  bar = console.progress(total=sum(p["duration"] for p in plans) / 60, unit="min",
+                         desc="synthetic titles", disable=not progress,
+                         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min of content "
+                                    "[{elapsed}<{remaining}]{postfix}")
   jobs = [(plan, output, options) for plan in plans]
-  if workers > 1:
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-      done = pool.imap_unordered(_render_one, jobs)
-      for i, (path, duration) in enumerate(done):
-        logging.info("wrote %s (%d/%d, %.1f min)", path, i + 1, len(plans), duration / 60)
-  else:
-    for i, job in enumerate(jobs):
-      path, duration = _render_one(job)
-      logging.info("wrote %s (%d/%d, %.1f min)", path, i + 1, len(plans), duration / 60)
+  pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+  try:
+    done = pool.imap_unordered(_render_one, jobs) if pool else map(_render_one, jobs)
+    for i, (path, duration) in enumerate(done):
+      logging.info("wrote %s (%d/%d, %.1f min)", path, i + 1, len(plans), duration / 60,
+                   extra=console.FILE_ONLY)
+      bar.set_postfix_str(f"{i + 1}/{len(plans)} titles", refresh=False)
+      bar.update(min(duration / 60, bar.total - bar.n))  # no float overshoot
+  finally:
+    if pool:
+      pool.close()
+      pool.join()
+  bar.close()
   write_titles_csv(os.path.join(output, TITLES_CSV), plans)
   fileio.write_json(os.path.join(output, LABELS), labels(plans, seed=seed, options=options))
   return plans
