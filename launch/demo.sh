@@ -16,9 +16,9 @@ EXTRAS=data source "$REPO/launch/env.sh"
 export AVJAX_LOG_FILE="${AVJAX_LOG_FILE:-$WORK/demo.log}"
 
 # Sizes: the "demo" synthetic preset (52 titles of about a minute, the look of the
-# sampling study's benchmark), 300 steps of the tiny model at batch 64.
+# sampling study's benchmark), 300 steps of the tiny model at batch 64, k = 16.
 SYNTHETIC_ARGS=() VAL=0.25 STEPS=300 EVAL_EVERY=100 LOG_EVERY=10
-MAIN_ARGS=(--config.batch_size=64 --config.optimizer.lr_peak=0.005)
+MAIN_ARGS=(--config.batch_size=64 --config.data.k=16 --config.optimizer.lr_peak=0.005)
 if [[ "${TOY:-0}" == "1" ]]; then  # the sizes of launch/study_sampling.sh's TOY
   SYNTHETIC_ARGS=(--movies=4 --shows=1 --episodes=2 --minutes=0.3) VAL=0.4 STEPS=4
   EVAL_EVERY=2 LOG_EVERY=1
@@ -37,9 +37,9 @@ echo "[demo] 2/3 ingesting them into snippet records in $WORK/dataset"
 python -m avjax.ingest --input="$WORK/synthetic" --output="$WORK/dataset" \
   --short_side=32 --val_fraction="$VAL" --workers=2
 
-echo "[demo] 3/3 pretraining the tiny demo model (k=4 snippets per title) in $WORK/run," \
+echo "[demo] 3/3 pretraining the tiny demo model (k=16 snippets per title) in $WORK/run," \
      "with the discrepancy measures every $EVAL_EVERY steps and the event probe at the end"
-python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=4,runlocal" \
+python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=16,runlocal" \
   --workdir="$WORK/run" --config.total_steps="$STEPS" --config.evals.discrepancy="$EVAL_EVERY" \
   --config.checkpoint_every_steps=100 --config.log_every_steps="$LOG_EVERY" \
   --config.data.num_frames=4 --config.data.short_side=32 --config.data.crop_size=32 \
