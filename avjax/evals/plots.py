@@ -215,7 +215,8 @@ def plot_bars(panels, path, *, title=""):
 
   Args:
     panels: {panel title: {bar group label: {bar label: (value, half-width)}}}; a NaN
-      half-width draws no error bar.
+      half-width draws no error bar. Bars come in pairs (a measure, then its reference,
+      e.g. learned and random init): a pair shares a colour, the reference is hatched.
     path: PNG to write.
     title: figure title.
   """
@@ -230,8 +231,10 @@ def plot_bars(panels, path, *, title=""):
       values = [groups[g].get(bar, (np.nan, np.nan)) for g in labels]
       x = np.arange(len(labels)) + (j - (len(bars) - 1) / 2) * width
       err = [0 if not np.isfinite(h) else h for _, h in values]
+      # Bars in pairs (learned, reference): one colour per pair, the second one hatched.
       ax.bar(x, [v for v, _ in values], width, yerr=err, capsize=3, label=bar,
-             color=f"C{j}", alpha=0.85)
+             color=f"C{j // 2}", alpha=0.85 if j % 2 == 0 else 0.35,
+             hatch="" if j % 2 == 0 else "//", edgecolor=f"C{j // 2}")
     ax.set_xticks(np.arange(len(labels)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_title(panel, fontsize=9)
