@@ -23,6 +23,8 @@ flags.DEFINE_integer("batch", None, "Per-device batch size (step); groups per ba
 flags.DEFINE_integer("steps", None, "Timed steps or batches (median/mean over these).")
 flags.DEFINE_float("minutes", None, "Minutes of generated content (ingest).")
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
+flags.DEFINE_enum("crc", "both", ["both", "on", "off"], "input: with the records' CRC32C "
+                  "checks, without, or both in one run (interleaved).")
 flags.DEFINE_bool("record", False, "Also write the figures into docs/benchmarks.md.")
 flags.DEFINE_string("record_file", "docs/benchmarks.md", "Where --record writes.")
 
