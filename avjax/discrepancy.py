@@ -8,6 +8,8 @@ every held-out snippet, and writes S+/S-/S!= KLs, figures and the linear probe
 `--config.evals.discrepancy=N` computes the same every N steps.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
@@ -39,8 +41,14 @@ def main(argv):
     overrides["probe"] = False
   steps = "all" if f.all_steps else None if f.step is None else [f.step]
   # Imported here, not at the top: TensorFlow (the eval input) loads only when it runs.
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
-  for entry in pretrain.evaluate_workdir(f.workdir, steps=steps, overrides=overrides):
+  # pylint: disable=g-import-not-at-top
+  from avjax import pretrain
+  from avjax import validate
+  try:
+    entries = pretrain.evaluate_workdir(f.workdir, steps=steps, overrides=overrides)
+  except validate.ConfigError as e:
+    sys.exit(f"avjax.discrepancy: {e}")
+  for entry in entries:
     kl = ", ".join(f"{k} = {v:.4f}" for k, v in entry["kl"].items())
     print(f"step {entry['step']}: {kl}, gap = {entry['gap']:.4f}")
     probe = entry.get("probe") or {}

@@ -11,6 +11,7 @@ the same command in the same workdir resumes from the latest checkpoint; the res
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -32,11 +33,17 @@ def main(argv):
   # Before any other JAX call: join the other processes of a multi-host launch.
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow loads only when the command runs.
-  from avjax.downstream import task  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from avjax import loop
+  from avjax.downstream import task
   logging.info("workdir %s", os.path.abspath(FLAGS.workdir))
-  results = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  if results is not None:
-    print(json.dumps(results, indent=2))
+  try:
+    results = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.finetune: {e}")
+  if results is None:  # preempted: the checkpoint is saved
+    loop.exit_promptly(0)
+  print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

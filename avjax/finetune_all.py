@@ -9,6 +9,8 @@ standard layout, prepared once into WORKDIR/data/<dataset>. Rerunning the comman
 finished runs and resumes unfinished ones. `--init=` (empty) gives the from-scratch baseline.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
@@ -32,12 +34,20 @@ def main(argv):
     raise app.UsageError("Too many command-line arguments.")
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow loads only when the command runs.
-  from avjax.downstream import finetune_all  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from avjax import loop
+  from avjax.downstream import finetune_all
   f = flags.FLAGS
   splits = {int(s) for s in f.splits.split(",") if s.strip()} or None
-  summary = finetune_all.run_all(f.init, finetune_all.parse_roots(f.roots), f.workdir,
-                                 mode=f.mode, runlocal=f.runlocal, splits=splits,
-                                 overrides=f.overrides, name=f.name, workers=f.workers)
+  try:
+    summary = finetune_all.run_all(f.init, finetune_all.parse_roots(f.roots), f.workdir,
+                                   mode=f.mode, runlocal=f.runlocal, splits=splits,
+                                   overrides=f.overrides, name=f.name, workers=f.workers)
+  except finetune_all.Preempted as e:
+    print(e, file=sys.stderr)
+    loop.exit_promptly(0)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.finetune_all: {e}")
   print(finetune_all.markdown(summary))
 
 

@@ -2,10 +2,14 @@ r"""Pretraining entry point.
 
   python -m avjax.main --config=configs/pretrain.py:dataset=data/movie,k=16 --workdir=runs/k16
 
-Restarting the same command in the same workdir resumes from the latest checkpoint.
+Restarting the same command in the same workdir resumes from the latest checkpoint (a
+changed config is refused unless --config.resume=allow_changes). A bad config, a refused
+restart or unreadable data end the command with a message and exit status 1; after
+SIGTERM the command saves a checkpoint and exits 0 at once.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -27,9 +31,16 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow (the input pipeline) loads only when a run
   # starts, so --help stays fast.
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from avjax import loop
+  from avjax import pretrain
   logging.info("workdir %s", os.path.abspath(FLAGS.workdir))
-  pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    result = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.main: {e}")
+  if result is None:  # preempted: the checkpoint is saved
+    loop.exit_promptly(0)
 
 
 if __name__ == "__main__":
