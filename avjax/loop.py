@@ -42,6 +42,10 @@ from avjax.data import titles as titles_lib
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
 FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
+# What a preempted run leaves behind, kept referenced: tearing it down (the input
+# pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
+# the save; the command exits first (exit_promptly).
+_LEFT_RUNNING = []
 
 
 class NonFiniteError(FloatingPointError):
@@ -232,9 +236,11 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
     ckpt.close()  # waits for in-flight saves: the last checkpoint is complete on disk
     if writer is not None:
       writer.flush()
-    # After a preemption the input pipeline is left as it is: its teardown can take tens
-    # of seconds of the grace period (the process exits right after, exit_promptly).
-    if task is not None and not preempted:
+    # After a preemption everything is left as it is: its teardown can take tens of
+    # seconds of the grace period (the process exits right after, exit_promptly).
+    if preempted:
+      _LEFT_RUNNING.append((task, state, step_fn, writer, ckpt))
+    elif task is not None:
       _close(task.train_iter)
   if preempted:
     logging.warning("preempted at step %d: checkpoint saved, exiting", step)
