@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     "numpy>=2.0",
     "clu>=0.0.12",
     "google-crc32c>=1.5",
+    # Datasets and ingest outputs on object stores (gs://, s3://) without TensorFlow.
+    "etils[epath]>=1.7",
     "matplotlib>=3.9",
     "tqdm>=4.66",
 ]
@@ -28,6 +30,10 @@ DATA_REQUIRES = [
     "pillow>=10",
 ]
 
+# Ingest at catalogue scale (avjax/ingest/beam.py) on Dataflow, Flink or Spark. Beam caps
+# protobuf below 7, so constraints.txt pins protobuf 6 for the whole stack.
+BEAM_REQUIRES = DATA_REQUIRES + ["apache-beam>=2.77,<3"]
+
 setuptools.setup(
     name="avjax",
     version="0.1.0",
@@ -40,6 +46,7 @@ setuptools.setup(
     extras_require={
         "data": DATA_REQUIRES,
         "test": DATA_REQUIRES + ["pytest>=8", "pytest-xdist>=3.6"],
+        "beam": BEAM_REQUIRES,
         "cuda": ["jax[cuda12]>=0.10,<0.12"],
         "tpu": ["jax[tpu]>=0.10,<0.12"],
         # The PyTorch reference for `benchmarks/peer_torch.py` and `.pth` conversion.

@@ -1,8 +1,10 @@
 r"""Benchmarks: `python -m avjax.benchmark {ingest,input,step} [flags]`.
 
   python -m avjax.benchmark ingest [--minutes=2]               # ingest speed, x real time per core
+  python -m avjax.benchmark ingest_beam [--titles=4]            # Beam's DirectRunner vs local path
   python -m avjax.benchmark input --dataset=DIR                 # snippets/s per core, peak host memory
   python -m avjax.benchmark step --config=configs/pretrain.py:ARGS --batch=64   # update-step speed
+  python -m avjax.benchmark step --memory       # residual GiB per sample, norm x remat
 
 Each prints its figures; `--record` also writes them into docs/benchmarks.md under the
 benchmark's own heading, with the machine named. Each subcommand is imported only when
@@ -15,26 +17,35 @@ from absl import flags
 from avjax import config_args
 from avjax.bench import report
 
-SUBCOMMANDS = ("ingest", "input", "step")
+SUBCOMMANDS = ("ingest", "ingest_beam", "input", "step")
 
 config_args.define_config_flag("config", "Training config (step).", lock_config=False)
 flags.DEFINE_string("dataset", None, "Dataset directory (input).")
 flags.DEFINE_integer("batch", None, "Per-device batch size (step); groups per batch (input).")
 flags.DEFINE_integer("steps", None, "Timed steps or batches (median/mean over these).")
-flags.DEFINE_float("minutes", None, "Minutes of generated content (ingest).")
+flags.DEFINE_float("minutes", None, "Minutes of generated content (ingest), per title "
+                   "(ingest_beam).")
+flags.DEFINE_integer("titles", None, "Titles (ingest_beam).")
+flags.DEFINE_integer("workers", None, "Worker processes of both paths (ingest_beam).")
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
 flags.DEFINE_enum("crc", "both", ["both", "on", "off"], "input: with the records' CRC32C "
                   "checks, without, or both in one run (interleaved).")
+flags.DEFINE_bool("memory", False, "step: count the step's residual memory per sample for "
+                  "each model.norm x model.remat instead of timing it (avjax.step_memory).")
 flags.DEFINE_bool("record", False, "Also write the figures into docs/benchmarks.md.")
 flags.DEFINE_string("record_file", "docs/benchmarks.md", "Where --record writes.")
 
 
-def _module(name):
+def _module(name, memory=False):
   # pylint: disable=g-import-not-at-top
   if name == "ingest":
     from avjax.bench import ingest as module
+  elif name == "ingest_beam":
+    from avjax.bench import ingest_beam as module
   elif name == "input":
     from avjax.bench import input as module  # pylint: disable=redefined-builtin
+  elif memory:
+    from avjax.bench import memory as module
   else:
     from avjax.bench import step as module
   return module
@@ -43,7 +54,7 @@ def _module(name):
 def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
-  module = _module(argv[1])
+  module = _module(argv[1], memory=flags.FLAGS.memory)
   markdown = module.run(flags.FLAGS)
   print(markdown)
   if flags.FLAGS.record:

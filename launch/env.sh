@@ -1,5 +1,6 @@
 # Sourced by the launch scripts: makes ./.venv with avjax and the pinned stack
-# (constraints.txt) installed, and activates it. EXTRAS picks setup.py extras.
+# (constraints.txt, one set for every extra) installed, and activates it. EXTRAS picks
+# setup.py extras, comma-separated (e.g. EXTRAS=test,beam).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXTRAS="${EXTRAS:-test}"

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from avjax.models import av, heads, r2plus1d, resnet
+from avjax.models import av, heads, layers, r2plus1d, resnet
 
 
 def _abstract_variables(model, *input_shapes, **kwargs):
@@ -223,7 +223,7 @@ def test_factorized_convs_equal_3d_convs():
   """The frame-wise and (T, H*W) 2-D convs compute the (1,3,3) and (3,1,1) 3-D convs."""
   conv = functools.partial(nn.Conv, use_bias=False, dtype=jnp.float32,
                            precision=jax.lax.Precision.HIGHEST)
-  norm = functools.partial(nn.BatchNorm, use_running_average=True, epsilon=1e-5)
+  norm = functools.partial(layers.BatchNorm, use_running_average=True, epsilon=1e-5)
   x = np.random.default_rng(1).normal(size=(2, 5, 9, 11, 3)).astype(np.float32)
   for stride in (1, 2):
     module = r2plus1d.Conv2Plus1D(mid=6, features=5, stride=stride, conv=conv, norm=norm)

@@ -18,6 +18,7 @@ from avjax.bench import hlo as hlo_lib
 from avjax.bench import step as step_benchmark
 from avjax.configs import step_benchmark as step_config
 from avjax.models import av
+from avjax.models import layers
 from avjax.models import r2plus1d
 
 
@@ -110,7 +111,7 @@ def test_flops_of_a_tiny_conv_net_match_a_hand_count():
 
 def test_flops_of_one_factorized_r2plus1d_block_match_a_hand_count():
   conv = nn.Conv
-  norm = lambda name: nn.BatchNorm(use_running_average=True, name=name)
+  norm = lambda name: layers.BatchNorm(use_running_average=True, name=name)
   block = r2plus1d.BasicBlock(planes=8, stride=2, conv=conv, norm=norm)
   x_shape = (1, 4, 8, 8, 4)  # N, T, H, W, C
   mid = r2plus1d.midplanes(4, 8)

@@ -15,6 +15,7 @@ mesh axis). B = --batch (per device) x devices. The step is traced, lowered and 
 explicitly, so compile time is measured apart from the steps; after warm-up, every step is
 timed to `block_until_ready` and the median is reported. With no --config,
 configs/step_benchmark.py is used. Nothing here imports TensorFlow.
+The encoders' BatchNorm: --config.model.norm=flax|fused (avjax/models/fused_norm.py).
 """
 
 import functools
@@ -210,7 +211,8 @@ def measure(config, per_device_batch=None, steps=None, warmup_steps=None, mesh=N
       jax=jax.__version__, per_device_batch=per_device_batch, global_batch=b,
       video_shape=list(s["video_shape"][1:]), audio_shape=list(s["audio_shape"][1:]),
       video_encoder=config.model.video.name, audio_encoder=config.model.audio.name,
-      dtype=str(config.model.dtype), remat=config.model.remat, params=params,
+      dtype=str(config.model.dtype), remat=config.model.remat,
+      norm=config.model.get("norm", "flax"), params=params,
       steps=steps, warmup_steps=warmup_steps,
       step_time_s=step_s, step_time_p10_s=float(np.percentile(times, 10)),
       step_time_p90_s=float(np.percentile(times, 90)),
@@ -240,7 +242,8 @@ def to_markdown(r):
   rows = [
       ("device", f"{r['devices']}x {r['device']} ({r['platform']}), jax {r['jax']}"),
       ("model", f"{r['video_encoder']} + {r['audio_encoder']}, {r['params']:,} params, "
-                f"{r['dtype']} compute / float32 params, remat={r['remat']}"),
+                f"{r['dtype']} compute / float32 params, norm={r.get('norm', 'flax')}, "
+                f"remat={r['remat']}"),
       ("inputs", f"video {video}x3, audio {audio}x1 (mel x frames)"),
       ("batch", f"{r['per_device_batch']} per device, {r['global_batch']} global"),
       ("samples/s", f"{r['samples_per_s']:.1f} ({r['samples_per_s_per_device']:.1f} per device)"),

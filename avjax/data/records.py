@@ -9,11 +9,14 @@ Layout of a dataset directory (docs/data_format.md has the full description):
 
 A snippet is one serialized tf.train.Example (avjax.data.example has its fields). This
 module reads and writes the files themselves (TFRecord framing, offsets, manifest) and
-needs no TensorFlow, so ingest workers and tools can use it anywhere.
+needs no TensorFlow, so ingest workers and tools can use it anywhere. The readers and the
+manifest go through avjax.storage, so a dataset may be on a bucket (gs://, s3://);
+TitleWriter writes local disk (the Beam ingest copies finished titles to the bucket).
 """
 
 import collections
 import hashlib
+import io
 import os
 import re
 import struct
@@ -23,7 +26,7 @@ import unicodedata
 import google_crc32c
 import numpy as np
 
-from avjax import fileio
+from avjax import storage
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -176,7 +179,8 @@ class TitleWriter:
 
 
 def load_index(path):
-  index = np.load(path)
+  with storage.open(path, "rb") as f:  # a local path or a bucket (gs://, s3://)
+    index = np.load(io.BytesIO(f.read()))
   if index.ndim != 2 or index.shape[1] != 2 or index.dtype != np.int64:
     raise ValueError(f"{path}: expected an int64 [M, 2] offset index, got {index.dtype} {index.shape}")
   return index
@@ -220,21 +224,19 @@ def title_problem(dataset_dir, entry):
   number of snippets, and that its last record (offset + length + framing) ends exactly
   at the end of the records file, so a truncated or swapped file is found at start-up.
   """
-  records_path = os.path.join(dataset_dir, entry["records"])
-  index_path = os.path.join(dataset_dir, entry["index"])
+  records_path = storage.join(dataset_dir, entry["records"])
+  index_path = storage.join(dataset_dir, entry["index"])
   for what, path in (("records file", records_path), ("index", index_path)):
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
       return f"{what} {path} is missing"
   try:
-    index = np.load(index_path, mmap_mode="r")
+    index = load_index(index_path)  # a local path or a bucket (gs://, s3://)
   except (OSError, ValueError) as e:
     return f"index {index_path} cannot be read ({e})"
-  if index.ndim != 2 or index.shape[1:] != (2,) or index.dtype != np.int64:
-    return f"index {index_path} is not an int64 [M, 2] offset index"
   if len(index) != entry["num_snippets"]:
     return (f"index {index_path} has {len(index)} records, the manifest says "
             f"{entry['num_snippets']} snippets")
-  size = os.path.getsize(records_path)
+  size = storage.getsize(records_path)
   end = int(index[-1, 0] + index[-1, 1]) + _HEADER + _FOOTER if len(index) else 0
   if end != size:
     return (f"records file {records_path} has {size} bytes, its index ends at byte {end} "
@@ -288,12 +290,12 @@ class SnippetReader:
       self._open.move_to_end(title_id)
       return handle
     entry = self._entry(title_id)
-    index = load_index(os.path.join(self.dataset_dir, entry["index"]))
+    index = load_index(storage.join(self.dataset_dir, entry["index"]))
     if len(index) != entry["num_snippets"]:
       raise ValueError(f"{self.dataset_dir}: title {title_id}: index has {len(index)} records, "
                        f"the manifest says {entry['num_snippets']} snippets")
-    path = os.path.join(self.dataset_dir, entry["records"])
-    handle = (open(path, "rb"), index, path)  # pylint: disable=consider-using-with
+    path = storage.join(self.dataset_dir, entry["records"])
+    handle = (storage.open(path, "rb"), index, path)  # pylint: disable=consider-using-with
     self._open[title_id] = handle
     while len(self._open) > self.max_open:
       self._open.popitem(last=False)[1][0].close()
@@ -361,20 +363,20 @@ class TitlesReader:
 
 
 def manifest_path(dataset_dir):
-  return os.path.join(dataset_dir, MANIFEST)
+  return storage.join(dataset_dir, MANIFEST)
 
 
 def write_manifest(dataset_dir, manifest):
-  fileio.write_json(manifest_path(dataset_dir), manifest)
+  storage.write_json(manifest_path(dataset_dir), manifest)
 
 
 def load_manifest(dataset_dir):
   """Reads and checks `manifest.json`; errors name the file, title and key."""
   path = manifest_path(dataset_dir)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f"{path}: no manifest; is {dataset_dir!r} an avjax dataset "
                             "(python -m avjax.ingest --output=...)?")
-  manifest = fileio.read_json(path)
+  manifest = storage.read_json(path)
   version = manifest.get("format_version")
   if version != FORMAT_VERSION:
     raise ValueError(f"{path}: format_version {version!r}, this avjax reads {FORMAT_VERSION}")

@@ -4,6 +4,12 @@ r"""Ingests long-form video files into a snippet dataset (docs/data_format.md).
   python -m avjax.ingest --input=list.txt --output=DIR --metadata=titles.csv --skip_errors
   python -m avjax.ingest --verify=DIR [--repair]
 
+On Apache Beam (avjax/ingest/beam.py), where input and output may be on a bucket:
+
+  python -m avjax.ingest --input=DIR --output=DIR --runner=DirectRunner --workers=2
+  python -m avjax.ingest --input=gs://B/movies --output=gs://B/ds --runner=DataflowRunner \
+      --beam_pipeline_options="project=P,region=R,temp_location=gs://B/tmp"
+
 Rerunning the same command skips finished titles and completes the rest. The exit
 status is 1 when any title was skipped (see DIR/ingest_report.json), unless
 --skip_errors. One ingest at a time writes into an output folder (DIR/.ingest.lock).
@@ -27,8 +33,10 @@ flags.DEFINE_string("input", None, "Folder of video files (recursive), one video
 flags.DEFINE_string("output", None, "Dataset directory.")
 flags.DEFINE_string("metadata", None, "CSV with title_id, kind, show_id, genres[, path]; "
                     "default: titles.csv at the top of an --input folder, if any.")
-flags.DEFINE_integer("workers", 1, "Titles ingested in parallel processes.")
-flags.DEFINE_integer("threads", None, "Decoder threads per title (default: cores / workers).")
+flags.DEFINE_integer("workers", 1, "Titles ingested in parallel processes (also the "
+                     "DirectRunner's, unless --beam_pipeline_options sets direct_num_workers).")
+flags.DEFINE_integer("threads", None, "Decoder threads per title (default: cores / workers; "
+                     "1 with --runner).")
 flags.DEFINE_integer("short_side", _D["short_side"], "Shorter frame side in pixels (224 for "
                      "the high-resolution setting).")
 flags.DEFINE_float("fps", _D["fps"], "Stored frames per second.")
@@ -47,6 +55,13 @@ flags.DEFINE_string("verify", None, "Check this dataset's records (CRC32C) and i
 flags.DEFINE_bool("repair", False, "With --verify: remove the damaged titles so that a "
                   "rerun of ingest redoes them.")
 
+flags.DEFINE_string("runner", None, "Ingest on Apache Beam with this runner (DirectRunner, "
+                    "DataflowRunner, FlinkRunner, SparkRunner, ...); default: the local path, "
+                    "--workers processes on this host.")
+flags.DEFINE_string("beam_pipeline_options", "", "Other Beam pipeline options, comma-separated "
+                    "key=value, e.g. 'project=P,region=R,temp_location=gs://B/tmp' or "
+                    "'direct_num_workers=2,direct_running_mode=multi_processing'.")
+
 
 def verify_main(dataset_dir, repair):
   # pylint: disable=g-import-not-at-top
@@ -58,6 +73,31 @@ def verify_main(dataset_dir, repair):
     sys.exit(f"avjax.ingest: {e}")
   print("\n".join(verify.summary(report)))
   return 1 if report["damaged"] and not report["repaired"] else 0
+
+
+def _ingest(f, params):
+  """Runs the local path, or the Beam pipeline with --runner."""
+  # Imported here, not at the top: TensorFlow and Beam load only when the command runs.
+  # pylint: disable=g-import-not-at-top
+  if f.runner:
+    if f.title_timeout:
+      raise app.UsageError("--title_timeout applies to the local path (without --runner); "
+                           "Beam runners have their own limits")
+    from avjax.ingest import beam as beam_ingest
+    return beam_ingest.ingest(f.input, f.output, runner=f.runner,
+                              beam_pipeline_options=f.beam_pipeline_options,
+                              metadata=f.metadata, params=params, threads=f.threads,
+                              workers=f.workers)
+  if f.beam_pipeline_options:
+    raise app.UsageError("--beam_pipeline_options needs --runner")
+  from avjax import storage
+  remote = [p for p in (f.input, f.output, f.metadata) if p and not storage.is_local(p)]
+  if remote:
+    raise app.UsageError(f"{remote[0]}: paths on a bucket need a Beam runner "
+                         "(--runner=DirectRunner to ingest on this host)")
+  from avjax.ingest import run
+  return run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers, params=params,
+                    threads=f.threads, progress=f.progress, title_timeout=f.title_timeout)
 
 
 def main(argv):
@@ -73,13 +113,9 @@ def main(argv):
   params = dict(short_side=f.short_side, fps=f.fps, frames_per_snippet=f.frames_per_snippet,
                 jpeg_quality=f.jpeg_quality, val_fraction=f.val_fraction,
                 shot_threshold=f.shot_threshold)
-  # Imported here, not at the top: TensorFlow loads only when the command runs.
   from avjax.ingest import lock  # pylint: disable=g-import-not-at-top
-  from avjax.ingest import run  # pylint: disable=g-import-not-at-top
   try:
-    report = run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers,
-                        params=params, threads=f.threads, progress=f.progress,
-                        title_timeout=f.title_timeout)
+    report = _ingest(f, params)
   except lock.LockedError as e:
     sys.exit(f"avjax.ingest: {e}")
   except KeyboardInterrupt:

@@ -12,10 +12,12 @@ a second time (a link loop, or two links to one folder) is searched only once.
 
 import csv
 import hashlib
+import io
 import os
 
 from absl import logging
 
+from avjax import storage
 from avjax.data import records
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts",
@@ -76,8 +78,8 @@ def _walk(top):
 def read_metadata(path):
   """titles.csv rows: title_id, and optional kind, show_id, genres ('|'-separated), path."""
   rows = []
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.DictReader(f)
+  with storage.open(path, "rb") as f:
+    reader = csv.DictReader(io.StringIO(f.read().decode("utf-8"), newline=""))
     if not reader.fieldnames or "title_id" not in reader.fieldnames:
       raise ValueError(f"{path}: needs a header with a title_id column "
                        "(and optionally kind, show_id, genres, path)")
@@ -97,9 +99,24 @@ def read_metadata(path):
       rel = (row.get("path") or "").strip()
       rows.append(dict(id=tid, kind=kind, show=show if kind == "episode" else None,
                        genres=genres,
-                       path=os.path.normpath(os.path.join(os.path.dirname(path), rel))
+                       path=storage.normpath(storage.join(storage.dirname(path), rel))
                        if rel else None))
   return rows
+
+
+def _video_files(root):
+  """Video files under `root` (local folder or bucket prefix), hidden ones left out."""
+  if storage.is_local(root):
+    return _walk(root)  # follows links to folders, with loop protection
+  paths = []
+  for folder, dirs, files in storage.walk(root):
+    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    rel = storage.relpath(folder, root)
+    if any(part.startswith(".") for part in rel.replace(os.sep, "/").split("/") if part != "."):
+      continue  # an object store lists every folder; prune as os.walk would
+    paths += [storage.join(folder, f) for f in sorted(files)
+              if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)]
+  return paths
 
 
 def discover(input_path, metadata=None):
@@ -109,28 +126,29 @@ def discover(input_path, metadata=None):
   its top is used when `metadata` is not given), one video file, or a text file
   listing video paths (one per line, relative to the list's folder; '#' comments).
   """
-  if os.path.isdir(input_path):
-    root = input_path
-    paths = _walk(input_path)
-    if metadata is None and os.path.exists(os.path.join(root, METADATA)):
-      metadata = os.path.join(root, METADATA)
-  elif not os.path.exists(input_path):
+  if storage.isdir(input_path):
+    root, paths = input_path, _video_files(input_path)
+    if metadata is None and storage.exists(storage.join(root, METADATA)):
+      metadata = storage.join(root, METADATA)
+  elif not storage.exists(input_path):
     raise FileNotFoundError(f"--input {input_path!r} does not exist")
   elif input_path.lower().endswith(VIDEO_EXTENSIONS):
-    root, paths = os.path.dirname(input_path), [input_path]
+    root, paths = storage.dirname(input_path), [input_path]
   else:
-    root = os.path.dirname(input_path)
-    with open(input_path, encoding="utf-8") as f:
-      paths = [os.path.join(root, l.strip()) for l in f if l.strip() and not l.startswith("#")]
+    root = storage.dirname(input_path)
+    with storage.open(input_path, "rb") as f:
+      lines = f.read().decode("utf-8").splitlines()
+    paths = [storage.join(root, l.strip()) for l in lines if l.strip() and not l.startswith("#")]
   rows = read_metadata(metadata) if metadata else []
-  by_path = {os.path.abspath(r["path"]): r for r in rows if r["path"]}
+  by_path = {storage.abspath(r["path"]): r for r in rows if r["path"]}
   by_id = {r["id"]: r for r in rows if not r["path"]}
   titles, seen = [], {}
   for path in paths:
-    row = by_path.get(os.path.abspath(path))
+    row = by_path.get(storage.abspath(path))
     if row is None:  # derived only when no row names this file
-      rel = os.path.relpath(path, root or ".")
-      parts = [os.path.basename(path)] if rel.startswith("..") else rel.split(os.sep)
+      rel = storage.relpath(path, root or ".")
+      sep = os.sep if storage.is_local(path) else "/"
+      parts = [storage.basename(path)] if rel.startswith("..") else rel.split(sep)
       meta = _derive_meta(parts)
       row = by_id.get(meta["id"])
     if row:

@@ -22,6 +22,7 @@ from absl import logging
 import tqdm
 
 from avjax import fileio
+from avjax import storage
 from avjax.data import records
 from avjax.ingest import discover
 from avjax.ingest import lock as lock_lib
@@ -33,11 +34,11 @@ _TMP = re.compile(r"\.tmp(\.npy)?$")
 _TMP_PID = re.compile(r"\.(\d+)\.tmp(\.npy)?$")
 
 def finished_entries(dataset_dir):
-  """Entries of finished titles: an entry file whose records and index exist."""
+  """Entries of finished titles: an entry file whose records and index exist (any store)."""
   entries = {}
-  for path in sorted(glob.glob(os.path.join(dataset_dir, records.TITLES_DIR, "*.json"))):
-    entry = fileio.read_json(path)
-    if all(os.path.exists(os.path.join(dataset_dir, entry[k])) for k in ("records", "index")):
+  for path in storage.glob(storage.join(dataset_dir, records.TITLES_DIR, "*.json")):
+    entry = storage.read_json(path)
+    if all(storage.exists(storage.join(dataset_dir, entry[k])) for k in ("records", "index")):
       entries[entry["id"]] = entry
   return entries
 

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from avjax.models import heads, r2plus1d, resnet
+from avjax.models import heads, layers, r2plus1d, resnet
 
 ENCODERS = {"video": r2plus1d.VARIANTS, "audio": resnet.VARIANTS}
 
@@ -33,6 +33,10 @@ def default_config():
       head_kernel_size=1,
       head_hidden=-1,  # -1: as many channels as the encoder's output.
       dtype="bfloat16",
+      # The encoders' BatchNorm: "flax" (nn.BatchNorm) or "fused" (models/fused_norm.py:
+      # BN + add + ReLU in one op whose backward keeps bf16 inputs and per-channel
+      # statistics only). Same variables, so checkpoints and exports load into either.
+      norm="flax",
       remat="none",  # what training keeps for the backward pass: see models/remat.py
   ))
 
@@ -84,7 +88,8 @@ def build_encoder(kind, model_config):
   """Builds f (`kind="video"`) or g (`kind="audio"`) from `model_config`.
 
   `model_config[kind].name` picks the variant; its other fields override the
-  factory's defaults (e.g. `stage_widths`).
+  factory's defaults (e.g. `stage_widths`). `model_config.norm` picks the BatchNorm
+  (configs written before it existed mean "flax").
   """
   if kind not in ENCODERS:
     raise ValueError(f"unknown encoder kind {kind!r}; valid: {sorted(ENCODERS)}")
@@ -95,7 +100,10 @@ def build_encoder(kind, model_config):
   if name not in variants:
     raise ValueError(f"unknown {kind} encoder {name!r} (model.{kind}.name); "
                      f"valid: {sorted(variants)}")
-  return variants[name](dtype=jnp.dtype(model_config["dtype"]), **overrides)
+  norm = model_config.get("norm", "flax")
+  if norm not in layers.NORMS:
+    raise ValueError(f"unknown BatchNorm {norm!r} (model.norm); valid: {sorted(layers.NORMS)}")
+  return variants[name](dtype=jnp.dtype(model_config["dtype"]), norm=norm, **overrides)
 
 
 def build_model(model_config):

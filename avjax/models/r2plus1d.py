@@ -50,7 +50,7 @@ class Conv2Plus1D(nn.Module):
     s = self.stride
     x = over_frames(self.conv(self.mid, (3, 3), strides=(s, s),
                               padding=((1, 1), (1, 1)), name="spatial"), x)
-    x = nn.relu(self.norm(name="bn")(x))
+    x = self.norm(name="bn")(x, relu=True)
     return over_time(self.conv(self.features, (3, 1), strides=(s, 1),
                                padding=((1, 1), (0, 0)), name="temporal"), x)
 
@@ -68,9 +68,8 @@ class BasicBlock(nn.Module):
     # for both convs of the block, although conv2's input is `planes` wide.
     mid = midplanes(x.shape[-1], self.planes)
     y = Conv2Plus1D(mid, self.planes, self.stride, self.conv, self.norm, name="conv1")(x)
-    y = nn.relu(self.norm(name="bn1")(y))
+    y = self.norm(name="bn1")(y, relu=True)
     y = Conv2Plus1D(mid, self.planes, 1, self.conv, self.norm, name="conv2")(y)
-    y = self.norm(name="bn2")(y)
     if self.stride != 1 or x.shape[-1] != self.planes:
       # A 1x1x1 conv with stride s is a temporal subsampling followed by a
       # strided 1x1 conv over the remaining frames.
@@ -79,7 +78,8 @@ class BasicBlock(nn.Module):
                                 padding=((0, 0), (0, 0)), name="downsample_conv"),
                       x[:, ::s])
       x = self.norm(name="downsample_bn")(x)
-    return nn.relu(y + x)
+    # relu(bn2(y) + x) as one op: with norm="fused" its backward keeps no extra array.
+    return self.norm(name="bn2")(y, x, relu=True)
 
 
 class R2Plus1D(nn.Module):
@@ -89,26 +89,28 @@ class R2Plus1D(nn.Module):
     stage_sizes: BasicBlocks per stage.
     stage_widths: output channels per stage; stride 2 (on T, H, W) from stage 2 on.
     stem_widths: channels after the stem's spatial and temporal convs.
+    norm: BatchNorm implementation, "flax" or "fused" (layers.NORMS); same variables.
     dtype: compute dtype.
     param_dtype: parameter dtype.
   """
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   stage_widths: Sequence[int] = (64, 128, 256, 512)
   stem_widths: Sequence[int] = (45, 64)
+  norm: str = "flax"
   dtype: Any = jnp.bfloat16
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train=False):
     conv, norm = layers.conv_and_norm(train=train, dtype=self.dtype,
-                                      param_dtype=self.param_dtype)
+                                      param_dtype=self.param_dtype, norm=self.norm)
     x = jnp.asarray(x, self.dtype)
     x = over_frames(conv(self.stem_widths[0], (7, 7), strides=(2, 2),
                          padding=((3, 3), (3, 3)), name="stem_spatial"), x)
-    x = nn.relu(norm(name="stem_bn1")(x))
+    x = norm(name="stem_bn1")(x, relu=True)
     x = over_time(conv(self.stem_widths[1], (3, 1), padding=((1, 1), (0, 0)),
                        name="stem_temporal"), x)
-    x = nn.relu(norm(name="stem_bn2")(x))
+    x = norm(name="stem_bn2")(x, relu=True)
     return layers.stages(x, BasicBlock, self.stage_sizes, self.stage_widths, conv, norm)
 
 

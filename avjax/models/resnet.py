@@ -24,14 +24,14 @@ class BasicBlock(nn.Module):
     s = self.stride
     y = self.conv(self.planes, (3, 3), strides=(s, s), padding=((1, 1), (1, 1)),
                   name="conv1")(x)
-    y = nn.relu(self.norm(name="bn1")(y))
+    y = self.norm(name="bn1")(y, relu=True)
     y = self.conv(self.planes, (3, 3), padding=((1, 1), (1, 1)), name="conv2")(y)
-    y = self.norm(name="bn2")(y)
     if s != 1 or x.shape[-1] != self.planes:
       x = self.conv(self.planes, (1, 1), strides=(s, s), padding=((0, 0), (0, 0)),
                     name="downsample_conv")(x)
       x = self.norm(name="downsample_bn")(x)
-    return nn.relu(y + x)
+    # relu(bn2(y) + x) as one op: with norm="fused" its backward keeps no extra array.
+    return self.norm(name="bn2")(y, x, relu=True)
 
 
 class ResNet(nn.Module):
@@ -41,23 +41,25 @@ class ResNet(nn.Module):
     stage_sizes: BasicBlocks per stage.
     stage_widths: output channels per stage; stride 2 from stage 2 on.
     stem_width: channels of the 7x7 stride-2 stem conv.
+    norm: BatchNorm implementation, "flax" or "fused" (layers.NORMS); same variables.
     dtype: compute dtype.
     param_dtype: parameter dtype.
   """
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   stage_widths: Sequence[int] = (64, 128, 256, 512)
   stem_width: int = 64
+  norm: str = "flax"
   dtype: Any = jnp.bfloat16
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train=False):
     conv, norm = layers.conv_and_norm(train=train, dtype=self.dtype,
-                                      param_dtype=self.param_dtype)
+                                      param_dtype=self.param_dtype, norm=self.norm)
     x = jnp.asarray(x, self.dtype)
     x = conv(self.stem_width, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
              name="conv1")(x)
-    x = nn.relu(norm(name="bn1")(x))
+    x = norm(name="bn1")(x, relu=True)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     return layers.stages(x, BasicBlock, self.stage_sizes, self.stage_widths, conv, norm)
 
