@@ -54,6 +54,12 @@ def _module(name, memory=False):
 def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
+  if flags.FLAGS.config is not None:  # the same check as every training command
+    from avjax import validate  # pylint: disable=g-import-not-at-top
+    try:
+      validate.check(flags.FLAGS.config)
+    except validate.ConfigError as e:
+      raise app.UsageError(str(e)) from None
   module = _module(argv[1], memory=flags.FLAGS.memory)
   markdown = module.run(flags.FLAGS)
   print(markdown)

@@ -86,6 +86,15 @@ def test_a_zero_step_run_is_refused_by_the_command_and_never_exports(tmp_path):
   assert not workdir.exists()
 
 
+def test_the_benchmark_command_checks_its_config_too():
+  result = subprocess.run(
+      [sys.executable, "-m", "avjax.benchmark", "step", "--config=configs/pretrain.py:dataset=/x,runlocal",
+       "--config.data.k=0"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"), check=False)
+  assert result.returncode != 0
+  assert "config.data.k=0: must be an integer >= 1" in result.stderr
+
+
 # ---------------------------------------------------------------------------
 # A toy task: the loop's machinery without a model or TensorFlow.
 
@@ -122,6 +131,17 @@ def toy_task(starts):
                      meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
                      counters=lambda: dict(skipped_records=3))
   return build
+
+
+def test_a_schedule_of_zero_steps_never_exports_or_finishes(tmp_path):
+  # total_steps=0 with num_epochs=1 passes the up-front check; the task's schedule (here
+  # total_steps, in real runs epochs x titles / batch) turns out to have no step.
+  workdir = tmp_path / "run"
+  config = toy_config(total_steps=0)
+  with pytest.raises(validate.ConfigError, match="the schedule has 0 steps"):
+    loop.run(toy_task([]), config, str(workdir))
+  assert not (workdir / loop.FINISHED_FILE).exists()
+  assert not (workdir / "checkpoints").exists() or not os.listdir(workdir / "checkpoints")
 
 
 @pytest.fixture()
