@@ -7,13 +7,17 @@ index matches the records (contiguous, the same lengths, ending at the end of th
 that every record's length and data CRC32C are right. `repair=True` removes the entry
 files `titles/<id>.json` of the damaged titles and drops them from the manifest, so that a
 rerun of the same ingest command ingests them again (and training meanwhile leaves them
-out). Repair takes the output's ingest lock. Needs no TensorFlow.
+out). Repair takes the output's ingest lock (on local disk; a dataset on a bucket, which
+the Beam ingest writes without a lock, is repaired without one). Files are read through
+avjax.storage, so a dataset on a bucket (gs://, s3://) is verified in place. Needs no
+TensorFlow.
 """
 
-import glob
-import os
+import contextlib
 
-from avjax import fileio
+from absl import logging
+
+from avjax import storage
 from avjax.data import records
 from avjax.ingest import lock as lock_lib
 
@@ -21,12 +25,12 @@ from avjax.ingest import lock as lock_lib
 def entry_files(dataset_dir):
   """{title id: entry} of the finished titles' entry files."""
   out = {}
-  for path in sorted(glob.glob(os.path.join(dataset_dir, records.TITLES_DIR, "*.json"))):
+  for path in storage.glob(storage.join(dataset_dir, records.TITLES_DIR, "*.json")):
     try:
-      entry = fileio.read_json(path)
+      entry = storage.read_json(path)
       out[entry["id"]] = entry
     except (ValueError, KeyError, TypeError):
-      out[os.path.basename(path)[:-len(".json")]] = None
+      out[storage.basename(path)[:-len(".json")]] = None
   return out
 
 
@@ -35,10 +39,10 @@ def title_damage(dataset_dir, entry):
   problem = records.title_problem(dataset_dir, entry)
   if problem:
     return problem
-  index = records.load_index(os.path.join(dataset_dir, entry["index"]))
-  path = os.path.join(dataset_dir, entry["records"])
+  index = records.load_index(storage.join(dataset_dir, entry["index"]))
+  path = storage.join(dataset_dir, entry["records"])
   expected = 0
-  with open(path, "rb") as f:
+  with storage.open(path, "rb") as f:
     for m, (offset, length) in enumerate(index):
       if offset != expected:
         return f"index entry {m} starts at byte {offset}, the records put it at {expected}"
@@ -69,14 +73,20 @@ def verify_dataset(dataset_dir, *, repair=False):
     problem = title_damage(dataset_dir, entry)
     if problem:
       damaged[tid] = problem
-  report = dict(dataset=os.path.abspath(dataset_dir), checked_titles=len(entries),
+  report = dict(dataset=storage.abspath(dataset_dir), checked_titles=len(entries),
                 checked_snippets=snippets, damaged=damaged, repaired=[])
   if repair and damaged:
-    with lock_lib.IngestLock(dataset_dir, purpose="repair"):
+    if storage.is_local(dataset_dir):
+      guard = lock_lib.IngestLock(dataset_dir, purpose="repair")
+    else:
+      logging.warning("%s: repairing a dataset on a bucket without a lock; make sure no "
+                      "ingest writes into it meanwhile", dataset_dir)
+      guard = contextlib.nullcontext()
+    with guard:
       for tid in sorted(damaged):
-        path = os.path.join(dataset_dir, records.TITLES_DIR, f"{tid}.json")
-        if os.path.exists(path):
-          os.remove(path)
+        path = storage.join(dataset_dir, records.TITLES_DIR, f"{tid}.json")
+        if storage.exists(path):
+          storage.remove(path)
       manifest["titles"] = [t for t in manifest["titles"] if t["id"] not in damaged]
       records.write_manifest(dataset_dir, manifest)
       report["repaired"] = sorted(damaged)
