@@ -153,3 +153,12 @@ def test_verify_command_exit_status(dataset):
   assert damaged.returncode == 1
   assert "m3" in damaged.stdout and "snippet 1" in damaged.stdout
   assert np.load(os.path.join(dataset, "titles", "m3.index.npy")).shape == (4, 2)
+
+
+def test_the_benchmark_measures_reading_with_and_without_the_check(dataset):
+  from avjax.bench import input as input_bench  # pylint: disable=g-import-not-at-top
+  seconds = input_bench._reader_seconds_per_snippet(dataset, alternations=2, count=8)  # pylint: disable=protected-access
+  assert set(seconds) == {True, False} and all(s > 0 for s in seconds.values())
+  flip_byte(dataset, "m1", 2)  # the measure reads through the checking reader
+  with pytest.raises(records.CorruptRecordError):
+    input_bench._reader_seconds_per_snippet(dataset, alternations=2, count=64)  # pylint: disable=protected-access
