@@ -108,6 +108,32 @@ def _crc_seconds_per_snippet(dataset, count=256):
   return (time.process_time() - t0) / count, float(np.mean([len(d) for d in data]))
 
 
+def _reader_seconds_per_snippet(dataset, alternations=15, count=96):
+  """{verify: median thread-CPU seconds per snippet read by SnippetReader}, the two reader
+  settings taking turns (`alternations` times `count` random reads each).
+
+  Thread CPU time and the median leave out other processes' load, which on a shared
+  machine is larger than the check itself in the pipeline's throughput."""
+  manifest = records.load_manifest(dataset)
+  titles = manifest["titles"]
+  rng = np.random.default_rng(0)
+  picks = [(t["id"], int(rng.integers(t["num_snippets"])))
+           for t in (titles[i] for i in rng.integers(len(titles), size=count))]
+  readers = {v: records.SnippetReader(dataset, manifest, verify=v) for v in (True, False)}
+  times = {True: [], False: []}
+  try:
+    for a in range(alternations):
+      for verify in ((True, False) if a % 2 == 0 else (False, True)):
+        t0 = time.thread_time()
+        for tid, m in picks:
+          readers[verify].read(tid, m)
+        times[verify].append((time.thread_time() - t0) / count)
+  finally:
+    for reader in readers.values():
+      reader.close()
+  return {v: float(np.median(t)) for v, t in times.items()}
+
+
 def run(flags):
   groups = flags.batch or 4
   steps = flags.steps or 20
@@ -144,6 +170,7 @@ def run(flags):
     results += _measure_together([config], groups, steps, 1)
   rows = [(name, r) for (name, _), r in zip(settings, results)]
   crc_cost = _crc_seconds_per_snippet(dataset)
+  reader = _reader_seconds_per_snippet(dataset)
   if scratch:
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -167,6 +194,11 @@ def run(flags):
             f"implementation): {1e3 * seconds:.3f} ms CPU per snippet, "
             f"{100 * seconds / rows[0][1]['cpu_per_snippet']:.1f}% of the pipeline's CPU time "
             "per snippet."]
+  extra = reader[True] - reader[False]
+  lines.append(f"Reading a snippet (SnippetReader, random access, median thread CPU): "
+               f"{1e3 * reader[True]:.3f} ms with the check, {1e3 * reader[False]:.3f} ms "
+               f"without: {1e3 * extra:+.3f} ms, {100 * extra / rows[0][1]['cpu_per_snippet']:+.1f}% "
+               "of the pipeline's CPU time per snippet.")
   if crc == "both":
     on, off = rows[0][1]["rate"], rows[1][1]["rate"]
     cpu_on, cpu_off = rows[0][1]["cpu_per_snippet"], rows[1][1]["cpu_per_snippet"]
