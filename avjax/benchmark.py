@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from avjax import config_args
+from avjax import console
 from avjax.bench import report
 
 SUBCOMMANDS = ("ingest", "ingest_beam", "input", "step")
@@ -54,13 +55,15 @@ def _module(name, memory=False):
 def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
+  console.setup()
   if flags.FLAGS.config is not None:  # the same check as every training command
     from avjax import validate  # pylint: disable=g-import-not-at-top
     try:
       validate.check(flags.FLAGS.config)
     except validate.ConfigError as e:
       raise app.UsageError(str(e)) from None
-  module = _module(argv[1], memory=flags.FLAGS.memory)
+  with console.native_output_to_log():
+    module = _module(argv[1], memory=flags.FLAGS.memory)
   markdown = module.run(flags.FLAGS)
   print(markdown)
   if flags.FLAGS.record:

@@ -28,6 +28,7 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 from avjax import fileio
+from avjax import sharding
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_CONFIG = "model_config.json"
@@ -133,6 +134,21 @@ def abstract_like(tree, shardings):
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+def replicated_target(path):
+  """The restore target of the saved tree at `path` on this run's devices: every array
+  replicated over all of them.
+
+  The shardings stored with a tree name the devices of the run that wrote it; another
+  topology (a two-process run's checkpoint or export read by one process, an 8-GPU
+  checkpoint evaluated on a laptop) cannot restore into them.
+  """
+  with ocp.StandardCheckpointer() as ckptr:
+    metadata = ckptr.metadata(path).item_metadata
+  target = sharding.replicated(sharding.make_mesh())
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=target),
+                      metadata)
+
+
 class Checkpointer:
   """`ocp.CheckpointManager` with avjax's policies.
 
@@ -171,9 +187,13 @@ class Checkpointer:
   def restore(self, abstract_state, step=None):
     """(state, meta) of `step` (default: latest) restored into `abstract_state`'s shardings.
 
-    Raises DamagedCheckpointError when the checkpoint's files cannot be read.
+    abstract_state None: the saved tree as it is, replicated over this run's devices
+    (`replicated_target`), whatever topology wrote it. Raises DamagedCheckpointError when
+    the checkpoint's files cannot be read.
     """
     step = self.latest_step() if step is None else step
+    if abstract_state is None:
+      abstract_state = replicated_target(os.path.join(self.directory, str(step), "state"))
     restored = self._restore(step, state=ocp.args.StandardRestore(abstract_state),
                              meta=ocp.args.JsonRestore())
     return restored.state, restored.meta
@@ -255,22 +275,27 @@ def export_backbones(output_dir, variables, model_config):
 
 
 def load_export(export_dir, *, shardings=None):
-  """(variables, model_config dict) of an export: variables[col][backbone]."""
+  """(variables, model_config dict) of an export: variables[col][backbone].
+
+  Restored into `shardings` (a tree like the variables), or replicated over this run's
+  devices (`replicated_target`).
+  """
   export_dir = os.path.abspath(export_dir)
   config_path = os.path.join(export_dir, EXPORT_CONFIG)
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{export_dir}: not an avjax export (no {EXPORT_CONFIG}); "
                             "make one with python -m avjax.export")
   model_config = fileio.read_json(config_path)
-  with ocp.StandardCheckpointer() as ckptr:
-    path = os.path.join(export_dir, "backbones")
-    if shardings is None:
-      variables = ckptr.restore(path)
-    else:
+  path = os.path.join(export_dir, "backbones")
+  if shardings is None:
+    abstract = replicated_target(path)
+  else:
+    with ocp.StandardCheckpointer() as ckptr:
       meta = ckptr.metadata(path).item_metadata
-      abstract = jax.tree.map(
-          lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), meta, shardings)
-      variables = ckptr.restore(path, abstract)
+    abstract = jax.tree.map(
+        lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), meta, shardings)
+  with ocp.StandardCheckpointer() as ckptr:
+    variables = ckptr.restore(path, abstract)
   return variables, model_config
 
 
@@ -284,7 +309,7 @@ def export_workdir(workdir, output, step=None):
   step = ckpt.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"{workdir}: no checkpoints to export")
-  # Restore the saved tree as it is; only the backbones are needed.
+  # Restore the saved tree as it is (on this run's devices); only the backbones are needed.
   state, _ = ckpt.restore(None, step=step)
   ckpt.close()
   variables = {"params": state["params"], "batch_stats": state["batch_stats"]}

@@ -8,11 +8,13 @@ every held-out snippet, and writes S+/S-/S!= KLs, figures and the linear probe
 `--config.evals.discrepancy=N` computes the same every N steps.
 """
 
+import os
 import sys
 
 from absl import app
 from absl import flags
 
+from avjax import console
 from avjax import sharding
 from avjax.evals import discrepancy
 
@@ -34,6 +36,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup(f.workdir if os.path.isdir(f.workdir) else None)
   sharding.maybe_initialize_distributed()
   overrides = {name: f[name].value for name in ("bins", "smoothing", "max_pairs", "labels",
                                                  "seed") if f[name].present}
@@ -41,9 +44,9 @@ def main(argv):
     overrides["probe"] = False
   steps = "all" if f.all_steps else None if f.step is None else [f.step]
   # Imported here, not at the top: TensorFlow (the eval input) loads only when it runs.
-  # pylint: disable=g-import-not-at-top
-  from avjax import pretrain
-  from avjax import validate
+  with console.native_output_to_log():
+    from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax import validate  # pylint: disable=g-import-not-at-top
   try:
     entries = pretrain.evaluate_workdir(f.workdir, steps=steps, overrides=overrides)
   except validate.ConfigError as e:
@@ -58,6 +61,10 @@ def main(argv):
             f"(majority class {probe['majority']:.3f})")
     elif probe:
       print(f"  probe skipped: {probe.get('skipped')}")
+  workdir = os.path.abspath(f.workdir)
+  console.done(f"discrepancy measures of step(s) {', '.join(str(e['step']) for e in entries)}",
+               results=os.path.join(workdir, "discrepancy.json"),
+               figures=os.path.join(workdir, "discrepancy_*.png"))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@ BatchNorm statistics, and model_config.json; the projection heads are dropped (p
 Section 3). Training runs this itself at the end, into WORKDIR/export.
 """
 
+import os
+
 from absl import app
 from absl import flags
 
 from avjax import checkpoint
+from avjax import console
 from avjax import sharding
 
 flags.DEFINE_string("workdir", None, "A pretraining workdir (holds config.json and checkpoints).")
@@ -23,9 +26,11 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.setup(FLAGS.workdir if os.path.isdir(FLAGS.workdir) else None)
   sharding.maybe_initialize_distributed()
   step = checkpoint.export_workdir(FLAGS.workdir, FLAGS.output, FLAGS.step)
-  print(f"exported step {step} of {FLAGS.workdir} to {FLAGS.output}")
+  console.done(f"exported f and g of step {step} of {FLAGS.workdir}",
+               export=os.path.abspath(FLAGS.output))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ standard layout, prepared once into WORKDIR/data/<dataset>. Rerunning the comman
 finished runs and resumes unfinished ones. `--init=` (empty) gives the from-scratch baseline.
 """
 
+import os
 import sys
 
 from absl import app
 from absl import flags
 
+from avjax import console
 from avjax import sharding
 
 flags.DEFINE_string("init", "", "Export dir of a pretraining run; empty: from scratch.")
@@ -32,15 +34,18 @@ flags.mark_flags_as_required(["roots", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  f = flags.FLAGS
+  console.setup(f.workdir if os.path.isdir(f.workdir) else None)
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow loads only when the command runs.
-  # pylint: disable=g-import-not-at-top
-  from avjax import loop
-  from avjax.downstream import finetune_all
-  f = flags.FLAGS
+  with console.native_output_to_log():
+    from avjax.downstream import finetune_all  # pylint: disable=g-import-not-at-top
+  from avjax import loop  # pylint: disable=g-import-not-at-top
+  roots = finetune_all.parse_roots(f.roots)
+  console.attach_log(f.workdir)
   splits = {int(s) for s in f.splits.split(",") if s.strip()} or None
   try:
-    summary = finetune_all.run_all(f.init, finetune_all.parse_roots(f.roots), f.workdir,
+    summary = finetune_all.run_all(f.init, roots, f.workdir,
                                    mode=f.mode, runlocal=f.runlocal, splits=splits,
                                    overrides=f.overrides, name=f.name, workers=f.workers)
   except finetune_all.Preempted as e:
@@ -49,6 +54,8 @@ def main(argv):
   except loop.STOPPING_ERRORS as e:
     sys.exit(f"avjax.finetune_all: {e}")
   print(finetune_all.markdown(summary))
+  console.done("downstream evaluation", results=os.path.join(os.path.abspath(f.workdir),
+                                                              "results.json"))
 
 
 if __name__ == "__main__":

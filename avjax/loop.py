@@ -1,10 +1,11 @@
 """The training loop that pretraining and fine-tuning share: one loop, tasks plug into it.
 
-Read top to bottom: workdir and metrics -> mesh -> checkpoints (where the run starts) ->
-the task (input, model, optimizer, pure update step) -> state built sharded -> restore or
-init -> loop (step, log, evaluate, checkpoint, preemption) -> the task's finish (export,
-test). A task (avjax.pretrain, avjax.downstream.task) is plain data: the loop owns the
-mesh, the jit, the checkpoints, SIGTERM and the console; the task owns what is learned.
+Read top to bottom: mesh -> where the run starts (latest checkpoint) -> the task (input,
+model, optimizer, pure update step; it checks its config and data) -> only then the
+workdir (config.json, log file, checkpoints, events) -> state built sharded -> restore or
+init -> loop (compile, step, log, evaluate, checkpoint, preemption) -> the task's finish
+(export, test). A task (avjax.pretrain, avjax.downstream.task) is plain data: the loop owns
+the mesh, the jit, the checkpoints, SIGTERM and the console; the task owns what is learned.
 
 On any exit, an error included, the loop waits for in-flight checkpoint saves, so the last
 good checkpoint is complete on disk.
@@ -33,6 +34,7 @@ from absl import logging
 from clu import parameter_overview
 
 from avjax import checkpoint
+from avjax import console
 from avjax import fileio
 from avjax import metrics as metrics_lib
 from avjax import sharding
@@ -144,20 +146,47 @@ def sigterm_flag():
     signal.signal(signal.SIGTERM, previous)
 
 
-def _eta(seconds):
-  return time.strftime("%H:%M:%S", time.gmtime(max(seconds, 0))) if np.isfinite(seconds) else "?"
-
-
 class _Log:
-  """Per-step console line, TensorBoard scalars and metrics.jsonl, every `every` steps."""
+  """Per-step console line, TensorBoard scalars and metrics.jsonl, every `every` steps.
 
-  def __init__(self, writer, task, config):
-    self.writer, self.task, self.config = writer, task, config
+  Rates and the ETA count from the end of the first (compiling) step and leave out the
+  time spent in evaluations and checkpoint saves; the ETA adds the evaluations still to
+  come at the duration each last took ("+ evaluations" until one has run).
+  """
+
+  def __init__(self, writer, task, config, stop):
+    self.writer, self.task, self.config, self.stop = writer, task, config, stop
     self.every = int(config.log_every_steps)
-    self.t0, self.samples, self.data_wait = time.time(), 0, 0.0
+    self.started = None  # time the first step finished (compile excluded from rates)
+    self.steps, self.paused = 0, 0.0  # since `started`
+    self.t0, self.window_steps, self.window_paused, self.data_wait = None, 0, 0.0, 0.0
+    self.eval_seconds = {}  # evaluator index -> seconds of its last run
+    self.eval_total = 0.0
+
+  def compiled(self):
+    self.started = self.t0 = time.time()
+
+  def pause(self, seconds):
+    self.paused += seconds
+    self.window_paused += seconds
+
+  def _evals_left(self, step):
+    """(seconds of the evaluations still to come, whether some are not timed yet)."""
+    left, untimed = 0.0, False
+    for i, evaluate in enumerate(self.task.evaluators):
+      if evaluate.every:
+        # Runs at multiples of `every` in [step, stop] (this step's comes after its line)
+        # and at the last step.
+        runs = self.stop // evaluate.every - (step - 1) // evaluate.every
+        runs += int(self.stop % evaluate.every != 0)
+        left += runs * self.eval_seconds.get(i, 0.0)
+        untimed |= runs > 0 and i not in self.eval_seconds
+    return left, untimed
 
   def __call__(self, step, measurements, force=False):
-    self.samples += self.config.batch_size
+    if self.started is not None:
+      self.steps += 1
+      self.window_steps += 1
     if step % self.every and not force:
       return
     m = {k: float(v) for k, v in jax.device_get(measurements).items()}
@@ -165,29 +194,48 @@ class _Log:
     if self.task.counters is not None:
       m.update({k: float(v) for k, v in self.task.counters().items()})
     now = time.time()
-    rate = self.samples / max(now - self.t0, 1e-9)
-    m.update(samples_per_sec=rate, data_wait_sec=self.data_wait,
-             step_time_sec=self.config.batch_size / max(rate, 1e-9))
+    rate, eta = float("nan"), "?"
+    if self.window_steps:
+      rate = (self.window_steps * self.config.batch_size
+              / max(now - self.t0 - self.window_paused, 1e-9))
+      per_step = (now - self.started - self.paused) / self.steps
+      evals, untimed = self._evals_left(step)
+      eta = console.duration((self.stop - step) * per_step + evals)
+      eta += " + evaluations" if untimed else ""
+    m["data_wait_sec"] = self.data_wait
+    if np.isfinite(rate):  # unknown on the first step's line
+      m.update(samples_per_sec=rate, step_time_sec=self.config.batch_size / rate)
     self.writer.write_scalars(step, m)
     self.writer.write_line(step, m)
-    eta = (self.task.num_steps - step) * self.config.batch_size / max(rate, 1e-9)
-    logging.info("step %d/%d  %s  %.1f samples/s  ETA %s", step, self.task.num_steps,
-                 self.task.describe(m), rate, _eta(eta))
-    self.t0, self.samples, self.data_wait = now, 0, 0.0
+    logging.info("step %d/%d  %s  %s samples/s  ETA %s", step, self.task.num_steps,
+                 self.task.describe(m), f"{rate:.1f}" if np.isfinite(rate) else "?", eta)
+    self.t0, self.window_steps, self.window_paused, self.data_wait = now, 0, 0.0, 0.0
+
+
+def _log_parameters(params):
+  """The parameter table to the log file; one count per module on the console."""
+  logging.info("parameters:\n%s", parameter_overview.get_parameter_overview(
+      params, include_stats=False), extra=console.FILE_ONLY)
+  counts = {name: sum(int(np.size(x)) for x in jax.tree.leaves(sub))
+            for name, sub in params.items()}
+  logging.info("parameters: %s; total %s (table in the log file)",
+               ", ".join(f"{name} {n:,}" for name, n in counts.items()),
+               f"{sum(counts.values()):,}")
 
 
 def _start(task, config, ckpt, start_step, mesh, writer):
   """The state to train: restored from the latest checkpoint, or freshly initialised."""
   abstract, shardings = sharding.replicated_state(task.init, mesh, *task.init_args)
   if start_step:
+    logging.info("restoring the checkpoint of step %d...", start_step)
     state, meta = ckpt.restore(checkpoint.abstract_like(abstract, shardings), step=start_step)
     logging.info("resumed from step %d (%s)", start_step, json.dumps(meta))
   else:
+    logging.info("initialising the model (compiling its initialiser)...")
     state = sharding.init_state(task.init, jax.random.PRNGKey(config.seed), shardings,
                                 *task.init_args)
     if jax.process_index() == 0:
-      logging.info("parameters:\n%s", parameter_overview.get_parameter_overview(
-          state["params"], include_stats=False))
+      _log_parameters(state["params"])
     writer.write_hparams(flat_scalars(config))
   return state, shardings
 
@@ -214,28 +262,33 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
   """
   validate.check(config, device_count=jax.device_count())
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
-                                 keep=config.keep_checkpoints,
-                                 keep_every_steps=config.get("keep_every_steps", 0))
-  task = writer = None
+  mesh = sharding.make_mesh()
+  # Nothing is written into the workdir until the task is built: a config, restart or
+  # dataset that fails its checks leaves no config.json, log, checkpoints/ or events
+  # behind (a damaged checkpoint is only moved aside). The writer opens its files on the
+  # first write.
+  writer = metrics_lib.MetricWriter(
+      workdir, jsonl_path=os.path.join(workdir, metrics_lib.METRICS_FILE))
+  ckpt = task = None
   preempted = False
   try:
-    start_step, meta = _newest_readable(ckpt)
-    guard_resume(config, workdir, start_step, meta, defaults)
-    writer = metrics_lib.MetricWriter(
-        workdir, jsonl_path=os.path.join(workdir, metrics_lib.METRICS_FILE))
-    mesh = sharding.make_mesh()
-    task, state, shardings, start_step = _build_and_restore(
-        build_task, config, workdir, ckpt, start_step, mesh, writer)
+    ckpt = _existing_checkpointer(workdir, config)
+    start_step, meta = _newest_readable(ckpt) if ckpt is not None else (0, None)
+    run_changes = check_resume(config, workdir, start_step, meta, defaults)
+    task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
     validate.check_steps(task.num_steps, config)
+    _open_workdir(workdir, config, start_step, run_changes)
+    if ckpt is None:
+      ckpt = _checkpointer(workdir, config)
+    task, state, shardings, start_step = _restore(build_task, task, config, workdir, ckpt,
+                                                  start_step, mesh, writer)
     step_fn = sharding.jit_update(task.update, mesh, shardings)
     state, step, preempted = _train(task, config, state, step_fn, start_step, max_steps,
                                     ckpt, mesh, writer)
   finally:
-    ckpt.close()  # waits for in-flight saves: the last checkpoint is complete on disk
-    if writer is not None:
-      writer.flush()
+    if ckpt is not None:
+      ckpt.close()  # waits for in-flight saves: the last checkpoint is complete on disk
+    writer.flush()
     # After a preemption everything is left as it is: its teardown can take tens of
     # seconds of the grace period (the process exits right after, exit_promptly).
     if preempted:
@@ -310,10 +363,10 @@ def _newest_readable(ckpt):
       _set_aside(ckpt, e)
 
 
-def _build_and_restore(build_task, config, workdir, ckpt, start_step, mesh, writer):
-  """(task, state, shardings, start step): the task built for the newest intact checkpoint."""
+def _restore(build_task, task, config, workdir, ckpt, start_step, mesh, writer):
+  """(task, state, shardings, start step): `task`'s state restored, or, when that
+  checkpoint is damaged, the task rebuilt for the newest intact one."""
   while True:
-    task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
     try:
       state, shardings = _start(task, config, ckpt, start_step, mesh, writer)
       return task, state, shardings, start_step
@@ -321,14 +374,15 @@ def _build_and_restore(build_task, config, workdir, ckpt, start_step, mesh, writ
       _close(task.train_iter)
       _set_aside(ckpt, e)
       start_step, _ = _newest_readable(ckpt)
+      task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
 
 
-def guard_resume(config, workdir, start_step, meta, defaults=None):
-  """Refuses a restart that changes the run's defining fields; records every change.
+def check_resume(config, workdir, start_step, meta, defaults=None):
+  """Refuses a restart that changes the run's defining fields; returns those changes
+  (allowed by resume=allow_changes), for _open_workdir to record. Writes nothing.
 
   The stored run config is the checkpoint's (meta["run_config"]), or, for checkpoints
-  written before it was stored, WORKDIR/config.json. Then config.json is (re)written, with
-  each change appended to config_history.jsonl first.
+  written before it was stored, WORKDIR/config.json.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   old = fileio.read_json(path) if os.path.exists(path) else None
@@ -353,10 +407,7 @@ def guard_resume(config, workdir, start_step, meta, defaults=None):
           f"{source}:\n{diff}\nRestart with the same config to resume it, use a new "
           "--workdir for a new run, or pass --config.resume=allow_changes to resume with "
           f"these changes (recorded in {CONFIG_HISTORY}).")
-  new = json.loads(config.to_json())
-  if jax.process_index() == 0:
-    _record_changes(workdir, old, new, start_step, run_changes)
-    fileio.write_json(path, new)
+  return run_changes
 
 
 def _record_changes(workdir, old, new, start_step, run_changes):
@@ -376,32 +427,75 @@ def _record_changes(workdir, old, new, start_step, run_changes):
                   "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
 
 
+def _checkpointer(workdir, config):
+  return checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
+                                 keep=config.keep_checkpoints,
+                                 keep_every_steps=config.get("keep_every_steps", 0))
+
+
+def _existing_checkpointer(workdir, config):
+  """The run's Checkpointer when `workdir` has checkpoints already, else None (so that a
+  fresh run creates nothing before its task is built)."""
+  if not os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
+    return None
+  return _checkpointer(workdir, config)
+
+
+def _open_workdir(workdir, config, start_step=0, run_changes=()):
+  """The workdir, its log file and config.json, once the task has checked its inputs;
+  every change of config.json is appended to config_history.jsonl first."""
+  os.makedirs(workdir, exist_ok=True)
+  console.attach_log(workdir, jax.process_index())
+  logging.info("workdir %s", workdir)
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, CONFIG_FILE)
+    old = fileio.read_json(path) if os.path.exists(path) else None
+    new = json.loads(config.to_json())
+    _record_changes(workdir, old, new, start_step, list(run_changes))
+    fileio.write_json(path, new)
+
+
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
   """The loop proper; returns (state, last step, preempted)."""
   stop = min(task.num_steps, max_steps or task.num_steps)
-  log = _Log(writer, task, config)
-  run_config = checkpoint.run_fields(config)  # saved with every checkpoint: guard_resume
+  log = _Log(writer, task, config, stop)
+  run_config = checkpoint.run_fields(config)  # saved with every checkpoint: check_resume
   preempted = False
   pending = None  # measurements of the previous step, checked one step behind
   batch = task.first_batch
+  start, first = time.time(), step
   with sigterm_flag() as sigterm:
     while step < stop:
+      if log.started is None:
+        logging.info("compiling the update step...")
       state, measurements = step_fn(state, sharding.host_to_global(batch, mesh))
       step += 1
+      if log.started is None:
+        jax.block_until_ready(measurements)
+        logging.info("compiled the update step and ran step %d in %s", step,
+                     console.duration(time.time() - start))
       # The host never waits on the device: the previous step is checked now.
       if pending is not None:
         check_finite(jax.device_get(pending[1]), pending[0])
       pending = (step, measurements)
       log(step, measurements, force=step == stop)
+      if log.started is None:
+        log.compiled()
 
-      for evaluate in task.evaluators:
+      for i, evaluate in enumerate(task.evaluators):
         if evaluate.every and (step % evaluate.every == 0 or step == stop):
+          t0 = time.time()
           evaluate(state, step)
+          log.eval_seconds[i] = time.time() - t0
+          log.eval_total += log.eval_seconds[i]
+          log.pause(log.eval_seconds[i])
 
+      t0 = time.time()
       preempted = ckpt.reached_preemption(step, sigterm["raised"])
       if ckpt.should_save(step) or step == stop or preempted:
         check_finite(jax.device_get(measurements), step)
         ckpt.save(step, state, dict(task.meta(step), run_config=run_config), force=True)
+      log.pause(time.time() - t0)
       if preempted:
         break
 
@@ -409,4 +503,8 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
         t0 = time.time()
         batch = next(task.train_iter)
         log.data_wait += time.time() - t0
+  if step > first:
+    logging.info("trained steps %d-%d in %s (evaluations %s)", first + 1, step,
+                 console.duration(time.time() - start),
+                 console.duration(log.eval_total) if task.evaluators else "none")
   return state, step, preempted

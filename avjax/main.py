@@ -13,9 +13,9 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from avjax import config_args
+from avjax import console
 from avjax import sharding
 
 flags.DEFINE_string("workdir", None, "Checkpoints, logs, config.json and the export.")
@@ -27,20 +27,26 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  console.setup()  # the log file opens in WORKDIR once the config and data are checked
   # Before any other JAX call: join the other processes of a multi-host launch.
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow (the input pipeline) loads only when a run
   # starts, so --help stays fast.
-  # pylint: disable=g-import-not-at-top
-  from avjax import loop
-  from avjax import pretrain
-  logging.info("workdir %s", os.path.abspath(FLAGS.workdir))
+  with console.native_output_to_log():
+    from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax import loop  # pylint: disable=g-import-not-at-top
   try:
-    result = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    state = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except loop.STOPPING_ERRORS as e:
     sys.exit(f"avjax.main: {e}")
-  if result is None:  # preempted: the checkpoint is saved
-    loop.exit_promptly(0)
+  workdir = os.path.abspath(FLAGS.workdir)
+  if state is None:
+    console.done("stopped before the end of the schedule; the same command resumes",
+                 checkpoints=os.path.join(workdir, "checkpoints"))
+    loop.exit_promptly(0)  # after a preemption: no slow teardown (grace periods)
+  else:
+    console.done(f"pretrained {int(state['step'])} steps", export=os.path.join(workdir, "export"),
+                 tensorboard=f"tensorboard --logdir {workdir}")
 
 
 if __name__ == "__main__":

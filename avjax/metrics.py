@@ -3,13 +3,21 @@
 TensorBoard events are written with TensorBoard's own event writer, so this works on
 hosts without TensorFlow; without the tensorboard package only metrics.jsonl is written.
 Every process may call the writer; only process 0 writes.
+
+One event stream per workdir: every writer of a folder (the training run, a resumed run,
+a standalone evaluation) adds to the same TensorBoard run, and a (tag, step) that the
+folder's event files already hold is not written again, so no step shows twice. Files
+are opened on the first write: a writer that writes nothing leaves nothing behind.
 """
 
+import glob
 import json
 import os
+import struct
 import time
 
 import jax
+from absl import logging
 
 try:  # the `data` extra installs tensorboard; an accelerator-only host may lack it
   from tensorboard.compat.proto import event_pb2
@@ -20,6 +28,42 @@ except ImportError:  # pragma: no cover
   event_file_writer = None
 
 METRICS_FILE = "metrics.jsonl"
+EVENTS_GLOB = "events.out.tfevents.*"
+
+
+def read_events(path):
+  """The Event protos of one event file, in order; stops at a truncated record.
+
+  TFRecord framing: uint64 length, uint32 CRC of the length, data, uint32 CRC of the data
+  (the CRCs are not checked here: a damaged record fails to parse or ends the file).
+  """
+  with open(path, "rb") as f:
+    while True:
+      header = f.read(12)
+      if len(header) < 12:
+        return
+      (length,) = struct.unpack("<Q", header[:8])
+      data = f.read(length)
+      if len(data) < length or len(f.read(4)) < 4:
+        return
+      event = event_pb2.Event()
+      try:
+        event.ParseFromString(data)
+      except Exception:  # pylint: disable=broad-except
+        return
+      yield event
+
+
+def written_pairs(logdir):
+  """{(tag, step)} of every summary value in the event files directly under `logdir`."""
+  pairs = set()
+  if event_file_writer is None:
+    return pairs
+  for path in sorted(glob.glob(os.path.join(logdir, EVENTS_GLOB))):
+    for event in read_events(path):
+      for value in event.summary.value:
+        pairs.add((value.tag, int(event.step)))
+  return pairs
 
 
 class MetricWriter:
@@ -27,23 +71,42 @@ class MetricWriter:
 
   def __init__(self, logdir, *, jsonl_path=None):
     self.enabled = jax.process_index() == 0
+    self.logdir = logdir
     self.jsonl_path = jsonl_path
+    self.skipped = 0  # values not written: their (tag, step) was in the folder already
     self._events = None
-    if self.enabled and event_file_writer is not None:
-      os.makedirs(logdir, exist_ok=True)
-      self._events = event_file_writer.EventFileWriter(logdir)
+    self._written = None  # (tag, step) pairs in the folder, read on the first write
+
+  def _writer(self):
+    if self._events is None and self.enabled and event_file_writer is not None:
+      os.makedirs(self.logdir, exist_ok=True)
+      self._written = written_pairs(self.logdir)
+      self._events = event_file_writer.EventFileWriter(self.logdir)
+    return self._events
 
   def _add(self, step, summary):
-    if self._events is not None:
-      self._events.add_event(event_pb2.Event(step=int(step), wall_time=time.time(),
-                                             summary=summary))
+    events = self._writer()
+    if events is None:
+      return
+    fresh = [v for v in summary.value if (v.tag, int(step)) not in self._written]
+    self.skipped += len(summary.value) - len(fresh)
+    if not fresh:
+      return
+    del summary.value[:]
+    summary.value.extend(fresh)
+    self._written.update((v.tag, int(step)) for v in fresh)
+    events.add_event(event_pb2.Event(step=int(step), wall_time=time.time(), summary=summary))
 
   def write_scalars(self, step, scalars):
-    """TensorBoard scalars {tag: value} at `step`."""
-    values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
-              for k, v in scalars.items()] if self._events is not None else []
-    if values:
-      self._add(step, summary_pb2.Summary(value=values))
+    """TensorBoard scalars {tag: value} at `step` (those not in the folder's events yet)."""
+    if not (self.enabled and event_file_writer is not None and scalars):
+      return
+    before = self.skipped
+    self._add(step, summary_pb2.Summary(value=[
+        summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]))
+    if self.skipped > before:
+      logging.info("TensorBoard already holds %d of these values at step %d in %s; kept "
+                   "those", self.skipped - before, step, self.logdir)
 
   def write_line(self, step, scalars):
     """One JSON line {"step": step, **scalars} appended to metrics.jsonl."""
@@ -52,7 +115,7 @@ class MetricWriter:
         f.write(json.dumps(dict(step=int(step), **scalars)) + "\n")
 
   def write_hparams(self, hparams):
-    if self._events is not None:
+    if self.enabled and event_file_writer is not None:
       self._add(0, hparams_summary.hparams_pb(hparams))
 
   def flush(self):

@@ -13,6 +13,7 @@ import os
 from absl import app
 from absl import flags
 
+from avjax import console
 from avjax.evals import plots
 from avjax.evals import study
 
@@ -30,6 +31,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup()
   if f.study:
     if not f.doc or not f.figures:
       raise app.UsageError("--study needs --doc and --figures")

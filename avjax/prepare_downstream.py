@@ -19,6 +19,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from avjax import console
+
 flags.DEFINE_enum("dataset", None, ["ucf101", "hmdb51", "esc50"], "Which dataset.")
 flags.DEFINE_string("root", None, "The dataset in its standard layout.")
 flags.DEFINE_string("output", None, "The prepared directory to write.")
@@ -37,16 +39,19 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  console.setup()  # the log file opens in the output folder once the layout is read
   # Imported here, not at the top: TensorFlow loads only when the command runs.
-  from avjax.downstream import prepare  # pylint: disable=g-import-not-at-top
+  with console.native_output_to_log():
+    from avjax.downstream import prepare  # pylint: disable=g-import-not-at-top
   report = prepare.prepare(
       FLAGS.dataset, FLAGS.root, FLAGS.output, workers=FLAGS.workers, fps=FLAGS.fps,
       short_side=FLAGS.short_side, sample_rate=FLAGS.sample_rate,
       jpeg_quality=FLAGS.jpeg_quality, clips_per_shard=FLAGS.clips_per_shard)
   counts = report["counts"]
-  print(f"{FLAGS.dataset}: {counts['prepared']} clips prepared in {FLAGS.output}; "
-        f"{counts['missing']} missing, {counts['unreadable']} unreadable, "
-        f"{counts['unlisted']} on disk but in no split file")
+  console.done(f"{FLAGS.dataset}: {counts['prepared']} clips prepared; "
+               f"{counts['missing']} missing, {counts['unreadable']} unreadable, "
+               f"{counts['unlisted']} on disk but in no split file", prepared=FLAGS.output,
+               report=f"{FLAGS.output}/prepare_report.json")
   if (counts["missing"] or counts["unreadable"]) and not FLAGS.skip_errors:
     logging.error("clips were skipped (see %s/prepare_report.json); pass --skip_errors to "
                   "accept", FLAGS.output)

@@ -8,47 +8,133 @@ the embeddings for the loss over the global batch).
 """
 
 import os
+import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
 
-# Environment variables that mark a multi-process launch that jax.distributed.initialize()
-# auto-detects (SLURM srun, Open MPI mpirun, TPU pod VMs, Kubernetes Indexed Jobs).
-# AVJAX_DISTRIBUTED=1 asks for it explicitly (launch/tpu_pod.sh sets it: a TPU VM's
-# workers are found through its metadata server, not the environment).
-_CLUSTER_MARKERS = {
+# Launches that jax.distributed.initialize() detects by itself: Open MPI's mpirun, the VMs
+# of a TPU pod (found through its metadata server, so launch/tpu_pod.sh says so with
+# AVJAX_DISTRIBUTED=1), and the tasks of a SLURM job step (handled in cluster_settings).
+_AUTODETECTED = {
     "AVJAX_DISTRIBUTED": lambda v: v == "1",
-    "SLURM_NTASKS": lambda v: int(v) > 1,
     "OMPI_COMM_WORLD_SIZE": lambda v: int(v) > 1,
     "TPU_WORKER_HOSTNAMES": lambda v: "," in v,
-    "JAX_COORDINATOR_ADDRESS": lambda v: bool(v),
 }
+# Seconds without heartbeats before the coordination service declares a process dead and
+# stops the others (JAX's default: 100). launch/local_multihost.py sets it shorter.
+HEARTBEAT_ENV = "AVJAX_HEARTBEAT_TIMEOUT"
+
+
+def cluster_settings(environ=None):
+  """How this process joins a multi-process run, read from its environment; None: alone.
+
+  Returns (source, kwargs): which variables said so, and the keyword arguments for
+  jax.distributed.initialize ({} where JAX's own cluster detection fills them in).
+  - JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID: any launcher that
+    sets them (launch/local_multihost.py, the Kubernetes JobSet in launch/k8s/). In a
+    Kubernetes Indexed Job, JOB_COMPLETION_INDEX stands in for a missing JAX_PROCESS_ID.
+  - SLURM: the tasks of an srun step with several tasks (SLURM_STEP_NUM_TASKS or
+    SLURM_NTASKS > 1, SLURM_STEP_NODELIST, SLURM_PROCID); JAX takes the coordinator from
+    the step's first node and the port from JAX_COORDINATOR_PORT (default: from the job
+    id). A batch script itself (SLURM_NTASKS > 1, no step) runs alone, with a warning.
+  - Open MPI, TPU pods and AVJAX_DISTRIBUTED=1: left to JAX's detection.
+  """
+  env = os.environ if environ is None else environ
+  if env.get("JAX_COORDINATOR_ADDRESS"):
+    process_id = env.get("JAX_PROCESS_ID") or env.get("JOB_COMPLETION_INDEX")
+    source = "JAX_COORDINATOR_ADDRESS" + (
+        "" if env.get("JAX_PROCESS_ID") or not process_id else ", JOB_COMPLETION_INDEX")
+    missing = [name for name, value in (("JAX_NUM_PROCESSES", env.get("JAX_NUM_PROCESSES")),
+                                        ("JAX_PROCESS_ID (or JOB_COMPLETION_INDEX)",
+                                         process_id)) if not value]
+    if missing:
+      raise ValueError(f"JAX_COORDINATOR_ADDRESS={env['JAX_COORDINATOR_ADDRESS']} is set but "
+                       f"{' and '.join(missing)} not: a multi-process launch needs all three")
+    return source, dict(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+                        num_processes=int(env["JAX_NUM_PROCESSES"]),
+                        process_id=int(process_id))
+  slurm_tasks = int(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or 1)
+  if slurm_tasks > 1:
+    if "SLURM_STEP_NODELIST" in env and "SLURM_PROCID" in env and "SLURM_JOB_ID" in env:
+      return "SLURM", {}
+    logging.warning("SLURM_NTASKS=%d but this process is not a task of an srun step (no "
+                    "SLURM_STEP_NODELIST): running as one process; start it with srun to "
+                    "run as %d", slurm_tasks, slurm_tasks)
+  for name, ok in _AUTODETECTED.items():
+    if env.get(name) and ok(env[name]):
+      return name, {}
+  return None
+
+
+def _exit_at_once_on_uncaught_error():
+  """An uncaught error ends this process at once, skipping jax.distributed's shutdown.
+
+  At exit, jax.distributed waits (up to 5 minutes) for every process to reach shutdown.
+  After an error on one process only (e.g. a bad record in its share of the input), the
+  others wait in their next collective and this one at shutdown: all of them would hang
+  for those minutes. Exiting at once stops this process's heartbeats, and the
+  coordination service stops the others with an error that names it.
+  """
+  previous = sys.excepthook
+
+  def hook(kind, value, traceback):
+    previous(kind, value, traceback)
+    logging.error("process %d of %d: uncaught %s; exiting now, the coordination service "
+                  "stops the other processes", jax.process_index(), jax.process_count(),
+                  kind.__name__)
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)  # pylint: disable=protected-access
+  sys.excepthook = hook
 
 
 def maybe_initialize_distributed():
-  """Calls jax.distributed.initialize() when launched as several processes.
+  """Calls jax.distributed.initialize() when launched as one of several processes.
 
-  Must run before any other JAX call. Returns True when it initialized. Explicit settings
-  are read from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (e.g. a
-  Kubernetes JobSet sets these from the job index); otherwise JAX's own cluster detection
-  fills them in.
+  Must run before any other JAX call. Returns True when it initialized. Where the
+  settings come from: `cluster_settings`. AVJAX_HEARTBEAT_TIMEOUT (seconds) bounds how
+  long the others run on after one process died.
   """
-  if not any(k in os.environ and ok(os.environ[k]) for k, ok in _CLUSTER_MARKERS.items()):
+  settings = cluster_settings()
+  if settings is None:
     return False
-  kwargs = {}
-  if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    kwargs = dict(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-                  num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                  process_id=int(os.environ["JAX_PROCESS_ID"]))
+  source, kwargs = settings
+  if os.environ.get(HEARTBEAT_ENV):
+    kwargs["heartbeat_timeout_seconds"] = int(os.environ[HEARTBEAT_ENV])
   jax.distributed.initialize(**kwargs)
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
+  _exit_at_once_on_uncaught_error()
+  logging.info("jax.distributed (%s): process %d of %d, %d local / %d global devices",
+               source, jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
+  _first_collective()
   return True
+
+
+def _first_collective():
+  """A sum over every device of every process, while the processes are still in step.
+
+  On CPU, gloo connects the processes of a device set at the first collective over it
+  and waits only 30 s for all of them to arrive. In training that first collective
+  comes after each process compiled the update step, which on a busy host (or with a
+  compilation cache that only process 0 writes) can keep one process minutes behind the
+  other. Here, right after jax.distributed.initialize has met every process, the
+  connection is made at once; later collectives over the same devices wait as long as
+  it takes. The sum doubles as a check that the processes form one program.
+  """
+  mesh = make_mesh()
+  ones = np.ones(jax.local_device_count(), np.float32)
+  total = jax.jit(jnp.sum, out_shardings=replicated(mesh))(
+      jax.make_array_from_process_local_data(batch_sharding(mesh), ones))
+  if int(total) != jax.device_count():
+    raise RuntimeError(f"a sum over all {jax.device_count()} devices of {jax.process_count()} "
+                       f"processes gave {int(total)}: the processes do not form one program")
 
 
 def make_mesh(num_devices=None):

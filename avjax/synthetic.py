@@ -7,12 +7,14 @@ Then `python -m avjax.ingest --input=/tmp/avsynth --output=DATASET_DIR` reads it
 like any collection (the generated titles.csv names each title's kind and show).
 """
 
+import os
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from avjax import console
 from avjax.ingest import synthetic
 from avjax.ingest import synthetic_plan
 
@@ -39,6 +41,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup()
   options = synthetic.Options(width=f.width, height=f.height, fps=f.fps,
                               sample_rate=f.sample_rate, classes=f.classes,
                               artifact_strength=f.artifact_strength, grain=f.grain)
@@ -47,7 +50,9 @@ def main(argv):
                              minutes=f.minutes, seed=f.seed, options=options)
   minutes = sum(p["duration"] for p in plans) / 60
   logging.info("%d titles, %.1f min of content in %.1f s, in %s", len(plans), minutes,
-               time.time() - start, f.output)
+               time.time() - start, f.output, extra=console.FILE_ONLY)
+  console.done(f"{len(plans)} titles, {minutes:.1f} min of content",
+               titles=os.path.abspath(f.output))
 
 
 if __name__ == "__main__":

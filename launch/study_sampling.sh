@@ -7,6 +7,7 @@
 #      the three KLs) and figures (loss curves, divergences against step, densities).
 #
 # Usage: bash launch/study_sampling.sh [ROOT]        (default ROOT: runs/study_sampling)
+#   Relative paths (ROOT, CACHE, DOC, FIGURES) are relative to the current folder.
 #   TOY=1      a toy size for tests (2 settings, 1 seed, a few steps; about a minute); its
 #              report goes to ROOT/study_sampling.md unless DOC is set
 # Sizes (environment; defaults in brackets, TOY values in the code below):
@@ -19,14 +20,15 @@
 #   SHORT_SIDE CROP FRAMES HOP VAL   ingest size, crop, frames, mel hop (samples), held-out
 #              fraction                                        [48 32 4 1024 0.25]
 #   CACHE      where the synthetic set and dataset are kept    [ROOT/data]
-#   DOC FIGURES   report and its PNGs            [docs/study_sampling.md docs/study_sampling]
+#   DOC FIGURES   report and its PNGs   [the repository's docs/study_sampling.md and
+#              docs/study_sampling]
 # Rerunning skips finished runs (their discrepancy.json holds the final probe) and resumes
 # interrupted ones from their checkpoints; the report is rewritten from whatever finished.
 set -uo pipefail
 main() {
-cd "$(dirname "$0")/.."
-REPO="$(pwd)"
-export TF_CPP_MIN_LOG_LEVEL=2
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+EXTRAS=data source "$REPO/launch/env.sh" || exit 1
+set +e  # env.sh sets -e; this script checks each run's exit status itself
 
 ROOT="${1:-runs/study_sampling}"
 mkdir -p "$ROOT"
@@ -43,7 +45,7 @@ fi
 : "${MOVIES:=40}" "${SHOWS:=4}" "${EPISODES:=3}" "${MINUTES:=2.0}" "${ARTIFACTS:=3.0}"
 : "${SHORT_SIDE:=48}" "${CROP:=32}" "${FRAMES:=4}" "${HOP:=1024}" "${VAL:=0.25}"
 : "${CACHE:=$ROOT/data}"
-: "${DOC:=docs/study_sampling.md}" "${FIGURES:=docs/study_sampling}"
+: "${DOC:=$REPO/docs/study_sampling.md}" "${FIGURES:=$REPO/docs/study_sampling}"
 # Compiled steps are the same for every run: compile once, reuse from disk.
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$CACHE/jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}"
@@ -66,7 +68,7 @@ if [[ ! -f "$DS/manifest.json" ]] || \
         "$DS/manifest.json")" != "$((MOVIES + SHOWS * EPISODES))" ]]; then
   log "ingesting into $DS"
   python -m avjax.ingest --input="$SYN" --output="$DS" --short_side="$SHORT_SIDE" \
-    --val_fraction="$VAL" --workers=2 --noprogress || exit 1
+    --val_fraction="$VAL" --workers=2 || exit 1
 fi
 
 # --- Runs.

@@ -4,8 +4,9 @@ r"""Runs the pretraining runs of a sweep file (configs/sweeps/*.py), or prints o
       --mode=local|print|slurm --workdir_root=runs/sampling_k_w [--only=NAME,...] [--dry_run]
 
 Every run is `python -m avjax.main --config=CONFIG --workdir=WORKDIR_ROOT/NAME` plus its
-`--config.FIELD=VALUE` overrides. Run it from the repository root (config and dataset
-paths are relative to it).
+`--config.FIELD=VALUE` overrides. Config, dataset and workdir paths are relative to the
+current folder (`configs/...` also names the configs shipped in the package). Runs of a
+dataset the sweep args do not name are left out (the sweep says which).
 
   --mode=print  prints one command per run, e.g. to paste or pipe into another launcher.
   --mode=local  runs them one after another on this host; a run that finished all its
@@ -77,6 +78,12 @@ def load_sweep(spec):
   except ValueError as e:  # e.g. an unknown or mistyped sweep arg
     raise SweepError(f"{spec}: {e}") from None
   validate(runs, path)
+  given = {n.strip() for n, _, v in (item.partition("=") for item in (arg or "").split(","))
+           if v.strip()}
+  for dataset in getattr(module, "DATASET_ARGS", ()):
+    if dataset not in given:
+      print(f"launch/sweep.py: no {dataset}=PATH in {spec!r}: the runs on that dataset are "
+            "left out", file=sys.stderr)
   return name, runs
 
 
@@ -240,7 +247,8 @@ def slurm_script(sweep_name, spec, num_runs, commands_path, log_dir, options):
   lines += [f"#SBATCH {o}" for o in sbatch]
   lines += [
       "set -euo pipefail",
-      f"export AVJAX_ROOT={shlex.quote(os.getcwd())}",
+      f"export AVJAX_ROOT={shlex.quote(ROOT)}",
+      f"cd {shlex.quote(os.getcwd())}  # relative workdirs and datasets are relative to it",
       f"line=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {shlex.quote(commands_path)})",
       "echo \"[avjax] array task ${SLURM_ARRAY_TASK_ID}: ${line}\"",
       "# The line is `python -m avjax.main --config=CONFIG --workdir=WORKDIR [overrides]`.",

@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
 # Installs what the tests need (pinned) and runs the whole suite on CPU.
-# Usage: bash launch/test.sh [pytest args]
+# Usage: bash launch/test.sh [pytest args]    e.g. -m "not slow" (the quick inner loop),
+#   -k sampling, tests/test_loop.py (paths relative to the current folder)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+CALLER="$PWD"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The beam extra too: tests/test_beam_ingest.py runs the Beam ingest on the DirectRunner.
-EXTRAS=test,beam source launch/env.sh
+EXTRAS=test,beam source "$REPO/launch/env.sh"
+# pytest runs in the repository (its pytest.ini and conftest); paths given relative to the
+# caller's folder are made absolute first.
+# Without a path the whole of tests/ runs.
+ARGS=() WHERE=(tests)
+for arg in "$@"; do
+  if [[ "$arg" != -* && "$arg" != /* && -e "$CALLER/${arg%%::*}" ]]; then
+    arg="$CALLER/$arg"
+  fi
+  if [[ "$arg" == /* && -e "${arg%%::*}" ]]; then WHERE=(); fi
+  ARGS+=("$arg")
+done
+cd "$REPO"
 # Tests simulate 8 CPU devices (tests/conftest.py) and use tiny model variants.
-python -m pytest tests -n 2 --dist loadfile --durations=15 "$@"
+python -m pytest ${WHERE[@]+"${WHERE[@]}"} -n 2 --dist loadfile --durations=15 \
+  ${ARGS[@]+"${ARGS[@]}"}

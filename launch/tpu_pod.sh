@@ -32,6 +32,13 @@ ZONE=$2
 CONFIG=$3
 WORKDIR=$4
 shift 4
+# The run happens on the workers, not in this folder: a relative WORKDIR would name a
+# folder inside each worker's copy of the code.
+if [[ "$WORKDIR" != /* && "$WORKDIR" != *://* ]]; then
+  echo "[avjax] WORKDIR must be an absolute path that every worker sees (a shared mount)," \
+       "not $WORKDIR" >&2
+  exit 2
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REMOTE_DIR="${REMOTE_DIR:-avjax}"
 PYTHON="${PYTHON:-python3}"

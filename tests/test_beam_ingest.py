@@ -78,6 +78,7 @@ def files(dataset_dir, skip=()):
   return out
 
 
+@pytest.mark.slow
 def test_beam_and_local_paths_write_the_same_dataset(local, on_beam):
   out, proc = on_beam
   assert proc.returncode == 1, proc.stderr[-3000:]  # bad files were skipped
@@ -90,6 +91,7 @@ def test_beam_and_local_paths_write_the_same_dataset(local, on_beam):
     assert got[rel] == want[rel], rel
 
 
+@pytest.mark.slow
 def test_a_failing_title_is_reported_with_its_reason(local, on_beam):
   out, proc = on_beam
   report = fileio.read_json(os.path.join(out, records.REPORT))
@@ -105,6 +107,7 @@ def test_a_failing_title_is_reported_with_its_reason(local, on_beam):
     assert counter in metrics, metrics
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(collection, on_beam, tmp_path):
   out = str(tmp_path / "ds")
   entries = os.path.join(out, records.TITLES_DIR)
@@ -130,6 +133,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(collection, on_beam, t
   assert files(out, skip=report_file) == files(on_beam[0], skip=report_file)
 
 
+@pytest.mark.slow
 def test_a_retried_title_writes_the_same_bytes_once(collection, local, tmp_path):
   out = str(tmp_path / "ds")
   title = next(t for t in discover.discover(collection) if t["id"] == "movie001")
@@ -144,6 +148,7 @@ def test_a_retried_title_writes_the_same_bytes_once(collection, local, tmp_path)
   assert files(out) == {k: v for k, v in files(local).items() if "movie001" in k}
 
 
+@pytest.mark.slow
 def test_ingest_and_reader_on_a_non_local_file_system(collection, local):
   """TensorFlow's ram:// file system stands in for a bucket: input, output and reader."""
   src, out = f"ram://avjax_in_{uuid.uuid4().hex}", f"ram://avjax_out_{uuid.uuid4().hex}"

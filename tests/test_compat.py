@@ -47,6 +47,7 @@ def test_an_old_export_loads_into_the_encoders(old_workdir):
   assert np.all(np.isfinite(out))
 
 
+@pytest.mark.slow
 def test_an_old_run_resumes_trains_on_and_exports(old_workdir, tmp_path):
   dataset = str(tmp_path / "dataset")
   tiny_dataset.make_tiny_dataset(dataset)  # the run's data, generated again

@@ -48,9 +48,15 @@ def _args(config):
   return dict(item.partition("=")[::2] for item in arg.split(",") if item)
 
 
+# Every dataset a sweep knows, named: a sweep leaves out the runs of a dataset not given.
+DATASETS = {"sampling_k_w": "movie=/m,tv=/t", "jitter_tau": "movie=/m", "genres": "movie=/m",
+            "comparison": "movie=/m,tv=/t"}
+
+
 def _sweep_runs(name, arg=None):
+  """The runs of sweep `name` with all its datasets given, plus `arg`."""
   path = os.path.join("configs", "sweeps", f"{name}.py")
-  return sweep.load_sweep(path + (f":{arg}" if arg else ""))[1]
+  return sweep.load_sweep(f"{path}:{DATASETS[name]}" + (f",{arg}" if arg else ""))[1]
 
 
 def _sh(*args, env=None, **kwargs):
@@ -129,7 +135,7 @@ def test_sweep_runs_build_with_their_overrides(name, arg):
 def test_sampling_k_w_is_table_1():
   mn = -1
   pairs = {"movie": set(), "tv": set()}
-  for run in _sweep_runs("sampling_k_w", "movie=/m,tv=/t"):
+  for run in _sweep_runs("sampling_k_w"):
     args = _args(run["config"])
     pairs[{"/m": "movie", "/t": "tv"}[args["dataset"]]].add((int(args["k"]), int(args["w"])))
   assert pairs["movie"] == {
@@ -162,7 +168,7 @@ def test_genres_is_table_4():
 
 
 def test_comparison_is_table_5():
-  runs = {r["name"]: r for r in _sweep_runs("comparison", "movie=/m,tv=/t")}
+  runs = {r["name"]: r for r in _sweep_runs("comparison")}
   configs = {name: build(r["config"], sweep.main_flags(r, "unused")[2:])
              for name, r in runs.items()}
   base_epochs = build("configs/pretrain.py").num_epochs
@@ -186,7 +192,7 @@ def test_print_mode_prints_one_command_per_run():
                "--mode=print", "--workdir_root=runs/t1")
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
-  runs = _sweep_runs("sampling_k_w", "movie=/m,tv=/t")
+  runs = _sweep_runs("sampling_k_w")
   assert len(lines) == len(runs)
   for line, run in zip(lines, runs):
     argv = shlex.split(line)
@@ -195,8 +201,21 @@ def test_print_mode_prints_one_command_per_run():
     assert argv[4] == f"--workdir=runs/t1/{run['name']}"
 
 
+def test_runs_of_a_dataset_not_given_are_left_out_and_said_so():
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/sampling_k_w.py:movie=/m",
+               "--mode=print")
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert len(lines) == 15 and all("dataset=/m," in line for line in lines)
+  assert "no tv=PATH" in result.stderr and "left out" in result.stderr
+  for spec in ("sampling_k_w.py", "comparison.py:tv=/t", "genres.py:runlocal"):
+    result = _sh(sys.executable, SWEEP_PY, f"configs/sweeps/{spec}", "--mode=print")
+    assert result.returncode != 0 and not result.stdout
+    assert "no dataset given" in result.stderr and "movie=PATH" in result.stderr
+
+
 def test_print_mode_only_and_override_flags():
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py", "--mode=print",
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:movie=/m", "--mode=print",
                "--only=DC_natural,all_uniform")
   assert result.returncode == 0, result.stderr
   lines = [shlex.split(line) for line in result.stdout.splitlines()]
@@ -211,11 +230,12 @@ def test_unknown_sweep_file_and_run_name_are_clear_errors():
   assert result.returncode != 0
   assert "sweep file 'configs/sweeps/nope.py' not found" in result.stderr
   assert "sampling_k_w.py" in result.stderr
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py", "--mode=print",
-               "--only=movie_k99")
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py:movie=/m,tv=/t",
+               "--mode=print", "--only=movie_k99")
   assert result.returncode != 0
   assert "unknown run name(s) movie_k99" in result.stderr and "movie_tv_k8" in result.stderr
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:budget=many", "--mode=print")
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:movie=/m,budget=many",
+               "--mode=print")
   assert result.returncode != 0 and "budget='many': expected int" in result.stderr
 
 
@@ -228,7 +248,8 @@ def test_local_mode_skips_finished_runs_only(tmp_path):
   (root / "movie_tv_k16" / "export" / "model_config.json").write_text("{}")
   (root / "movie_tv_k32").mkdir(parents=True)
   (root / "movie_tv_k32" / "finished.json").write_text('{"step": 0, "num_steps": 0}')
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py", "--mode=local",
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py:movie=/m,tv=/t",
+               "--mode=local",
                f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
   assert "movie_tv_k8: skipped" in result.stdout
@@ -251,7 +272,8 @@ def test_sweep_checks_every_run_config_before_running(tmp_path):
 
 
 def test_slurm_mode_writes_an_array_over_the_runs(tmp_path):
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/sampling_k_w.py", "--mode=slurm",
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/sampling_k_w.py:movie=/m,tv=/t",
+               "--mode=slurm",
                f"--workdir_root={tmp_path}", "--dry_run", "--nodes=2", "--partition=gpu")
   assert result.returncode == 0, result.stderr
   script = tmp_path / "slurm" / "array.sbatch"
@@ -281,7 +303,7 @@ def fake_slurm(tmp_path):
 
 def test_array_task_runs_its_line_and_requeues_when_not_finished(tmp_path, fake_slurm):
   root = tmp_path / "runs"
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py", "--mode=slurm",
+  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:movie=/m", "--mode=slurm",
                f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
   result = _sh("bash", str(root / "slurm" / "array.sbatch"),

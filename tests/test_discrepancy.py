@@ -175,6 +175,42 @@ def _write_labels(path, manifest, snippet_seconds):
     json.dump(dict(classes=[{}, {}, {}], titles=titles), f)
 
 
+def test_histogram_figure_shows_no_pseudo_count_floor_and_a_robust_range(tmp_path):
+  rng = np.random.default_rng(0)
+  sims = {"S+": rng.normal(2.0, 0.5, 30),  # few pairs: pseudo-counts would be a third
+          "S-": rng.normal(0.0, 1.0, 5000),
+          "S!=": np.concatenate([rng.normal(-0.5, 1.0, 20000), [-30.0, -29.0, 25.0]])}
+  result, edges, mass = measures.measures(sims, bins=50, smoothing=0.5, quantile=0.0)
+  width = np.diff(edges)
+  density = plots.histogram_density(mass["S+"], 30, 0.5, width)
+  counts, _ = np.histogram(sims["S+"], bins=edges)
+  np.testing.assert_allclose(density * width * 30, counts, atol=1e-9)  # the raw histogram
+  assert (density == 0).sum() > 30  # empty bins stay empty: no flat floor
+  lo, hi = plots.robust_range(edges, [plots.histogram_density(mass[n], len(sims[n]), 0.5,
+                                                              width) for n in sims])
+  assert edges[0] < lo < -3 and 3 < hi < edges[-1]  # the outliers at -30 and 25 are cut
+  entry = dict(step=1, kl=result["kl"], pairs={n: {"used": len(v)} for n, v in sims.items()})
+  path = str(tmp_path / "hist.png")
+  plots.plot_histograms(edges, mass, entry, path, title="t", smoothing=0.5)
+  assert os.path.getsize(path) > 1000
+
+
+def _event_pairs(logdir):
+  """[(tag, step)] of every scalar in the event files under `logdir`, read by
+  TensorBoard's own loader."""
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_file_loader
+  pairs = []
+  for folder, _, files in os.walk(logdir):
+    for name in files:
+      if name.startswith("events.out.tfevents"):
+        loader = event_file_loader.EventFileLoader(os.path.join(folder, name))
+        for event in loader.Load():
+          pairs += [(v.tag, int(event.step)) for v in event.summary.value]
+  return pairs
+
+
+@pytest.mark.slow
 def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   dataset = str(tmp_path / "dataset")
   manifest = tiny_dataset.make_tiny_dataset(dataset)
@@ -213,6 +249,13 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   merged = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
   assert [e["step"] for e in merged["steps"]] == [2, 4] and "probe" in merged["steps"][1]
 
+  # One TensorBoard stream: a standalone evaluation of steps the training run already
+  # evaluated adds no second point at the same step, also when run twice.
+  pretrain.evaluate_workdir(workdir, steps="all", overrides=dict(probe=False))
+  pairs = _event_pairs(workdir)
+  assert {("discrepancy/gap", 2), ("discrepancy/gap", 4), ("loss", 4)} <= set(pairs)
+  assert not [p for p in set(pairs) if pairs.count(p) > 1]
+
   # Figure 3: training loss of several runs on one plot.
   out = str(tmp_path / "loss.png")
   plots.plot_losses({"k=2": [workdir], "again": [workdir, workdir]}, out)
@@ -223,15 +266,16 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
 # The study script at a toy size.
 
 
+@pytest.mark.slow
 def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
-  env = dict(os.environ, TOY="1")
+  env = dict(os.environ, TOY="1", AVJAX_SKIP_INSTALL="1")
   # The toy run uses one CPU device, like the command line (tests simulate 8).
   env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
       "--xla_force_host_platform_device_count=8", "").strip()
   env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
   root = tmp_path / "study"
   proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "study_sampling.sh"), str(root)],
-                        env=env, capture_output=True, text=True, timeout=300, check=False)
+                        env=env, capture_output=True, text=True, timeout=900, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   doc = (root / "study_sampling.md").read_text()
   assert study_lib.BEGIN in doc and study_lib.END in doc and "TOY SIZE" in doc

@@ -229,6 +229,7 @@ def _read_metrics(run_dir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir, tmp_path):
   data = str(tmp_path / "esc50_prepared")
   downstream_prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
@@ -263,6 +264,7 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
   assert os.stat(os.path.join(run_dir, finetune.RESULTS)).st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_linear_video_run_keeps_the_exported_backbone(export_dir, tmp_path):
   data = str(tmp_path / "ucf101_prepared")
   downstream_prepare.prepare("ucf101", make_ucf101(str(tmp_path / "ucf101")), data,

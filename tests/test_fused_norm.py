@@ -218,6 +218,7 @@ ENCODERS = [
 PARTS = ("features", "batch_stats", "gradients", "eval features")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory, shape", ENCODERS, ids=["video", "audio"])
 def test_encoders_match_flax(factory, shape):
   """float32: fused equals Flax within float32 rounding. bfloat16: features within bf16
@@ -315,6 +316,7 @@ def tiny_steps(tiny_variables):
                  for norm, remat in (("flax", "none"), ("fused", "none"), ("fused", "convs"))}
 
 
+@pytest.mark.slow
 def test_fused_step_equals_flax_step_with_and_without_remat(tiny_steps):
   _, results = tiny_steps
   expected = results["flax", "none"]
@@ -324,6 +326,7 @@ def test_fused_step_equals_flax_step_with_and_without_remat(tiny_steps):
     print(f"tiny step, fused remat={remat} vs flax: {errors}")
 
 
+@pytest.mark.slow
 def test_fused_step_on_eight_devices_equals_one(tiny_variables):
   """Statistics over the global batch: the sharded step computes the one-device step."""
   assert jax.device_count() == 8, "tests/conftest.py simulates 8 CPU devices"
@@ -334,6 +337,7 @@ def test_fused_step_on_eight_devices_equals_one(tiny_variables):
   assert_same_step(eight, one, loss_rtol=1e-6, atol_scale=2e-5, what="8 vs 1 devices")
 
 
+@pytest.mark.slow
 def test_step_memory_differentiates_the_update_steps_loss(tiny_variables, tiny_steps):
   batch, results = tiny_steps
   config = tiny_model_config("fused", remat="convs")
@@ -431,6 +435,7 @@ def test_full_size_step_fused_equals_flax():
     print(f"full-size step, fused remat={remat} vs flax: {errors}")
 
 
+@pytest.mark.slow
 def test_benchmark_memory_flag_records_the_table(tmp_path):
   """`python -m avjax.benchmark step --memory --record` end to end, tiny model, no TF."""
   record = tmp_path / "benchmarks.md"

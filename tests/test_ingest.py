@@ -218,6 +218,7 @@ def test_bad_input_is_reported_and_skipped(collection, tmp_path):
                              for ext in (".json", ".tfrecord", ".index.npy"))
 
 
+@pytest.mark.slow
 def test_cli_exit_status_and_workers(collection, tmp_path):
   out = str(tmp_path / "ds")
   cmd = [sys.executable, "-m", "avjax.ingest", f"--input={collection}", f"--output={out}",

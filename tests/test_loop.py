@@ -1,5 +1,8 @@
 """What the one training loop guarantees to every task it runs (pretraining, fine-tuning)."""
 
+import os
+
+import jax
 import numpy as np
 import pytest
 
@@ -63,6 +66,7 @@ def _finetuning(tmp_path):
 TASKS = {"pretraining": _pretraining, "finetuning": _finetuning}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(name, tmp_path):
   build_task, config, key = TASKS[name](tmp_path)
@@ -79,3 +83,20 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(nam
   state, meta = ckpt.restore(None, step=1)
   ckpt.close()
   assert meta["step"] == 1 and int(state["step"]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_a_failed_start_writes_nothing_into_the_workdir(name, tmp_path):
+  missing = str(tmp_path / "no_such_data")
+  if name == "pretraining":
+    build_task, config = pretrain.build_task, pretrain_config_file.get_config(
+        f"dataset={missing},runlocal")
+    # A batch this run's devices can take (else the config check stops it first).
+    config.batch_size = config.data.k * jax.device_count()
+  else:
+    build_task, config = finetune.build_task, esc50.get_config(f"data={missing},runlocal")
+  workdir = tmp_path / "run"
+  workdir.mkdir()  # a workdir made beforehand stays as it was
+  with pytest.raises((FileNotFoundError, ValueError), match="no_such_data"):
+    loop.run(build_task, config, str(workdir))
+  assert not os.listdir(workdir)  # no config.json, log, checkpoints/ or events file

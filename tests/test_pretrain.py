@@ -2,6 +2,7 @@
 
 import functools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -52,14 +53,57 @@ def dataset(tmp_path_factory):
   return str(path)
 
 
+class _Records(logging.Handler):
+  """Keeps the log records of a run."""
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+
+  def emit(self, record):
+    self.records.append(record)
+
+
+UNINTERRUPTED_LOG = _Records()
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(dataset, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
   config = pretrain_config(dataset)
-  state = pretrain.train_and_evaluate(config, workdir)
+  root = logging.getLogger()
+  level = root.level
+  root.addHandler(UNINTERRUPTED_LOG)
+  root.setLevel(logging.INFO)
+  try:
+    state = pretrain.train_and_evaluate(config, workdir)
+  finally:
+    root.removeHandler(UNINTERRUPTED_LOG)
+    root.setLevel(level)
   return config, workdir, state
 
 
+@pytest.mark.slow
+def test_console_says_compile_then_one_line_per_step_with_an_eta(uninterrupted):
+  _, _, state = uninterrupted
+  assert int(state["step"]) == 4
+  for_console = [r for r in UNINTERRUPTED_LOG.records if getattr(r, "console", True)]
+  lines = [r.getMessage() for r in for_console if r.levelno >= logging.INFO]
+  compiling = lines.index("compiling the update step...")
+  assert lines[compiling + 1].startswith("compiled the update step and ran step 1 in ")
+  steps = [l for l in lines if l.startswith("step ")]
+  assert [l.split()[1] for l in steps] == ["1/4", "2/4", "3/4", "4/4"]
+  # From the first step measured after the compile on, a rate and an ETA.
+  assert steps[0].endswith("? samples/s  ETA ?")
+  assert all("ETA ?" not in l and "? samples/s" not in l for l in steps[1:])
+  # The parameter table goes to the log file only; the console gets one count per module.
+  counts = [l for l in lines if l.startswith("parameters: ")]
+  assert len(counts) == 1 and "video_encoder" in counts[0] and "audio_encoder" in counts[0]
+  tables = [r for r in UNINTERRUPTED_LOG.records if "| Name" in r.getMessage()]
+  assert tables and not any(getattr(r, "console", True) for r in tables)
+
+
+@pytest.mark.slow
 def test_run_logs_checkpoints_and_exports(uninterrupted):
   config, workdir, state = uninterrupted
   assert int(state["step"]) == 4
@@ -84,6 +128,7 @@ def test_run_logs_checkpoints_and_exports(uninterrupted):
                              atol=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_the_losses(uninterrupted, tmp_path):
   config, reference_dir, _ = uninterrupted
   # A run killed after step 2 leaves exactly what the reference run had saved at step 2.
@@ -122,6 +167,7 @@ def with_batch_hook(monkeypatch, hook):
   monkeypatch.setattr(pipeline, "make_train_iterator", Hooked)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_stops(dataset, tmp_path, monkeypatch):
   def signal_at_third(i, batch):
     if i == 2:  # while the loop fetches the batch of step 3
@@ -148,6 +194,7 @@ def random_batch(rng, size):
               audio=rng.normal(size=(size, 96, 30, 1)).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(dataset):
   config, model, schedule, tx = step_parts(dataset)
   rng = np.random.default_rng(0)
@@ -174,6 +221,7 @@ def test_eight_devices_match_one(dataset):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_path):
   _, workdir, state = uninterrupted
   assert checkpoint.export_workdir(workdir, str(tmp_path / "exported"), step=2) == 2
@@ -189,6 +237,7 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
     checkpoint.export_workdir(str(tmp_path), str(tmp_path / "x"))
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_step(dataset):
   config, model, schedule, tx = step_parts(dataset)
   batch = random_batch(np.random.default_rng(1), 4)

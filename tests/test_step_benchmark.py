@@ -49,6 +49,7 @@ def bench(tmp_path_factory):
 # End to end.
 
 
+@pytest.mark.slow
 def test_benchmark_runs_and_reports_sane_numbers(bench):
   markdown, r = bench
   n = jax.device_count()
@@ -150,6 +151,7 @@ def _nbytes(x):
   return int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
 
 
+@pytest.mark.slow
 def test_compiled_step_all_reduces_gradients_and_gathers_embeddings(bench):
   _, r = bench
   config = tiny_config()

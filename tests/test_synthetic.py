@@ -96,6 +96,7 @@ def test_events_flash_when_they_sound():
   np.testing.assert_allclose(flashes, np.ceil(np.asarray(event["onsets"]) * 50) / 50, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_generate_writes_media_files_titles_and_labels(tmp_path):
   out = tmp_path / "syn"
   plans = synthetic.generate(str(out), movies=1, shows=1, episodes=2, minutes=0.2, seed=1,

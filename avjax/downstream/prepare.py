@@ -21,9 +21,9 @@ import os
 import time
 
 import numpy as np
-import tqdm
 from absl import logging
 
+from avjax import console
 from avjax import fileio
 from avjax.data import config as data_config
 from avjax.data import example
@@ -128,7 +128,10 @@ def _run(tasks, workers, progress):
     # spawn: TensorFlow and FFmpeg threads do not survive fork().
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-      for summary in pool.map(_prepare_shard, tasks):
+      # Workers start on the first submit; their own output goes to the log file.
+      with console.children_output_to_log():
+        summaries = pool.map(_prepare_shard, tasks)
+      for summary in summaries:
         bar(summary)
         yield summary
   else:
@@ -182,6 +185,7 @@ def prepare(dataset, root, output, *, workers=1, fps=DEFAULT_PARAMS["fps"],
                             if layout.missing else f"{root}: the split files name no clips")
   output = os.path.abspath(output)
   os.makedirs(output, exist_ok=True)
+  console.attach_log(output)  # a command's log file, now that the layout was read
   params = dict(fps=float(fps), short_side=int(short_side), sample_rate=int(sample_rate),
                 jpeg_quality=int(jpeg_quality), clips_per_shard=int(clips_per_shard))
   planned, summaries, tasks = _plan(layout, output, params)
@@ -210,8 +214,8 @@ def prepare(dataset, root, output, *, workers=1, fps=DEFAULT_PARAMS["fps"],
 
 def _progress(total, enabled):
   """A callback that advances a progress bar of shards (clips and skips as its postfix)."""
-  bar = tqdm.tqdm(total=total, unit="shard", dynamic_ncols=True, desc="prepare",
-                  disable=not enabled or not total)
+  bar = console.progress(total=total, unit="shard", desc="prepare",
+                         disable=not enabled or not total)
   counts = dict(clips=0, skipped=0)
 
   def update(summary):

@@ -12,6 +12,7 @@ layer on the pooled features.
 """
 
 import functools
+import math
 import os
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from avjax import console
 from avjax import fileio
 from avjax import loop
 from avjax import optim
@@ -189,7 +191,12 @@ class TestEvaluator:
         c.data, c.split, batch_size=sharding.local_batch_size(c.eval_batch_size),
         num_test=self.info["num_test"], process_index=jax.process_index(),
         process_count=jax.process_count())
-    for batch in batches:
+    views = downstream_config.views_per_clip(c.data)
+    bar = console.progress(batches, desc=f"test step {step}: {views} views per clip",
+                           unit="batch", leave=False,
+                           total=math.ceil(self.info["num_test"] / c.eval_batch_size),
+                           disable=jax.process_index() != 0)
+    for batch in bar:
       out = jax.device_get(self._step_fn(state, sharding.host_to_global(batch, self.mesh)))
       for k in totals:
         totals[k] += float(out[k])

@@ -95,7 +95,8 @@ def run_probe(model, state, options, data, mesh, held_out, held_out_iter, batch_
   events, num_classes = probe_lib.load_labels(path)
   train_iter = data.training_titles(batch_size, seed=int(options.seed),
                                     max_snippets=int(options.probe_max_train_snippets))
-  train = embed.embed_iterator(model, _variables(state), train_iter, mesh)
+  train = embed.embed_iterator(model, _variables(state), train_iter, mesh,
+                               desc="probe: embedding training titles")
   y_train = probe_lib.labels_for(list(train_iter.title_ids), train["title_index"],
                                  train["snippet_index"], events, data.snippet_seconds)
   y_test = probe_lib.labels_for(list(held_out_iter.title_ids), held_out["title_index"],
@@ -122,7 +123,8 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
   t0 = time.time()
   batch_size = eval_batch_size(config, options)
   held_out_iter = data.held_out(batch_size)
-  held_out = embed.embed_iterator(model, _variables(state), held_out_iter, mesh)
+  held_out = embed.embed_iterator(model, _variables(state), held_out_iter, mesh,
+                                  desc=f"discrepancy step {step}: embedding held-out titles")
   pairs, info = measures.make_pairs(held_out["title_index"], max_pairs=int(options.max_pairs),
                                     seed=int(options.seed))
   sims = {n: measures.pair_similarities(held_out["z_video"], held_out["z_audio"], pairs[n])
@@ -188,8 +190,9 @@ def write_outputs(workdir, entry, edges, mass, options, writer=None):
   if jax.process_index() == 0:
     title = f"{os.path.basename(os.path.normpath(workdir))}, step {entry['step']}"
     step_path = os.path.join(workdir, FIGURE_DIR, f"hist_step_{entry['step']}.png")
-    plots.plot_histograms(edges, mass, entry, step_path, title=title)
-    plots.plot_histograms(edges, mass, entry, os.path.join(workdir, HIST_FIGURE), title=title)
+    for path in (step_path, os.path.join(workdir, HIST_FIGURE)):
+      plots.plot_histograms(edges, mass, entry, path, title=title,
+                            smoothing=float(options.smoothing))
     plots.plot_divergence_curves({"": data["steps"]}, os.path.join(workdir, CURVES_FIGURE),
                                  title=os.path.basename(os.path.normpath(workdir)))
   return data

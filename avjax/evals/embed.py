@@ -6,6 +6,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from avjax import console
 from avjax import sharding
 from avjax.models import heads
 
@@ -30,15 +31,19 @@ def _gather(x):
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def embed_iterator(model, variables, iterator, mesh):
-  """Runs every batch of an eval iterator through f, g and the heads.
+def embed_iterator(model, variables, iterator, mesh, *, desc="embed"):
+  """Runs every batch of an eval iterator through f, g and the heads (with a progress bar
+  named `desc`).
 
   Returns a dict of numpy arrays over the real (unmasked) snippets: f, g, z_video, z_audio
   [S, ...], title_index, snippet_index [S].
   """
   variables = jax.device_put(variables, sharding.replicated(mesh))
   parts = {}
-  for batch in iterator:
+  bar = console.progress(iterator, desc=desc, unit="batch", leave=False,
+                         total=getattr(iterator, "num_batches", None),
+                         disable=jax.process_index() != 0)
+  for batch in bar:
     batch = sharding.host_to_global(batch, mesh)
     out = _embed_batch(variables, batch["video"], batch["audio"], model=model)
     out.update(title_index=batch["title_index"], snippet_index=batch["snippet_index"],

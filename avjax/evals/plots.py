@@ -36,20 +36,75 @@ def _save(fig, path):
 # Discrepancy figures.
 
 
-def plot_histograms(edges, mass, entry, path, *, title=""):
-  """The densities of S+, S-, S!= on their shared bins, with the three KLs in the legend."""
+def histogram_density(mass, used, smoothing, width):
+  """Density per bin of a set's histogram without its pseudo-counts.
+
+  The KLs need the `smoothing` pseudo-counts per bin (no empty bins); a figure must not
+  show them: with few pairs they would draw a flat floor under the whole axis. The mass
+  was (count + smoothing) / (used + bins * smoothing), so the counts come back exactly.
+  """
+  mass = np.asarray(mass, np.float64)
+  if not used or not np.all(np.isfinite(mass)):
+    return np.full(len(mass), np.nan)
+  counts = np.clip(mass * (used + len(mass) * smoothing) - smoothing, 0.0, None)
+  return counts / counts.sum() / width if counts.sum() else np.zeros(len(mass))
+
+
+def robust_range(edges, densities, *, coverage=0.99, margin=0.05):
+  """(lo, hi) holding the central `coverage` of every set's mass, plus a margin.
+
+  A few outliers (clipped into the end bins) then do not squeeze the bulk of the
+  densities into a corner of the axis.
+  """
+  width = np.diff(edges)
+  los, his = [], []
+  for density in densities:
+    if not np.all(np.isfinite(density)) or not density.sum():
+      continue
+    cdf = np.cumsum(density * width)
+    cdf /= cdf[-1]
+    tail = (1 - coverage) / 2
+    los.append(edges[int(np.searchsorted(cdf, tail))])
+    his.append(edges[int(np.searchsorted(cdf, 1 - tail)) + 1])
+  if not los:
+    return float(edges[0]), float(edges[-1])
+  lo, hi = min(los), max(his)
+  pad = margin * (hi - lo)
+  return max(float(edges[0]), lo - pad), min(float(edges[-1]), hi + pad)
+
+
+def plot_histograms(edges, mass, entry, path, *, title="", smoothing=0.0):
+  """The densities of S+, S-, S!= on their shared bins; the three KLs beside the axes.
+
+  Args:
+    edges: the shared bin edges.
+    mass: {set name: probability mass per bin, with `smoothing` pseudo-counts per bin}.
+    entry: the step's discrepancy entry (KLs; pairs used per set).
+    path: PNG to write.
+    title: figure title.
+    smoothing: the pseudo-counts per bin in `mass` (left out of the figure).
+  """
   plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(6, 3.2))
+  fig, ax = plt.subplots(figsize=(7, 3.2))
   width = np.diff(edges)
   centers = edges[:-1] + width / 2
+  used = {name: (entry.get("pairs") or {}).get(name, {}).get("used", 0) for name in mass}
+  density = {name: histogram_density(mass[name], used[name], smoothing, width)
+             for name in mass}
   for name in ("S!=", "S-", "S+"):
-    ax.step(centers, mass[name] / width, where="mid", color=COLORS[name], label=pretty(name))
-    ax.fill_between(centers, mass[name] / width, step="mid", color=COLORS[name], alpha=0.15)
-  kl = "\n".join(f"{pretty(k)} = {v:.3f}" for k, v in entry["kl"].items())
-  ax.text(0.99, 0.97, kl, transform=ax.transAxes, ha="right", va="top", fontsize=8)
-  ax.set_xlabel(r"similarity $z_v^\top z_a$")
+    ax.step(centers, density[name], where="mid", color=COLORS[name],
+            label=f"{pretty(name)} ({used[name]:,} pairs)")
+    ax.fill_between(centers, density[name], step="mid", color=COLORS[name], alpha=0.15)
+  lo, hi = robust_range(edges, list(density.values()))
+  ax.set_xlim(lo, hi)
+  clipped = lo > edges[0] or hi < edges[-1]
+  ax.set_xlabel(r"similarity $z_v^\top z_a$" + (" (central 99% of each set)" if clipped else ""))
   ax.set_ylabel("density")
-  ax.legend(loc="upper left", fontsize=8)
+  ax.set_ylim(bottom=0)
+  # Legend and KLs outside the axes: they never cover a density.
+  ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+  kl = "\n".join(f"{pretty(k)} = {v:.3f}" for k, v in entry["kl"].items())
+  ax.text(1.03, 0.45, kl, transform=ax.transAxes, ha="left", va="top", fontsize=8)
   ax.set_title(title, fontsize=9)
   _save(fig, path)
 

@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from avjax import console
 from avjax.ingest import params as params_lib
 
 _D = params_lib.DEFAULT_PARAMS
@@ -83,7 +84,8 @@ def _ingest(f, params):
     if f.title_timeout:
       raise app.UsageError("--title_timeout applies to the local path (without --runner); "
                            "Beam runners have their own limits")
-    from avjax.ingest import beam as beam_ingest
+    with console.native_output_to_log():
+      from avjax.ingest import beam as beam_ingest
     return beam_ingest.ingest(f.input, f.output, runner=f.runner,
                               beam_pipeline_options=f.beam_pipeline_options,
                               metadata=f.metadata, params=params, threads=f.threads,
@@ -95,7 +97,8 @@ def _ingest(f, params):
   if remote:
     raise app.UsageError(f"{remote[0]}: paths on a bucket need a Beam runner "
                          "(--runner=DirectRunner to ingest on this host)")
-  from avjax.ingest import run
+  with console.native_output_to_log():
+    from avjax.ingest import run
   return run.ingest(f.input, f.output, metadata=f.metadata, workers=f.workers, params=params,
                     threads=f.threads, progress=f.progress, title_timeout=f.title_timeout)
 
@@ -104,6 +107,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  console.setup()  # the log file opens in the dataset folder once the input is found
   if f.verify:
     return verify_main(f.verify, f.repair)
   if not f.input or not f.output:
@@ -121,11 +125,12 @@ def main(argv):
   except KeyboardInterrupt:
     logging.warning("interrupted; finished titles are kept, rerun the same command to resume")
     return 130
-  logging.info("ingested %d titles (%d snippets, %.2f h), %d already done, %d skipped; "
-               "report in %s", report["ingested"], report["snippets"], report["hours"],
-               report["already_done"], len(report["failed"]), f.output)
   for failure in report["failed"]:
     print(f"skipped {failure['path']}: {failure['reason']}")
+  console.done(f"ingested {report['ingested']} titles ({report['snippets']} snippets, "
+               f"{report['hours']:.2f} h), {report['already_done']} already done, "
+               f"{len(report['failed'])} skipped", dataset=f.output,
+               report=f"{f.output}/ingest_report.json")
   return 1 if report["failed"] and not f.skip_errors else 0
 
 

@@ -19,8 +19,8 @@ import threading
 import time
 
 from absl import logging
-import tqdm
 
+from avjax import console
 from avjax import fileio
 from avjax import storage
 from avjax.data import records
@@ -167,6 +167,7 @@ def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads,
                    title_timeout):
   """The body of `ingest`, run while holding the output's lock."""
   done = _start_output(dataset_dir, params)
+  console.attach_log(dataset_dir)  # a command's log file, now that the input was found
   todo = [t for t in titles if t["id"] not in done]
   workers = max(1, min(workers, len(todo)))
   threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -175,8 +176,8 @@ def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads,
                 failed=[], interrupted=False)
   logging.info("%d titles, %d already done, %d to ingest with %d worker(s)", len(titles),
                report["already_done"], len(todo), workers)
-  bar = tqdm.tqdm(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
-                  desc="ingest", disable=not progress or not todo, smoothing=0.1)
+  bar = console.progress(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
+                         desc="ingest", disable=not progress or not todo, smoothing=0.1)
   jobs = [(t, dataset_dir, params, threads, title_timeout) for t in todo]
   pool = None
   last_manifest = time.time()
@@ -185,13 +186,17 @@ def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads,
       results = map(_ingest_one, jobs)
     else:
       # Spawn, not fork: the parent has TensorFlow loaded, which does not survive a fork.
-      pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+      # The workers' own output (library banners, their logging) goes to the log file;
+      # this process reports their results.
+      with console.children_output_to_log():
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
       results = pool.imap_unordered(_ingest_one, jobs)
     for i, (title, entry, reason) in enumerate(results):
-      bar.update(_size(title))
       _count(report, title, entry, reason)
       bar.set_postfix_str(f"titles {i + 1}/{len(todo)}, {report['snippets']} snippets, "
-                          f"{report['hours']:.2f} h, {len(report['failed'])} failed")
+                          f"{report['hours']:.2f} h, {len(report['failed'])} failed",
+                          refresh=False)
+      bar.update(_size(title))
       if time.time() - last_manifest > 30:  # entry files are the truth; this is a courtesy
         build_manifest(dataset_dir, params)
         last_manifest = time.time()

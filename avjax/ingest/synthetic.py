@@ -29,6 +29,7 @@ import os
 
 from absl import logging
 
+from avjax import console
 from avjax import fileio
 from avjax.ingest import synthetic_render
 from avjax.ingest.synthetic_plan import Options, event_class, plan_collection
@@ -67,14 +68,23 @@ def write_titles_csv(path, plans):
         w.writerow([p["id"], p["kind"], p["show"] or "", "|".join(p["genres"]), p["path"]])
 
 
-def generate(output, *, movies, shows, episodes, minutes, seed, options=Options()):
-  """Writes a synthetic collection to `output`; returns its plans."""
+def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(),
+             progress=True):
+  """Writes a synthetic collection to `output` (a progress bar over titles); returns its
+  plans."""
   plans = plan_collection(movies=movies, shows=shows, episodes=episodes, minutes=minutes,
                           seed=seed, options=options)
+  bar = console.progress(total=sum(p["duration"] for p in plans) / 60, unit="min",
+                         desc="synthetic titles", disable=not progress,
+                         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min of content "
+                                    "[{elapsed}<{remaining}]{postfix}")
   for i, plan in enumerate(plans):
     synthetic_render.render_title(plan, os.path.join(output, plan["path"]), options)
     logging.info("wrote %s (%d/%d, %.1f min)", plan["path"], i + 1, len(plans),
-                 plan["duration"] / 60)
+                 plan["duration"] / 60, extra=console.FILE_ONLY)
+    bar.set_postfix_str(f"{i + 1}/{len(plans)} titles", refresh=False)
+    bar.update(min(plan["duration"] / 60, bar.total - bar.n))  # no float overshoot
+  bar.close()
   write_titles_csv(os.path.join(output, TITLES_CSV), plans)
   fileio.write_json(os.path.join(output, LABELS), labels(plans, seed=seed, options=options))
   return plans

@@ -9,8 +9,8 @@ Runs (4; w = Mn, res=high):
   movie_tv_k{8,16,32}  Movie+TV, k in {8, 16, 32}, the usual 10 epochs
 
 Sweep args (comma-separated, after the colon):
-  movie=PATH   Movie dataset dir (default data/movie)
-  tv=PATH      TV dataset dir (default data/tv)
+  movie=PATH   Movie dataset dir (required)
+  tv=PATH      TV dataset dir: the Movie+TV runs (left out when not given)
   runlocal     the tiny configs/pretrain.py variant (k capped at 4, 2 epochs -> 4)
 """
 
@@ -19,10 +19,13 @@ from avjax import config_args
 # configs/pretrain.py's num_epochs (Section 7.2), and its runlocal value.
 EPOCHS, RUNLOCAL_EPOCHS = 10, 2
 MOVIE_TV_KS = (8, 16, 32)
+DATASET_ARGS = ("movie", "tv")
 
 
 def get_sweep(arg=None):
-  arg = config_args.parse_arg(arg, movie="data/movie", tv="data/tv", runlocal=False)
+  arg = config_args.parse_arg(arg, movie="", tv="", runlocal=False)
+  if not arg.movie:
+    raise ValueError("no dataset given: add movie=PATH (and tv=PATH) after the colon")
   local = ",runlocal" if arg.runlocal else ""
   epochs = RUNLOCAL_EPOCHS if arg.runlocal else EPOCHS
   runs = [dict(name="movie_k16_2x",
@@ -31,5 +34,5 @@ def get_sweep(arg=None):
   runs += [dict(name=f"movie_tv_k{k}",
                 config=f"configs/pretrain.py:dataset={arg.movie}+{arg.tv},k={k},res=high{local}",
                 overrides={})
-           for k in MOVIE_TV_KS]
+           for k in MOVIE_TV_KS if arg.tv]
   return runs

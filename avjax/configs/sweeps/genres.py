@@ -16,7 +16,7 @@ Resolution: the paper ran this table at 112x112 crops; we crop 112 from a 134-px
 side, the same 1.2 ratio as the default 190 -> 158.
 
 Sweep args (comma-separated, after the colon):
-  movie=PATH   Movie dataset dir (default data/movie)
+  movie=PATH   Movie dataset dir (required)
   budget=N     number of movies per run (default 1600; 8 with runlocal)
   runlocal     the tiny configs/pretrain.py variant (keeps its own tiny resolution)
 """
@@ -35,10 +35,13 @@ GENRE_RUNS = [
 ]
 TITLE_BUDGET = 1600
 SHORT_SIDE, CROP_SIZE = 134, 112
+DATASET_ARGS = ("movie",)
 
 
 def get_sweep(arg=None):
-  arg = config_args.parse_arg(arg, movie="data/movie", budget=0, runlocal=False)
+  arg = config_args.parse_arg(arg, movie="", budget=0, runlocal=False)
+  if not arg.movie:
+    raise ValueError("no dataset given: add movie=PATH after the colon")
   budget = arg.budget or (8 if arg.runlocal else TITLE_BUDGET)
   config = f"configs/pretrain.py:dataset={arg.movie},k=16" + (",runlocal" if arg.runlocal else "")
   runs = []

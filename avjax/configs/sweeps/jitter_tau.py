@@ -10,7 +10,7 @@ The first two rows are Table 1's k=1 and k=16 (w = Mn) runs, repeated so that th
 comes out of one sweep.
 
 Sweep args (comma-separated, after the colon):
-  movie=PATH   Movie dataset dir (default data/movie)
+  movie=PATH   Movie dataset dir (required)
   runlocal     the tiny configs/pretrain.py variant (k is capped at 4 there)
 """
 
@@ -18,6 +18,7 @@ from avjax import config_args
 
 JITTER_RUNS = [(1, 0.0), (16, 0.0), (1, 1.0), (16, 0.5), (16, 1.0)]
 TAU_RUNS = [(16, 0.07), (16, 0.30)]
+DATASET_ARGS = ("movie",)
 
 
 def _run(name, args, runlocal):
@@ -26,7 +27,9 @@ def _run(name, args, runlocal):
 
 
 def get_sweep(arg=None):
-  arg = config_args.parse_arg(arg, movie="data/movie", runlocal=False)
+  arg = config_args.parse_arg(arg, movie="", runlocal=False)
+  if not arg.movie:
+    raise ValueError("no dataset given: add movie=PATH after the colon")
   data = f"dataset={arg.movie}"
   return ([_run(f"k{k}_jitter{sigma:g}", f"{data},k={k},jitter={sigma:g}", arg.runlocal)
            for k, sigma in JITTER_RUNS]

@@ -11,14 +11,17 @@ Runs (21; w=Mn is w=-1, no temporal constraint; k=1 is the i.i.d. baseline):
          k = 8, w in {64, 128};  k = 16, w = 256
 
 Sweep args (comma-separated, after the colon):
-  movie=PATH   Movie dataset dir (default data/movie)
-  tv=PATH      TV dataset dir (default data/tv)
+  movie=PATH   Movie dataset dir: the Movie runs
+  tv=PATH      TV dataset dir: the TV runs
   runlocal     the tiny configs/pretrain.py variant (k is capped at 4 there)
+The runs of a dataset that is not given are left out (no default paths: a sweep never
+points runs at a dataset that was not named); at least one must be given.
 """
 
 from avjax import config_args
 
 MN = -1  # w = M_n: the whole title.
+DATASET_ARGS = ("movie", "tv")
 
 MOVIE_RUNS = (
     [(k, MN) for k in (1, 4, 8, 16, 32, 64)]
@@ -35,6 +38,8 @@ def _run(dataset_name, dataset, k, w, runlocal):
 
 
 def get_sweep(arg=None):
-  arg = config_args.parse_arg(arg, movie="data/movie", tv="data/tv", runlocal=False)
-  return ([_run("movie", arg.movie, k, w, arg.runlocal) for k, w in MOVIE_RUNS]
-          + [_run("tv", arg.tv, k, w, arg.runlocal) for k, w in TV_RUNS])
+  arg = config_args.parse_arg(arg, movie="", tv="", runlocal=False)
+  if not (arg.movie or arg.tv):
+    raise ValueError("no dataset given: add movie=PATH and/or tv=PATH after the colon")
+  return ([_run("movie", arg.movie, k, w, arg.runlocal) for k, w in MOVIE_RUNS if arg.movie]
+          + [_run("tv", arg.tv, k, w, arg.runlocal) for k, w in TV_RUNS if arg.tv])
