@@ -32,6 +32,8 @@ flags.DEFINE_string("labels", _D.labels, "labels.json for the probe (default: fo
                     "to the dataset's sources).")
 flags.DEFINE_bool("probe", True, "Run the linear probes (--noprobe to skip).")
 flags.DEFINE_bool("random_init", _D.random_init, "Also probe the run's random-init encoders.")
+flags.DEFINE_integer("probe_max_train_snippets", _D.probe_max_train_snippets,
+                     "Training-title snippets the probes fit on (whole titles, by seed).")
 flags.DEFINE_integer("floor_rounds", _D.floor_rounds, "Random splits per KL noise floor.")
 flags.DEFINE_integer("bootstrap_rounds", _D.bootstrap_rounds,
                      "Title-bootstrap replicates of mean S+ - mean S!= (and S-).")
@@ -45,6 +47,7 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   overrides = {name: f[name].value for name in ("bins", "smoothing", "max_pairs", "labels",
                                                  "seed", "random_init", "floor_rounds",
+                                                 "probe_max_train_snippets",
                                                  "bootstrap_rounds") if f[name].present}
   if not f.probe:
     overrides["probe"] = False

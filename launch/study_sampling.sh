@@ -22,6 +22,7 @@
 #   LR         peak learning rate                              [0.005]
 #   EVAL_EVERY steps between discrepancy evaluations           [150]
 #   JOBS       runs at a time                                  [2]
+#   PROBE_SNIPPETS  training-title snippets the probes fit on (whole titles) [1500]
 #   PRESET_ARGS  flags for python -m avjax.synthetic --preset=study (sizes only; the look
 #              is frozen)                                      [""]
 #   FRAMES HOP   frames per clip and log-mel hop (samples)     [4 1024]
@@ -46,7 +47,7 @@ if [[ "${TOY:-0}" == "1" ]]; then
   : "${DOC:=$ROOT/study_sampling.md}" "${FIGURES:=$ROOT/figures}"
 fi
 : "${SETTINGS:=1:-1 4:-1 16:-1 16:16}" "${SEEDS:=0 1 2 3 4}" "${STEPS:=300}" "${BATCH:=64}"
-: "${LR:=0.005}" "${EVAL_EVERY:=150}" "${JOBS:=2}" "${PRESET_ARGS:=}"
+: "${LR:=0.005}" "${EVAL_EVERY:=150}" "${JOBS:=2}" "${PRESET_ARGS:=}" "${PROBE_SNIPPETS:=1500}"
 : "${FRAMES:=4}" "${HOP:=1024}"
 : "${CACHE:=$ROOT/data}"
 : "${DOC:=$REPO/docs/study_sampling.md}" "${FIGURES:=$REPO/docs/study_sampling}"
@@ -154,6 +155,7 @@ run_one() {  # k w seed slot
     --config.data.num_frames="$FRAMES" --config.data.short_side="$SHORT_SIDE" \
     --config.data.crop_size="$SHORT_SIDE" --config.data.hop="$HOP" \
     --config.evals.discrepancy="$EVAL_EVERY" \
+    --config.discrepancy.probe_max_train_snippets="$PROBE_SNIPPETS" \
     --config.log_every_steps=10 --config.checkpoint_every_steps="$STEPS" \
     > "$ROOT/$name.log" 2>&1
   local rc=$?
