@@ -17,6 +17,7 @@ from absl import flags
 from avjax import console
 from avjax import sharding
 from avjax.evals import discrepancy
+from avjax.evals import summary
 
 _D = discrepancy.default_config()
 flags.DEFINE_string("workdir", None, "A pretraining workdir (config.json, checkpoints/).",
@@ -29,7 +30,13 @@ flags.DEFINE_float("smoothing", _D.smoothing, "Pseudo-counts per bin.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of the pair subsample and probe title draw.")
 flags.DEFINE_string("labels", _D.labels, "labels.json for the probe (default: found next "
                     "to the dataset's sources).")
-flags.DEFINE_bool("probe", True, "Run the linear probe (--noprobe to skip).")
+flags.DEFINE_bool("probe", True, "Run the linear probes (--noprobe to skip).")
+flags.DEFINE_bool("random_init", _D.random_init, "Also probe the run's random-init encoders.")
+flags.DEFINE_integer("probe_max_train_snippets", _D.probe_max_train_snippets,
+                     "Training-title snippets the probes fit on (whole titles, by seed).")
+flags.DEFINE_integer("floor_rounds", _D.floor_rounds, "Random splits per KL noise floor.")
+flags.DEFINE_integer("bootstrap_rounds", _D.bootstrap_rounds,
+                     "Title-bootstrap replicates of mean S+ - mean S!= (and S-).")
 
 
 def main(argv):
@@ -39,7 +46,9 @@ def main(argv):
   console.setup(f.workdir if os.path.isdir(f.workdir) else None)
   sharding.maybe_initialize_distributed()
   overrides = {name: f[name].value for name in ("bins", "smoothing", "max_pairs", "labels",
-                                                 "seed") if f[name].present}
+                                                 "seed", "random_init", "floor_rounds",
+                                                 "probe_max_train_snippets",
+                                                 "bootstrap_rounds") if f[name].present}
   if not f.probe:
     overrides["probe"] = False
   steps = "all" if f.all_steps else None if f.step is None else [f.step]
@@ -52,15 +61,7 @@ def main(argv):
   except validate.ConfigError as e:
     sys.exit(f"avjax.discrepancy: {e}")
   for entry in entries:
-    kl = ", ".join(f"{k} = {v:.4f}" for k, v in entry["kl"].items())
-    print(f"step {entry['step']}: {kl}, gap = {entry['gap']:.4f}")
-    probe = entry.get("probe") or {}
-    if "video" in probe:
-      print(f"  probe top-1: video (f) {probe['video']:.3f}, audio (g) {probe['audio']:.3f}, "
-            f"z_v {probe['video_z']:.3f}, z_a {probe['audio_z']:.3f} "
-            f"(majority class {probe['majority']:.3f})")
-    elif probe:
-      print(f"  probe skipped: {probe.get('skipped')}")
+    print("\n".join(summary.summary_lines(entry)))
   workdir = os.path.abspath(f.workdir)
   console.done(f"discrepancy measures of step(s) {', '.join(str(e['step']) for e in entries)}",
                results=os.path.join(workdir, "discrepancy.json"),

@@ -36,7 +36,8 @@ def main(argv):
     if not f.doc or not f.figures:
       raise app.UsageError("--study needs --doc and --figures")
     rows = study.write_study_report(f.study, f.doc, f.figures)
-    print(study.study_table(rows))
+    print(study.probe_table(rows))
+    print(study.discrepancy_table(rows))
     return
   if not f.runs or not f.output:
     raise app.UsageError("give --runs=DIR1,DIR2 and --output=loss.png (or --study=...)")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from avjax import losses
+from avjax.models import av
 from avjax.models import remat as remat_lib
 
 
@@ -28,9 +29,8 @@ def init_state(rng, *, model, tx, video_shape, audio_shape):
 
   Called under jit with replicated out_shardings, so it is built in place on every device.
   """
-  init_rng, state_rng = jax.random.split(rng)
-  variables = model.init(init_rng, jnp.zeros(video_shape, jnp.float32),
-                         jnp.zeros(audio_shape, jnp.float32), train=False)
+  variables = av.init_variables(model, rng, video_shape, audio_shape)
+  _, state_rng = jax.random.split(rng)
   params = variables["params"]
   return dict(step=jnp.zeros((), jnp.int32), params=params,
               batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),

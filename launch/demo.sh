@@ -15,39 +15,46 @@ WORK="$(cd "$WORK" && pwd)"  # relative to the caller's folder, before anything 
 EXTRAS=data source "$REPO/launch/env.sh"
 export AVJAX_LOG_FILE="${AVJAX_LOG_FILE:-$WORK/demo.log}"
 
-# Sizes: 12 titles of about a minute, 200 steps of the tiny model at batch 16.
-MOVIES=6 SHOWS=3 EPISODES=2 MINUTES=1 SHORT_SIDE=64 VAL=0.3 STEPS=200 EVAL_EVERY=40
-LOG_EVERY=10 SYNTHETIC_ARGS=() MAIN_ARGS=()
+# Sizes: the "demo" synthetic preset (52 titles of about a minute, the look of the
+# sampling study's benchmark), 300 steps of the tiny model at batch 64, k = 16.
+SYNTHETIC_ARGS=() VAL=0.25 STEPS=300 EVAL_EVERY=100 LOG_EVERY=10
+MAIN_ARGS=(--config.batch_size=64 --config.data.k=16 --config.optimizer.lr_peak=0.005)
 if [[ "${TOY:-0}" == "1" ]]; then  # the sizes of launch/study_sampling.sh's TOY
-  MOVIES=4 SHOWS=1 EPISODES=2 MINUTES=0.3 SHORT_SIDE=32 VAL=0.4 STEPS=4 EVAL_EVERY=2
-  LOG_EVERY=1 SYNTHETIC_ARGS=(--width=160 --height=90)
-  MAIN_ARGS=(--config.batch_size=8 --config.data.k=2 --config.data.num_frames=4
-             --config.data.short_side=32 --config.data.crop_size=24 --config.data.hop=1024
-             --config.discrepancy.probe_steps=20)
+  SYNTHETIC_ARGS=(--movies=4 --shows=1 --episodes=2 --minutes=0.3) VAL=0.4 STEPS=4
+  EVAL_EVERY=2 LOG_EVERY=1
+  MAIN_ARGS=(--config.batch_size=8 --config.data.k=2 --config.discrepancy.probe_steps=20)
 fi
 
-echo "[demo] 1/3 generating synthetic long-form titles in $WORK/synthetic"
+echo "[demo] 1/3 generating synthetic long-form titles in $WORK/synthetic (preset \"demo\")"
 if [[ ! -f "$WORK/synthetic/labels.json" ]]; then
-  python -m avjax.synthetic --output="$WORK/synthetic" --movies="$MOVIES" --shows="$SHOWS" \
-    --episodes="$EPISODES" --minutes="$MINUTES" --seed=0 ${SYNTHETIC_ARGS[@]+"${SYNTHETIC_ARGS[@]}"}
+  python -m avjax.synthetic --output="$WORK/synthetic" --preset=demo --seed=0 --workers=2 \
+    ${SYNTHETIC_ARGS[@]+"${SYNTHETIC_ARGS[@]}"}
 else
   echo "[demo] already there"
 fi
 
 echo "[demo] 2/3 ingesting them into snippet records in $WORK/dataset"
 python -m avjax.ingest --input="$WORK/synthetic" --output="$WORK/dataset" \
-  --short_side="$SHORT_SIDE" --val_fraction="$VAL" --workers=2
+  --short_side=32 --val_fraction="$VAL" --workers=2
 
-echo "[demo] 3/3 pretraining the tiny demo model (k=4 snippets per title) in $WORK/run," \
+echo "[demo] 3/3 pretraining the tiny demo model (k=16 snippets per title) in $WORK/run," \
      "with the discrepancy measures every $EVAL_EVERY steps and the event probe at the end"
-python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=4,runlocal" \
+python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=16,runlocal" \
   --workdir="$WORK/run" --config.total_steps="$STEPS" --config.evals.discrepancy="$EVAL_EVERY" \
   --config.checkpoint_every_steps=100 --config.log_every_steps="$LOG_EVERY" \
-  ${MAIN_ARGS[@]+"${MAIN_ARGS[@]}"}
+  --config.data.num_frames=4 --config.data.short_side=32 --config.data.crop_size=32 \
+  --config.data.hop=1024 ${MAIN_ARGS[@]+"${MAIN_ARGS[@]}"}
 
+echo
+echo "[demo] done. Does it learn? (held-out titles, last step)"
+python - "$WORK/run" <<'PY'
+import json, os, sys
+from avjax.evals import summary
+entry = json.load(open(os.path.join(sys.argv[1], "discrepancy.json")))["steps"][-1]
+print("\n".join("  " + line for line in summary.verdict_lines(entry)))
+PY
 cat <<MSG
 
-[demo] done.
   logs (TensorBoard):  tensorboard --logdir $WORK/run
   metrics per step:    $WORK/run/metrics.jsonl
   exported f and g:    $WORK/run/export

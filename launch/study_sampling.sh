@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
-# The sampling study of paper Section 4.2 / Table 1, small enough for a 2-core CPU (< 1 h):
-#   generate synthetic movies + TV episodes -> ingest (both cached, reused across runs)
+# The sampling study of paper Section 4.2 / Table 1 on the frozen "study" synthetic preset,
+# small enough for a 2-core CPU (< 1 h from a fresh checkout):
+#   generate the preset's movies + TV episodes -> ingest (both cached, reused across runs)
+#   -> what the inputs alone say (python -m avjax.inputs)
 #   -> pretrain the tiny model for each sampling setting and seed, the same number of steps,
-#      with the discrepancy measures every EVAL_EVERY steps and the linear probe at the end
-#   -> docs/study_sampling.md: Table 1 layout (probe accuracy, mean ± std over seeds, plus
-#      the three KLs) and figures (loss curves, divergences against step, densities).
+#      JOBS runs at a time (each pinned to its own core when taskset exists), with the
+#      discrepancy measures every EVAL_EVERY steps and the probes at the end
+#   -> docs/study_sampling.md: tables (probes against random init, KLs against their noise
+#      floors, S+ separation, mean ± 95% CI over seeds), the minimum detectable difference,
+#      figures.
 #
 # Usage: bash launch/study_sampling.sh [ROOT]        (default ROOT: runs/study_sampling)
 #   Relative paths (ROOT, CACHE, DOC, FIGURES) are relative to the current folder.
-#   TOY=1      a toy size for tests (2 settings, 1 seed, a few steps; about a minute); its
-#              report goes to ROOT/study_sampling.md unless DOC is set
+#   TOY=1      a toy size for tests (2 settings, 1 seed, a few steps); its report goes to
+#              ROOT/study_sampling.md unless DOC is set
 # Sizes (environment; defaults in brackets, TOY values in the code below):
 #   SETTINGS   "k:w ..." with w=-1 for w = M_n                ["1:-1 4:-1 16:-1 16:16"]
-#   SEEDS      seeds per setting                               ["0 1 2"]
-#   STEPS      training steps per run                          [400]
-#   BATCH      global batch size B (a multiple of every k)     [32]
-#   EVAL_EVERY steps between discrepancy evaluations           [100]
-#   MOVIES SHOWS EPISODES MINUTES ARTIFACTS   synthetic set    [40 4 3 2.0 3.0]
-#   SHORT_SIDE CROP FRAMES HOP VAL   ingest size, crop, frames, mel hop (samples), held-out
-#              fraction                                        [48 32 4 1024 0.25]
+#   SEEDS      seeds per setting                               ["0 1 2 3 4"]
+#   STEPS      training steps per run                          [300]
+#   BATCH      global batch size B (a multiple of every k)     [64]
+#   LR         peak learning rate                              [0.005]
+#   EVAL_EVERY steps between discrepancy evaluations           [150]
+#   JOBS       runs at a time                                  [2]
+#   PROBE_SNIPPETS  training-title snippets the probes fit on (whole titles) [1500]
+#   PRESET_ARGS  flags for python -m avjax.synthetic --preset=study (sizes only; the look
+#              is frozen)                                      [""]
+#   FRAMES HOP   frames per clip and log-mel hop (samples)     [4 1024]
 #   CACHE      where the synthetic set and dataset are kept    [ROOT/data]
 #   DOC FIGURES   report and its PNGs   [the repository's docs/study_sampling.md and
 #              docs/study_sampling]
-# Rerunning skips finished runs (their discrepancy.json holds the final probe) and resumes
+# Rerunning skips finished runs (their discrepancy.json holds the final probes) and resumes
 # interrupted ones from their checkpoints; the report is rewritten from whatever finished.
 set -uo pipefail
 main() {
@@ -36,14 +43,12 @@ ROOT="$(cd "$ROOT" && pwd)"
 
 if [[ "${TOY:-0}" == "1" ]]; then
   : "${SETTINGS:=1:-1 2:2}" "${SEEDS:=0}" "${STEPS:=4}" "${BATCH:=8}" "${EVAL_EVERY:=2}"
-  : "${MOVIES:=4}" "${SHOWS:=1}" "${EPISODES:=2}" "${MINUTES:=0.3}"
-  : "${SHORT_SIDE:=32}" "${CROP:=24}" "${FRAMES:=4}" "${HOP:=1024}" "${VAL:=0.4}"
+  : "${PRESET_ARGS:=--movies=4 --shows=1 --episodes=2 --minutes=0.2}" "${VAL:=0.4}"
   : "${DOC:=$ROOT/study_sampling.md}" "${FIGURES:=$ROOT/figures}"
 fi
-: "${SETTINGS:=1:-1 4:-1 16:-1 16:16}" "${SEEDS:=0 1 2}" "${STEPS:=400}" "${BATCH:=32}"
-: "${EVAL_EVERY:=100}"
-: "${MOVIES:=40}" "${SHOWS:=4}" "${EPISODES:=3}" "${MINUTES:=2.0}" "${ARTIFACTS:=3.0}"
-: "${SHORT_SIDE:=48}" "${CROP:=32}" "${FRAMES:=4}" "${HOP:=1024}" "${VAL:=0.25}"
+: "${SETTINGS:=1:-1 4:-1 16:-1 16:16}" "${SEEDS:=0 1 2 3 4}" "${STEPS:=300}" "${BATCH:=64}"
+: "${LR:=0.005}" "${EVAL_EVERY:=150}" "${JOBS:=2}" "${PRESET_ARGS:=}" "${PROBE_SNIPPETS:=1500}"
+: "${FRAMES:=4}" "${HOP:=1024}"
 : "${CACHE:=$ROOT/data}"
 : "${DOC:=$REPO/docs/study_sampling.md}" "${FIGURES:=$REPO/docs/study_sampling}"
 # Compiled steps are the same for every run: compile once, reuse from disk.
@@ -53,22 +58,26 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_CO
 log() { echo "[study $(date +%H:%M:%S)] $*"; }
 START=$(date +%s)
 
-# --- Data: generated and ingested once per set of parameters.
-SET="m${MOVIES}_s${SHOWS}x${EPISODES}_${MINUTES}min_a${ARTIFACTS}"
+# --- Data: the frozen "study" preset, generated and ingested once per set of sizes.
+SHORT_SIDE=32; : "${VAL:=0.2}"  # what the preset is made for (avjax/ingest/synthetic_presets.py)
+SET="study$(echo "$PRESET_ARGS" | tr -cd 'a-z0-9.=' | tr '=' '_')"
 SYN="$CACHE/synthetic_$SET"
-DS="$CACHE/dataset_${SET}_ss${SHORT_SIDE}_val${VAL}"
+DS="$CACHE/dataset_${SET}_val$VAL"
 if [[ ! -f "$SYN/labels.json" ]]; then
-  log "generating $SYN"
-  python -m avjax.synthetic --output="$SYN" --movies="$MOVIES" --shows="$SHOWS" \
-    --episodes="$EPISODES" --minutes="$MINUTES" --artifact_strength="$ARTIFACTS" --seed=0 \
-    --width=160 --height=90 || exit 1
+  log "generating $SYN (python -m avjax.synthetic --preset=study $PRESET_ARGS)"
+  # shellcheck disable=SC2086
+  python -m avjax.synthetic --output="$SYN" --preset=study $PRESET_ARGS --seed=0 \
+    --workers="$JOBS" || exit 1
 fi
-if [[ ! -f "$DS/manifest.json" ]] || \
-   [[ "$(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['titles']))" \
-        "$DS/manifest.json")" != "$((MOVIES + SHOWS * EPISODES))" ]]; then
+if [[ ! -f "$DS/ingest_report.json" ]]; then
   log "ingesting into $DS"
   python -m avjax.ingest --input="$SYN" --output="$DS" --short_side="$SHORT_SIDE" \
-    --val_fraction="$VAL" --workers=2 || exit 1
+    --val_fraction="$VAL" --workers="$JOBS" --noprogress || exit 1
+fi
+if [[ ! -f "$ROOT/inputs.json" ]]; then
+  log "what the inputs alone say"
+  python -m avjax.inputs --dataset="$DS" --short_side="$SHORT_SIDE" --crop_size="$SHORT_SIDE" \
+    --num_frames="$FRAMES" --hop="$HOP" --output="$ROOT/inputs.json" || exit 1
 fi
 
 # --- Runs.
@@ -87,17 +96,19 @@ EOF
 }
 
 write_study_json() {  # the runs, the settings in words, the wall time so far
-  python - "$ROOT/study.json" "$ROOT" "$DS" "$SETTINGS" "$SEEDS" "$STEPS" "$BATCH" \
-      "$MOVIES" "$SHOWS" "$EPISODES" "$MINUTES" "$ARTIFACTS" "$SHORT_SIDE" "$CROP" "$FRAMES" "$HOP" \
-      "$(( $(date +%s) - START ))" "${TOY:-0}" <<'EOF'
+  python - "$ROOT/study.json" "$ROOT" "$DS" "$SYN" "$SETTINGS" "$SEEDS" "$STEPS" "$BATCH" "$LR" \
+      "$SHORT_SIDE" "$FRAMES" "$HOP" "$(( $(date +%s) - START ))" "${TOY:-0}" \
+      "$PRESET_ARGS" <<'EOF'
 import json, os, platform, sys
-(out, root, ds, settings, seeds, steps, batch, movies, shows, episodes, minutes, artifacts,
- short_side, crop, frames, hop, wall, toy) = sys.argv[1:]
+(out, root, ds, syn, settings, seeds, steps, batch, lr, short_side, frames, hop, wall, toy,
+ preset_args) = sys.argv[1:]
 from avjax import fileio
 manifest = json.load(open(os.path.join(ds, "manifest.json")))
 titles = manifest["titles"]
 split = {s: [t for t in titles if t["split"] == s] for s in ("train", "val")}
 snip = {s: sum(t["num_snippets"] for t in v) for s, v in split.items()}
+lengths = [t["num_snippets"] for t in titles]
+labels = json.load(open(os.path.join(syn, "labels.json")))
 def name(k, w, seed):
   suffix = "" if k == "1" else ("_wMn" if w == "-1" else f"_w{w}")
   return f"k{k}{suffix}_seed{seed}"
@@ -108,60 +119,85 @@ for kw in settings.split():
   rows.append(dict(label=label, k=int(k), w=int(w), runs=[
       dict(seed=int(s), workdir=os.path.join(root, "runs", name(k, w, s)))
       for s in seeds.split()]))
+command = " ".join(["python -m avjax.synthetic --preset=study"] + preset_args.split())
 desc = (
     f"{'TOY SIZE (test only). ' if toy == '1' else ''}"
-    f"Synthetic set: {movies} movies + {shows} shows x {episodes} episodes of ~{minutes} min "
-    f"(artifact strength {artifacts}, 10 event classes), ingested at short side "
+    f"Synthetic set: `{command}` ({len(titles)} titles, {len(labels['classes'])} event "
+    f"classes, {min(lengths)}-{max(lengths)} snippets per title), ingested at short side "
     f"{short_side}; {len(split['train'])} training titles ({snip['train']} snippets), "
     f"{len(split['val'])} held-out titles ({snip['val']} snippets). "
     f"Model: runlocal tiny R(2+1)D / ResNet audio encoders, d = 64, {frames} frames, "
-    f"{crop}x{crop} crops, log-mel hop {hop}. Every run: batch B = {batch}, {steps} steps of Adam "
-    f"(warm-up 1 epoch, cosine), seeds {seeds.replace(' ', ', ')}. "
-    f"Probe: logistic regression on pooled f / g (and z) of the training titles' snippets, "
-    f"top-1 on the held-out titles' snippets.")
+    f"{short_side}x{short_side} crops, log-mel hop {hop}. Every run: batch B = {batch}, "
+    f"{steps} steps of Adam (warm-up 1 epoch to {lr}, cosine), seeds "
+    f"{seeds.replace(' ', ', ')}.")
 fileio.write_json(out, dict(settings=rows, description=desc, wall_seconds=int(wall),
                             machine=f"{os.cpu_count()}-core {platform.machine()} CPU",
-                            dataset=ds))
+                            dataset=ds, inputs=os.path.join(root, "inputs.json")))
 EOF
 }
 
+run_one() {  # k w seed slot
+  local k="$1" w="$2" seed="$3" slot="$4"
+  local name; name="$(run_name "$k" "$w" "$seed")"
+  local RUN="$ROOT/runs/$name"
+  local pin=()
+  if command -v taskset > /dev/null && [[ "$JOBS" -gt 1 ]]; then
+    pin=(taskset -c "$(( slot % $(nproc) ))")
+  fi
+  log "$name: pretraining $STEPS steps (k=$k, w=$w, B=$BATCH, seed $seed)"
+  local t0; t0=$(date +%s)
+  # runlocal caps k at 4; the overrides below set the study's k and sizes.
+  "${pin[@]}" python -m avjax.main --config="configs/pretrain.py:dataset=$DS,k=$k,w=$w,runlocal" \
+    --workdir="$RUN" --config.data.k="$k" --config.data.w="$w" \
+    --config.batch_size="$BATCH" --config.total_steps="$STEPS" \
+    --config.optimizer.lr_peak="$LR" \
+    --config.seed="$seed" --config.data.seed="$seed" \
+    --config.data.num_frames="$FRAMES" --config.data.short_side="$SHORT_SIDE" \
+    --config.data.crop_size="$SHORT_SIDE" --config.data.hop="$HOP" \
+    --config.evals.discrepancy="$EVAL_EVERY" \
+    --config.discrepancy.probe_max_train_snippets="$PROBE_SNIPPETS" \
+    --config.log_every_steps=10 --config.checkpoint_every_steps="$STEPS" \
+    > "$ROOT/$name.log" 2>&1
+  local rc=$?
+  if [[ $rc -ne 0 ]]; then
+    log "$name: FAILED (exit $rc), see $ROOT/$name.log"; tail -5 "$ROOT/$name.log"
+    return 1
+  fi
+  log "$name: $(( $(date +%s) - t0 )) s; $(grep -o 'discrepancy step.*' "$ROOT/$name.log" | tail -1)"
+}
+
 write_study_json
-FAILED=()
-for kw in $SETTINGS; do
-  for seed in $SEEDS; do
+FAILED=0
+slot=0
+declare -A PIDS=()
+for seed in $SEEDS; do  # seeds outermost: a stopped study has every setting at equal seeds
+  for kw in $SETTINGS; do
     k="${kw%%:*}"; w="${kw##*:}"
     name="$(run_name "$k" "$w" "$seed")"
-    RUN="$ROOT/runs/$name"
-    if finished "$RUN"; then log "$name: done before, skipped"; continue; fi
-    log "$name: pretraining $STEPS steps (k=$k, w=$w, B=$BATCH, seed $seed)"
-    t0=$(date +%s)
-    # runlocal caps k at 4; the overrides below set the study's k and sizes.
-    python -m avjax.main --config="configs/pretrain.py:dataset=$DS,k=$k,w=$w,runlocal" \
-      --workdir="$RUN" --config.data.k="$k" --config.data.w="$w" \
-      --config.batch_size="$BATCH" --config.total_steps="$STEPS" \
-      --config.seed="$seed" --config.data.seed="$seed" \
-      --config.data.num_frames="$FRAMES" --config.data.short_side="$SHORT_SIDE" \
-      --config.data.crop_size="$CROP" --config.data.hop="$HOP" \
-      --config.evals.discrepancy="$EVAL_EVERY" \
-      --config.log_every_steps=5 --config.checkpoint_every_steps="$STEPS" \
-      > "$ROOT/$name.log" 2>&1
-    rc=$?
-    if [[ $rc -ne 0 ]]; then
-      FAILED+=("$name")
-      log "$name: FAILED (exit $rc), see $ROOT/$name.log"; tail -5 "$ROOT/$name.log"
-    else
-      log "$name: $(( $(date +%s) - t0 )) s; $(grep -o 'discrepancy step.*' "$ROOT/$name.log" | tail -1)"
-    fi
+    if finished "$ROOT/runs/$name"; then log "$name: done before, skipped"; continue; fi
+    while [[ ${#PIDS[@]} -ge $JOBS ]]; do  # wait for a free slot
+      for s in "${!PIDS[@]}"; do
+        if ! kill -0 "${PIDS[$s]}" 2> /dev/null; then
+          wait "${PIDS[$s]}" || FAILED=$((FAILED + 1))
+          unset "PIDS[$s]"; slot=$s
+        fi
+      done
+      [[ ${#PIDS[@]} -ge $JOBS ]] && sleep 2
+    done
+    for ((s = 0; s < JOBS; s++)); do [[ -z "${PIDS[$s]:-}" ]] && { slot=$s; break; }; done
+    run_one "$k" "$w" "$seed" "$slot" &
+    PIDS[$slot]=$!
     write_study_json
   done
 done
+for s in "${!PIDS[@]}"; do wait "${PIDS[$s]}" || FAILED=$((FAILED + 1)); done
 
 # --- Report.
 write_study_json
 python -m avjax.plots --study="$ROOT/study.json" --doc="$DOC" --figures="$FIGURES" || exit 1
 log "report: $DOC (figures in $FIGURES); whole study $(( $(date +%s) - START )) s"
-if [[ ${#FAILED[@]} -gt 0 ]]; then
-  log "failed runs: ${FAILED[*]}"
+if [[ $FAILED -gt 0 ]]; then
+  log "$FAILED run(s) failed; see the logs in $ROOT"
   exit 1
 fi
 }

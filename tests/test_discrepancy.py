@@ -239,6 +239,17 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   assert last["pairs"]["S!="]["total"] == sum(held_out) ** 2 - sum(m * m for m in held_out)
   p = last["probe"]
   assert p["num_classes"] == 3 and p["num_test"] == sum(held_out) and 0 <= p["video"] <= 1
+  # Beside every probe, the same probe on the run's random init (its step-0 variables).
+  assert set(p["random"]) == {"video", "audio", "video_z", "audio_z"}
+  title = last["title_probe"]
+  train_titles = [t for t in manifest["titles"] if t["split"] == "train"]
+  assert title["titles"] == len(train_titles) and title["chance"] == 1 / len(train_titles)
+  assert set(title["random"]) == set(p["random"]) and 0 <= title["video"] <= 1
+  # Every KL with its noise floor, every step; S+ separation with its title bootstrap.
+  for entry in (first, last):
+    assert set(entry["kl_floor"]) == set(entry["kl"])
+    sep = entry["separation"]["S+ - S!="]
+    assert sep["lo"] <= sep["diff"] <= sep["hi"] and entry["separation"]["titles"] == 3
   for name in (discrepancy.HIST_FIGURE, discrepancy.CURVES_FIGURE, "discrepancy/hist_step_2.png"):
     with open(os.path.join(workdir, name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -280,8 +291,12 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
   doc = (root / "study_sampling.md").read_text()
   assert study_lib.BEGIN in doc and study_lib.END in doc and "TOY SIZE" in doc
   rows = [l for l in doc.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
-  assert len(rows) == 2 and "–" not in rows[0].split("|")[4]  # probe accuracy filled in
-  assert os.path.exists(root / "figures" / "loss.png")
-  assert os.path.exists(root / "figures" / "divergences.png")
+  assert len(rows) == 4  # the probe table and the discrepancy table, a row per setting
+  probe_row, discrepancy_row = rows[0].split("|"), rows[2].split("|")
+  assert "–" not in probe_row[4] and "–" not in probe_row[5]  # event f, and its random init
+  assert "(" in discrepancy_row[3]  # the KL with its noise floor
+  assert "What the inputs alone say" in doc and "video_pixels" in doc
+  for name in ("loss.png", "divergences.png", "probes.png"):
+    assert os.path.exists(root / "figures" / name)
   study = json.load(open(root / "study.json"))
   assert [s["label"] for s in study["settings"]] == ["k=1", "k=2, w=2"]

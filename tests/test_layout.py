@@ -30,7 +30,8 @@ RANKS = {
 # The commands (python -m avjax.<verb>): thin entry points on top of everything.
 ENTRY_POINTS = {"avjax.main", "avjax.export", "avjax.discrepancy", "avjax.plots",
                 "avjax.synthetic", "avjax.prepare_downstream", "avjax.finetune",
-                "avjax.finetune_all", "avjax.benchmark", "avjax.ingest.__main__"}
+                "avjax.finetune_all", "avjax.benchmark", "avjax.ingest.__main__",
+                "avjax.inputs"}
 ENTRY_RANK = 7
 
 # Modules that may import TensorFlow themselves: the input pipelines and the records'

@@ -1,6 +1,7 @@
 """Synthetic long-form titles: determinism, label consistency, artifacts, real media files."""
 
 import csv
+import itertools
 import json
 
 import av
@@ -8,8 +9,12 @@ import numpy as np
 import pytest
 
 from avjax import fileio
+from avjax.data import audio
+from avjax.evals import inputs
+from avjax.ingest import discover
 from avjax.ingest import synthetic
 from avjax.ingest import synthetic_plan
+from avjax.ingest import synthetic_presets
 from avjax.ingest import synthetic_render
 
 TINY = synthetic.Options(width=96, height=64, fps=10)
@@ -135,3 +140,143 @@ def test_generate_writes_media_files_titles_and_labels(tmp_path):
     f1 = np.stack([f.to_ndarray(format="rgb24") for f in c1.decode(video=0)]).astype(int)
     f2 = np.stack([f.to_ndarray(format="rgb24") for f in c2.decode(video=0)]).astype(int)
   assert f1.shape == f2.shape and np.abs(f1 - f2).mean() < 1.0
+
+
+# ---------------------------------------------------------------------------
+# Presets (avjax/ingest/synthetic_presets.py).
+
+
+def _chunks(plan, options, n):
+  return list(itertools.islice(synthetic_render.render_chunks(plan, options), n))
+
+
+def _plans(name, seed=0, **overrides):
+  collection = synthetic_presets.preset(name, **overrides)
+  del collection["ingest"]
+  return synthetic_plan.plan_collection(seed=seed, **collection), collection["options"]
+
+
+def test_presets_resolve_and_override():
+  study = synthetic_presets.preset("study")
+  assert isinstance(study["options"], synthetic.Options)
+  small = synthetic_presets.preset("study", movies=3, shows=0, width=64)
+  assert (small["movies"], small["shows"], small["options"].width) == (3, 0, 64)
+  assert small["options"].event_scale == study["options"].event_scale
+  assert small["minutes"] == study["minutes"]
+  with pytest.raises(ValueError, match="unknown synthetic preset"):
+    synthetic_presets.preset("huge")
+  with pytest.raises(ValueError, match="unknown field 'colour'"):
+    synthetic_presets.preset("study", colour=1)
+  with pytest.raises(ValueError, match="event_color"):
+    synthetic.Options(event_color="pink")
+
+
+def test_study_preset_sizes():
+  """Enough titles for B = 64 << N after the held-out split, each long enough for k = 16."""
+  plans, options = _plans("study")
+  snippets = [int(p["duration"] // options.snippet_seconds) for p in plans]
+  assert min(snippets) >= 16
+  val_fraction = synthetic_presets.preset("study")["ingest"]["val_fraction"]
+  meta = [dict(id=p["id"], kind=p["kind"], show=p["show"]) for p in plans]
+  train = [m for m in meta if discover.split_of(m, val_fraction) == "train"]
+  assert len(train) >= 200
+  assert sum(p["kind"] == "episode" for p in plans) > 0  # shows too, held out by show
+
+
+def test_study_preset_is_deterministic():
+  a, options = _plans("study", seed=4, movies=2, shows=1, episodes=2)
+  b, _ = _plans("study", seed=4, movies=2, shows=1, episodes=2)
+  c, _ = _plans("study", seed=5, movies=2, shows=1, episodes=2)
+  assert json.dumps(a) == json.dumps(b) != json.dumps(c)
+  for x, y in zip(_chunks(a[2], options, 3), _chunks(b[2], options, 3)):
+    np.testing.assert_array_equal(x[0], y[0])
+    np.testing.assert_array_equal(x[1], y[1])
+
+
+def test_study_events_are_independent_of_title_and_location():
+  """Chi-square of independence of the event class against the title and against the
+  (title, location): the statistic over its degrees of freedom is ~1 for independent
+  draws (std ~ sqrt(2 / dof) ~ 0.03 here)."""
+  plans, options = _plans("study")
+
+  def chi2_per_dof(key_of):
+    table = {}
+    for p in plans:
+      for e in p["events"]:
+        scene = next(s for s in p["scenes"] if s["start"] <= e["start"] < s["end"])
+        key = key_of(p, scene["location"])
+        table.setdefault(key, np.zeros(options.classes))[e["cls"]] += 1
+    counts = np.stack(list(table.values()))
+    expected = counts.sum(1, keepdims=True) * counts.sum(0, keepdims=True) / counts.sum()
+    dof = (counts.shape[0] - 1) * (options.classes - 1)
+    return ((counts - expected) ** 2 / expected).sum() / dof
+
+  assert 0.85 < chi2_per_dof(lambda p, loc: p["id"]) < 1.15
+  assert 0.8 < chi2_per_dof(lambda p, loc: (p["id"], loc)) < 1.2
+
+
+def _event_frame(plan, options, span):
+  """The middle frame of span `span` and its event's object mask (against no event)."""
+  with_event = _chunks(plan, options, span + 1)[span][0]
+  bare = dict(plan, events=[e for e in plan["events"] if e["span"] != span])
+  without = _chunks(bare, options, span + 1)[span][0]
+  i = len(with_event) // 2
+  return np.abs(with_event[i].astype(int) - without[i]).sum(-1) > 30
+
+
+def test_study_events_fill_the_crop_and_sound_above_the_background():
+  plans, options = _plans("study", movies=2, shows=0)
+  plan = plans[0]
+  crop = options.height  # the study trains on height x height centre crops
+  x0 = (options.width - crop) // 2
+  areas = [_event_frame(plan, options, span)[:, x0:x0 + crop].mean() for span in range(4)]
+  assert min(areas) > 0.08 and np.mean(areas) > 0.15  # the object is a large part of the crop
+  # The event's sound stands well above everything else in its snippet (> 8 dB).
+  rate = plan["style"]["sample_rate"]
+  L = options.snippet_seconds
+  for span in range(4):
+    event = plan["events"][span]
+    scene = next(s for s in plan["scenes"] if s["start"] <= span * L < s["end"])
+    s0, s1 = int(round(span * L * rate)), int(round((span + 1) * L * rate))
+    render = synthetic_render._render_audio  # pylint: disable=protected-access
+    mix = render(plan, scene, [event], s0, s1, options)
+    rest = render(plan, scene, [], s0, s1, options)
+    t = np.arange(s0, s1) / rate
+    inside = (t > event["start"] + 0.1) & (t < event["end"] - 0.1)
+    event_power = ((mix - rest)[:, inside] ** 2).mean()
+    assert 10 * np.log10(event_power / (rest[:, inside] ** 2).mean()) > 8
+
+
+def _input_features(plans, options, snippets):
+  """inputs.input_features of each title's first snippets as the study sees them: 4
+  frames, centre crop, log-mel."""
+  rows, titles, index = [], [], []
+  crop = options.height
+  x0 = (options.width - crop) // 2
+  for n, plan in enumerate(plans):
+    for m, (frames, sound) in enumerate(_chunks(plan, options, snippets)):
+      if len(frames) < round(options.snippet_seconds * options.fps):
+        continue  # the title's tail, shorter than a snippet
+      video = frames[::len(frames) // 4][:4, :, x0:x0 + crop].astype(np.float32)[None] / 255
+      rate = plan["style"]["sample_rate"]
+      mel = audio.log_mel_numpy(sound.mean(0), sample_rate=rate, n_fft=1024, hop=512,
+                                mel_upper_hz=rate / 2)
+      rows.append(inputs.input_features(video, mel[None].astype(np.float32)))
+      titles.append(n)
+      index.append(m)
+  feats = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+  return feats, np.asarray(titles), np.asarray(index)
+
+
+@pytest.mark.parametrize("name", ["study", "mini"])
+def test_title_cues_in_both_modalities(name):
+  """The study preset's titles are told apart from either modality's simple statistics; the
+  mini preset has no title-exclusive cues, so its sound does not tell titles apart."""
+  plans, options = _plans(name, seed=2, movies=6, shows=0)
+  feats, titles, index = _input_features(plans, options, 6)
+  video, _ = inputs.title_identification(feats["video_pixels"], titles, index)
+  sound, _ = inputs.title_identification(feats["audio_mel"], titles, index)
+  if name == "study":
+    assert video > 0.8 and sound > 0.8
+  else:
+    assert sound < 0.5

@@ -2,10 +2,19 @@
 
 Every snippet x_{n,m} of the held-out titles is embedded (centre crops, no augmentation)
 into z_v = h_f(f(v)) and z_a = h_g(g(a)); the similarities are split into S+, S-, S!=
-(paper Eq. 2, avjax.evals.measures) and their KLs computed. A linear probe
-(avjax.evals.probe) adds top-1 event-class accuracy on the pooled f and g features (and
-on z_v, z_a), trained on the training titles and scored on the held-out ones, when the
-dataset comes with a labels.json (synthetic data).
+(paper Eq. 2, avjax.evals.measures) and their KLs computed, each with its noise floor
+(avjax.evals.resampling: the KL at the same sample sizes under the null), and mean S+ -
+mean S!= (and S+ - S-) with a bootstrap interval over held-out titles.
+
+At the probe steps (the last of a run), linear probes (avjax.evals.probe) measure:
+  event   top-1 event class on the pooled f, g (and z_v, z_a), fit on the training titles
+          and scored on the held-out ones, when the dataset comes with a labels.json
+          (synthetic data): what transfers;
+  title   top-1 title id on the training titles' snippets, fit on each title's earlier
+          snippets and scored on its later ones: how much content-exclusive information
+          the features keep (paper Section 3's mechanism);
+each beside the same probe, same protocol, on the run's randomly initialised encoders
+(its step-0 variables), so that learning is read against the features' starting point.
 
 Outputs in WORKDIR: discrepancy.json (one entry per step, merged into the file
 atomically), TensorBoard scalars under "discrepancy/" and "probe/", discrepancy_hist.png
@@ -16,6 +25,7 @@ The snippets come from a `data` object the caller gives (the pretraining task's
 avjax.pretrain.EvalData): this module reads no files of the dataset itself.
 """
 
+import functools
 import math
 import os
 import time
@@ -29,6 +39,9 @@ from avjax.evals import embed
 from avjax.evals import measures
 from avjax.evals import plots
 from avjax.evals import probe as probe_lib
+from avjax.evals import resampling
+from avjax.evals import summary
+from avjax.models import av
 
 RESULTS_FILE = "discrepancy.json"
 HIST_FIGURE = "discrepancy_hist.png"
@@ -51,6 +64,10 @@ def default_config():
       probe_l2=1e-3,
       probe_steps=500,
       probe_learning_rate=0.05,
+      title_probe=True,  # the title-identity probe on the training titles' snippets
+      random_init=True,  # every probe also on the run's step-0 (random) encoders
+      floor_rounds=20,  # random splits per KL noise floor (0: none)
+      bootstrap_rounds=1000,  # title bootstrap replicates of the S+ gaps (0: none)
   ))
 
 
@@ -86,30 +103,76 @@ def _labels_path(options, titles):
   return probe_lib.find_labels(titles)
 
 
-def run_probe(model, state, options, data, mesh, held_out, held_out_iter, batch_size):
-  """Top-1 accuracy of linear probes on f, g, z_v, z_a; or {"skipped": reason}."""
+FEATURES = (("video", "f"), ("audio", "g"), ("video_z", "z_video"), ("audio_z", "z_audio"))
+
+
+def random_variables(model, config, data, batch_size):
+  """The run's step-0 variables (av.init_variables with its seed): the random-init row."""
+  batch = next(iter(data.held_out(batch_size)))
+  shape = lambda x: (1,) + tuple(x.shape[1:])
+  # One compiled init (cached on disk with the compilation cache), not hundreds of eager ops.
+  init = jax.jit(functools.partial(av.init_variables, model), static_argnums=(1, 2))
+  return jax.device_get(init(jax.random.PRNGKey(int(config.seed)), shape(batch["video"]),
+                             shape(batch["audio"])))
+
+
+def _event_probes(train, held_out, y_train, y_test, num_classes, fit):
+  return {name: probe_lib.probe_accuracy(train[key], y_train, held_out[key], y_test,
+                                         num_classes, **fit) for name, key in FEATURES}
+
+
+def _title_probes(train, fit):
+  return {name: probe_lib.title_probe_accuracy(train[key], train["title_index"],
+                                               train["snippet_index"], **fit)
+          for name, key in FEATURES}
+
+
+def run_probes(model, variables, options, data, mesh, held_out, held_out_iter, batch_size):
+  """Event and title probes of `variables`: (event dict or {"skipped": why}, title dict).
+
+  `held_out` is the held-out embedding of `variables` (None: embedded here)."""
+  fit = dict(l2=options.probe_l2, steps=options.probe_steps,
+             learning_rate=options.probe_learning_rate)
+  train_iter = data.training_titles(batch_size, seed=int(options.seed),
+                                    max_snippets=int(options.probe_max_train_snippets))
+  train = embed.embed_iterator(model, variables, train_iter, mesh)
+  title = None
+  if options.title_probe:
+    title = dict(_title_probes(train, fit), titles=len(train_iter.title_ids),
+                 chance=1.0 / max(1, len(train_iter.title_ids)))
   path = _labels_path(options, held_out_iter.titles)
   if path is None:
     return {"skipped": "no labels.json next to the dataset's sources (set "
-                       "discrepancy.labels or --labels)"}
+                       "discrepancy.labels or --labels)"}, title
+  if held_out is None:
+    held_out = embed.embed_iterator(model, variables, held_out_iter, mesh)
   events, num_classes = probe_lib.load_labels(path)
-  train_iter = data.training_titles(batch_size, seed=int(options.seed),
-                                    max_snippets=int(options.probe_max_train_snippets))
-  train = embed.embed_iterator(model, _variables(state), train_iter, mesh,
-                               desc="probe: embedding training titles")
   y_train = probe_lib.labels_for(list(train_iter.title_ids), train["title_index"],
                                  train["snippet_index"], events, data.snippet_seconds)
   y_test = probe_lib.labels_for(list(held_out_iter.title_ids), held_out["title_index"],
                                 held_out["snippet_index"], events, data.snippet_seconds)
-  fit = dict(l2=options.probe_l2, steps=options.probe_steps,
-             learning_rate=options.probe_learning_rate)
-  out = dict(labels=os.path.abspath(path), num_classes=int(num_classes),
-             num_train=int((y_train >= 0).sum()), num_test=int((y_test >= 0).sum()),
-             majority=probe_lib.majority_accuracy(y_train, y_test))
-  for name, key in (("video", "f"), ("audio", "g"), ("video_z", "z_video"),
-                    ("audio_z", "z_audio")):
-    out[name] = probe_lib.probe_accuracy(train[key], y_train, held_out[key], y_test,
-                                         num_classes, **fit)
+  event = dict(labels=os.path.abspath(path), num_classes=int(num_classes),
+               num_train=int((y_train >= 0).sum()), num_test=int((y_test >= 0).sum()),
+               majority=probe_lib.majority_accuracy(y_train, y_test),
+               **_event_probes(train, held_out, y_train, y_test, num_classes, fit))
+  return event, title
+
+
+def probe_entry(model, state, config, options, data, mesh, held_out, held_out_iter, batch_size):
+  """entry["probe"] (event) and entry["title_probe"], each with a "random" row."""
+  event, title = run_probes(model, _variables(state), options, data, mesh, held_out,
+                            held_out_iter, batch_size)
+  if options.random_init:
+    random_event, random_title = run_probes(
+        model, random_variables(model, config, data, batch_size), options, data, mesh, None,
+        data.held_out(batch_size), batch_size)
+    if "skipped" not in event:
+      event["random"] = {name: random_event[name] for name, _ in FEATURES}
+    if title is not None:
+      title["random"] = {name: random_title[name] for name, _ in FEATURES}
+  out = dict(probe=event)
+  if title is not None:
+    out["title_probe"] = title
   return out
 
 
@@ -134,9 +197,17 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
                                           quantile=float(options.quantile))
   entry = dict(step=int(step), **result, pairs=info, num_titles=len(held_out_iter.title_ids),
                num_snippets=int(len(held_out["title_index"])))
+  if options.floor_rounds:
+    entry["kl_floor"] = resampling.kl_floors(sims, edges, smoothing=float(options.smoothing),
+                                             rounds=int(options.floor_rounds),
+                                             seed=int(options.seed))
+  if options.bootstrap_rounds:
+    entry["separation"] = resampling.gap_intervals(sims, pairs, held_out["title_index"],
+                                                   rounds=int(options.bootstrap_rounds),
+                                                   seed=int(options.seed))
   if with_probe and options.probe:
-    entry["probe"] = run_probe(model, state, options, data, mesh, held_out, held_out_iter,
-                               batch_size)
+    entry.update(probe_entry(model, state, config, options, data, mesh, held_out,
+                             held_out_iter, batch_size))
   entry["seconds"] = round(time.time() - t0, 2)
   return entry, edges, mass
 
@@ -147,8 +218,9 @@ def merge_results(path, entry, header):
   data.update(header)
   steps = {int(e["step"]): e for e in data.get("steps", [])}
   old = steps.get(int(entry["step"]), {})
-  if "probe" in old and "probe" not in entry:
-    entry = dict(entry, probe=old["probe"])  # a later measures-only pass keeps the probe
+  for key in ("probe", "title_probe"):  # a later measures-only pass keeps the probes
+    if key in old and key not in entry:
+      entry = dict(entry, **{key: old[key]})
   steps[int(entry["step"])] = entry
   data["steps"] = [steps[s] for s in sorted(steps)]
   if jax.process_index() == 0:
@@ -174,10 +246,18 @@ def scalars(entry):
   out["discrepancy/gap"] = entry["gap"]
   for name in measures.SETS:
     out[f"discrepancy/mean_{name}"] = entry["mean"][name]
-  probe = entry.get("probe") or {}
-  for key in ("video", "audio", "video_z", "audio_z"):
-    if key in probe:
-      out[f"probe/{key}"] = probe[key]
+  for name, floor in (entry.get("kl_floor") or {}).items():
+    out[f"discrepancy/floor_{name}"] = floor["p95"]
+  for name, interval in (entry.get("separation") or {}).items():
+    if isinstance(interval, dict):
+      out[f"discrepancy/{name}"] = interval["diff"]
+  for group, prefix in (("probe", "probe/"), ("title_probe", "title_probe/")):
+    values = entry.get(group) or {}
+    for key, _ in FEATURES:
+      if key in values:
+        out[prefix + key] = values[key]
+      if key in (values.get("random") or {}):
+        out[f"{prefix}random_{key}"] = values["random"][key]
   return out
 
 
@@ -199,13 +279,8 @@ def write_outputs(workdir, entry, edges, mass, options, writer=None):
 
 
 def log_entry(entry):
-  kl = "  ".join(f"{k} {v:.3f}" for k, v in entry["kl"].items())
-  probe = entry.get("probe") or {}
-  extra = ""
-  if "video" in probe:
-    extra = f"  probe f {probe['video']:.3f} g {probe['audio']:.3f}"
-  logging.info("discrepancy step %d: %s  gap %.3f%s (%.1f s)", entry["step"], kl, entry["gap"],
-               extra, entry["seconds"])
+  logging.info("discrepancy step %d: %s (%.1f s)", entry["step"], summary.short_line(entry),
+               entry["seconds"])
 
 
 class Evaluator:

@@ -208,3 +208,39 @@ def plot_losses(groups, path, *, title="self-supervised training loss", smooth=1
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   _save(fig, path)
+
+
+def plot_bars(panels, path, *, title=""):
+  """Grouped bars with error bars, one panel per measure group.
+
+  Args:
+    panels: {panel title: {bar group label: {bar label: (value, half-width)}}}; a NaN
+      half-width draws no error bar. Bars come in pairs (a measure, then its reference,
+      e.g. learned and random init): a pair shares a colour, the reference is hatched.
+    path: PNG to write.
+    title: figure title.
+  """
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+  for ax, (panel, groups) in zip(axes[0], panels.items()):
+    labels = list(groups)
+    bars = sorted({b for g in groups.values() for b in g}, key=list(
+        dict.fromkeys(b for g in groups.values() for b in g)).index)
+    width = 0.8 / max(1, len(bars))
+    for j, bar in enumerate(bars):
+      values = [groups[g].get(bar, (np.nan, np.nan)) for g in labels]
+      x = np.arange(len(labels)) + (j - (len(bars) - 1) / 2) * width
+      err = [0 if not np.isfinite(h) else h for _, h in values]
+      # Bars in pairs (learned, reference): one colour per pair, the second one hatched.
+      ax.bar(x, [v for v, _ in values], width, yerr=err, capsize=3, label=bar,
+             color=f"C{j // 2}", alpha=0.85 if j % 2 == 0 else 0.35,
+             hatch="" if j % 2 == 0 else "//", edgecolor=f"C{j // 2}")
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_title(panel, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  _save(fig, path)

@@ -161,6 +161,37 @@ def probe_accuracy(train_x, train_y, test_x, test_y, num_classes, **fit_kwargs):
   return float(np.mean(predict(params, te) == test_y[test_keep]))
 
 
+def split_by_time(title_index, snippet_index, fit_fraction=0.75):
+  """Per title, its earliest `fit_fraction` of snippets (bool mask) and the rest.
+
+  The title-identity probe fits on a title's earlier snippets and is scored on its later
+  ones, so scene-level cues near the split help little and title-wide ones (palette,
+  theme music, main character: paper Section 3's content-exclusive artifacts) carry it.
+  Titles with fewer than two snippets are left out of both.
+  """
+  title_index, snippet_index = np.asarray(title_index), np.asarray(snippet_index)
+  fit = np.zeros(len(title_index), bool)
+  score = np.zeros(len(title_index), bool)
+  for n in np.unique(title_index):
+    rows = np.flatnonzero(title_index == n)
+    if len(rows) < 2:
+      continue
+    order = rows[np.argsort(snippet_index[rows], kind="stable")]
+    cut = min(len(rows) - 1, max(1, int(round(fit_fraction * len(rows)))))
+    fit[order[:cut]] = True
+    score[order[cut:]] = True
+  return fit, score
+
+
+def title_probe_accuracy(x, title_index, snippet_index, **fit_kwargs):
+  """Top-1 of a linear probe of the title id, fit on each title's earlier snippets and
+  scored on its later ones (`split_by_time`); chance is 1 / (number of titles)."""
+  fit, score = split_by_time(title_index, snippet_index)
+  _, y = np.unique(np.asarray(title_index), return_inverse=True)
+  y_fit, y_score = np.where(fit, y, -1), np.where(score, y, -1)
+  return probe_accuracy(x, y_fit, x, y_score, int(y.max()) + 1, **fit_kwargs)
+
+
 def majority_accuracy(train_y, test_y):
   """Accuracy of always answering the most common training class (a chance reference)."""
   train_y, test_y = train_y[train_y >= 0], test_y[test_y >= 0]

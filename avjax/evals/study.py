@@ -8,6 +8,7 @@ import os
 import shutil
 
 import numpy as np
+from scipy import stats
 
 from avjax import fileio
 from avjax.evals import discrepancy
@@ -26,28 +27,67 @@ def _final_entry(workdir):
   return (entries[-1] if entries else None), entries
 
 
-def _pm(values, digits):
-  values = [v for v in values if v is not None and np.isfinite(v)]
-  if not values:
-    return "–"
+def mean_ci(values, level=0.95):
+  """(mean, half-width of the t interval over seeds, n) of the finite values."""
+  values = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
+  if not len(values):
+    return float("nan"), float("nan"), 0
   if len(values) == 1:
-    return f"{values[0]:.{digits}f}"
-  return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+    return float(values[0]), float("nan"), 1
+  half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+  return float(values.mean()), float(half), len(values)
+
+
+def _mean_half(values):
+  mean, half, _ = mean_ci([None if v is None else 100 * v for v in values])
+  return mean, half
+
+
+def _ci(values, digits, scale=1.0):
+  mean, half, n = mean_ci([None if v is None else scale * v for v in values])
+  if not n:
+    return "–"
+  return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+_PROBES = (("video", "f"), ("audio", "g"))
+
+
+def _run_values(final, workdir):
+  """The measures of one finished run, flat: name -> value."""
+  out = {}
+  for name, value in final["kl"].items():
+    out[name] = value
+    floor = (final.get("kl_floor") or {}).get(name)
+    out[f"floor {name}"] = floor["p95"] if floor else None
+  out["gap"] = final["gap"]
+  sep = (final.get("separation") or {}).get("S+ - S!=")
+  out["S+ - S!="] = sep["diff"] if sep else None
+  out["separated"] = float(sep["lo"] > 0) if sep else None
+  probe, title = final.get("probe") or {}, final.get("title_probe") or {}
+  for key, _ in _PROBES:
+    out[f"event {key}"] = probe.get(key)
+    out[f"event {key} random"] = (probe.get("random") or {}).get(key)
+    out[f"title {key}"] = title.get(key)
+    out[f"title {key} random"] = (title.get("random") or {}).get(key)
+  out["majority"] = probe.get("majority")
+  out["title chance"] = title.get("chance")
+  losses = plots.read_losses(workdir)
+  last = sorted(losses)[-max(1, len(losses) // 10):]  # mean over the last 10% logged
+  out["loss"] = float(np.mean([losses[s] for s in last])) if last else None
+  return out
 
 
 def study_rows(study):
-  """Per setting of the study: its runs' final discrepancy entries and losses, aggregated.
+  """Per setting of the study: per-seed values of every measure of its finished runs.
 
-  Returns a list of dicts: label, k, w, seeds, done, and per measure the per-seed values.
+  Returns a list of dicts: label, k, w, seeds, done, entries, workdirs, values (name ->
+  list over seeds).
   """
   rows = []
   for setting in study["settings"]:
     row = dict(label=setting["label"], k=setting["k"], w=setting["w"], seeds=[], done=0,
-               video=[], audio=[], video_z=[], audio_z=[], majority=[], loss=[],
-               entries=[], workdirs=[])
-    row.update({name: [] for name in (measures.kl_name(p, q)
-                                      for p, q in measures.DIVERGENCES)})
-    row["gap"] = []
+               entries=[], workdirs=[], values={})
     for run in setting["runs"]:
       final, entries = _final_entry(run["workdir"])
       if final is None or "probe" not in final:
@@ -56,33 +96,79 @@ def study_rows(study):
       row["seeds"].append(run["seed"])
       row["entries"].append(entries)
       row["workdirs"].append(run["workdir"])
-      for name, value in final["kl"].items():
-        row[name].append(value)
-      row["gap"].append(final["gap"])
-      for key in ("video", "audio", "video_z", "audio_z", "majority"):
-        row[key].append(final["probe"].get(key))
-      losses = plots.read_losses(run["workdir"])
-      last = sorted(losses)[-max(1, len(losses) // 10):]  # mean over the last 10% logged
-      row["loss"].append(float(np.mean([losses[s] for s in last])))
+      for name, value in _run_values(final, run["workdir"]).items():
+        row["values"].setdefault(name, []).append(value)
     rows.append(row)
   return rows
 
 
-def study_table(rows):
-  """Markdown table in the layout of the paper's Table 1, plus the divergences."""
-  kls = [measures.kl_name(p, q) for p, q in measures.DIVERGENCES]
-  head = ("| k | w | seeds | probe video (f) | probe audio (g) | probe z_v | probe z_a | "
-          + " | ".join(plots.pretty(k) for k in kls)
-          + " | gap | final loss |")
+def inputs_table(inputs):
+  """What the inputs alone say (avjax.evals.inputs), as a markdown table (%)."""
+  head = "| input statistics | title identification (held-out titles) | event probe |"
+  lines = [head, "|---|---|---|"]
+  for name, acc in inputs["title"].items():
+    event = inputs.get("event", {}).get(name)
+    lines.append(f"| {name} | {100 * acc:.1f} | "
+                 f"{'–' if event is None else f'{100 * event:.1f}'} |")
+  chance = 100 * inputs["title_chance"]
+  majority = inputs.get("event_majority")
+  lines.append(f"| chance / majority class | {chance:.1f} | "
+               f"{'–' if majority is None else f'{100 * majority:.1f}'} |")
+  return "\n".join(lines)
+
+
+def _w(row):
+  return "–" if row["k"] == 1 else ("M_n" if row["w"] in (-1, None) else str(row["w"]))
+
+
+def probe_table(rows):
+  """Event and title probes, learned and random-init, mean ± 95% CI over seeds (%)."""
+  head = ("| k | w | seeds | event f | event f, random init | event g | event g, random init "
+          "| title f | title f, random init | title g | title g, random init |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
-    w = "–" if r["k"] == 1 else ("M_n" if r["w"] in (-1, None) else str(r["w"]))
-    cells = [str(r["k"]), w, str(r["done"]),
-             _pm([100 * v for v in r["video"]], 1), _pm([100 * v for v in r["audio"]], 1),
-             _pm([100 * v for v in r["video_z"]], 1), _pm([100 * v for v in r["audio_z"]], 1)]
-    cells += [_pm(r[k], 3) for k in kls] + [_pm(r["gap"], 3), _pm(r["loss"], 3)]
+    v = r["values"]
+    cells = [str(r["k"]), _w(r), str(r["done"])]
+    for group in ("event", "title"):
+      for key, _ in _PROBES:
+        cells += [_ci(v.get(f"{group} {key}", []), 1, 100),
+                  _ci(v.get(f"{group} {key} random", []), 1, 100)]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def discrepancy_table(rows):
+  """The KLs beside their noise floors, the S+ separation and the final loss."""
+  kls = [measures.kl_name(p, q) for p, q in measures.DIVERGENCES]
+  head = ("| k | w | " + " | ".join(f"{plots.pretty(k)} (floor)" for k in kls)
+          + " | mean S+ − mean S≠ | runs separated | final loss |")
+  lines = [head, "|" + "---|" * (head.count("|") - 1)]
+  for r in rows:
+    v = r["values"]
+    cells = [str(r["k"]), _w(r)]
+    cells += [f"{_ci(v.get(k, []), 3)} ({_ci(v.get(f'floor {k}', []), 3)})" for k in kls]
+    separated = [x for x in v.get("separated", []) if x is not None]
+    cells += [_ci(v.get("S+ - S!=", []), 3),
+              f"{int(sum(separated))}/{len(separated)}" if separated else "–",
+              _ci(v.get("loss", []), 3)]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def minimum_detectable_difference(rows, key, *, level=0.95, power=0.8):
+  """Smallest difference of a measure between two settings that a two-sided t test over
+  the seeds detects with `power`: (t_{1-a/2} + t_{power}) s sqrt(2 / n), with s the
+  seed-to-seed std pooled over the settings and n the seeds per setting."""
+  groups = [np.asarray([x for x in r["values"].get(key, []) if x is not None], np.float64)
+            for r in rows]
+  groups = [g for g in groups if len(g) > 1]
+  if not groups:
+    return float("nan")
+  dof = sum(len(g) - 1 for g in groups)
+  pooled = np.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / dof)
+  n = min(len(g) for g in groups)
+  t = stats.t.ppf(0.5 + level / 2, 2 * n - 2) + stats.t.ppf(power, 2 * n - 2)
+  return float(t * pooled * np.sqrt(2 / n))
 
 
 def _figures(done, figure_dir):
@@ -98,6 +184,17 @@ def _figures(done, figure_dir):
                                      "(cf. paper Figure 1)")
   figures.append(("divergences.png", "KL(S−‖S+), KL(S≠‖S+) and KL(S−‖S≠) on the held-out "
                   "titles against training step (cf. paper Figure 1)."))
+  panels = {}
+  for group, panel in (("event", "event probe, held-out titles (top-1 %)"),
+                       ("title", "title probe, later snippets (top-1 %)")):
+    panels[panel] = {r["label"]: {
+        f"{name} {kind}": _mean_half(r["values"].get(f"{group} {key}{suffix}", []))
+        for key, name in _PROBES for kind, suffix in (("learned", ""), ("random", " random"))}
+        for r in done}
+  plots.plot_bars(panels, os.path.join(figure_dir, "probes.png"),
+                  title="probes, mean ± 95% CI over seeds")
+  figures.append(("probes.png", "Event and title probes of f and g per setting, learned "
+                  "beside random initialisation, mean ± 95% CI over seeds."))
   for r in done:
     src = os.path.join(r["workdirs"][0], discrepancy.HIST_FIGURE)
     if os.path.exists(src):
@@ -132,11 +229,36 @@ def write_study_report(study_path, doc_path, figure_dir):
   rel = os.path.relpath(os.path.abspath(figure_dir), os.path.dirname(os.path.abspath(doc_path)))
   done = [r for r in rows if r["done"]]
   figures = _figures(done, figure_dir) if done else []
+  majority = mean_ci([v for r in done for v in r["values"].get("majority", [])])[0]
+  chance = mean_ci([v for r in done for v in r["values"].get("title chance", [])])[0]
   block = [BEGIN, "", "### Results", "", study.get("description", ""), "",
-           "Probe columns: top-1 accuracy (%) of a linear probe on the event classes of the "
-           "held-out titles, mean ± std over seeds (std over seeds, population). "
-           f"Majority-class accuracy: {_pm([100 * v for r in done for v in r['majority']], 1)}.",
-           "", study_table(rows), ""]
+           "**Probes** (top-1 %, mean ± 95% CI over seeds, t interval). Event: the event "
+           "class of the held-out titles' snippets, probe fit on training titles "
+           f"(majority class {100 * majority:.1f}%). Title: the title id of training titles' "
+           f"snippets, fit on each title's earlier 75%, scored on its later 25% (chance "
+           f"{100 * chance:.1f}%). \"random init\": the same probe on the same run's step-0 "
+           "encoders.", "", probe_table(rows), "",
+           "**Discrepancy** on the held-out titles at the last step: each KL with its noise "
+           "floor in brackets (95th percentile of the KL between random splits of the two "
+           "samples pooled, at the same sizes); mean S+ − mean S≠ with the number of runs "
+           "whose title-bootstrap 95% interval excludes zero; final loss: mean over the "
+           "last 10% of logged steps.", "", discrepancy_table(rows), ""]
+  inputs_path = study.get("inputs")
+  if inputs_path and os.path.exists(inputs_path):
+    inputs = fileio.read_json(inputs_path)
+    block += ["**What the inputs alone say** (`python -m avjax.inputs`, no training): top-1 "
+              f"of telling each of the {inputs['num_held_out_titles']} held-out titles from "
+              "the others by the nearest centroid of its other snippets, and of the linear "
+              "event probe, on simple statistics of the model's inputs.", "",
+              inputs_table(inputs), ""]
+  mdd = {key: minimum_detectable_difference(done, key) for key in
+         ("event video", "event audio", "title video", "title audio")}
+  if any(np.isfinite(v) for v in mdd.values()):
+    block += ["**Resolving power.** Smallest difference between two settings that a "
+              "two-sided t test over the seeds (5% level) detects with 80% power, from the "
+              "seed-to-seed spread pooled over settings: " + ", ".join(
+                  f"{name} probe {100 * v:.1f} points" for name, v in mdd.items()
+                  if np.isfinite(v)) + ".", ""]
   planned = {s["label"]: len(s["runs"]) for s in study["settings"]}
   missing = [f"{r['label']} ({len(r['seeds'])} of {planned[r['label']]})" for r in rows
              if r["done"] < planned[r["label"]]]

@@ -17,7 +17,7 @@ pictures and sound bit for bit. The encoded files decode to nearly the same fram
 H.264 encoder may round a few pixel levels differently from one encode to the next).
 
 Output of `generate` (python -m avjax.synthetic):
-  DIR/movies/<title>.mp4           H.264 + AAC
+  DIR/movies/<title>.mp4           H.264 + AAC (or FLAC: Options.audio_codec)
   DIR/shows/<show>/<episode>.mp4   title id <show>_<episode>
   DIR/titles.csv                   title_id, kind, show_id, genres ('|'-separated), path
   DIR/labels.json                  per title: events (title, start, end, class) and scenes
@@ -25,6 +25,7 @@ Output of `generate` (python -m avjax.synthetic):
 
 import csv
 import dataclasses
+import multiprocessing
 import os
 
 from absl import logging
@@ -68,22 +69,36 @@ def write_titles_csv(path, plans):
         w.writerow([p["id"], p["kind"], p["show"] or "", "|".join(p["genres"]), p["path"]])
 
 
-def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(),
+def _render_one(args):
+  plan, output, options = args
+  synthetic_render.render_title(plan, os.path.join(output, plan["path"]), options)
+  return plan["path"], plan["duration"]
+
+
+def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(), workers=1,
              progress=True):
-  """Writes a synthetic collection to `output` (a progress bar over titles); returns its
-  plans."""
+  """Writes a synthetic collection to `output` (titles rendered in `workers` processes, a
+  progress bar over them); returns its plans. Each title's file is a function of its plan
+  alone, so `workers` changes nothing in the output."""
   plans = plan_collection(movies=movies, shows=shows, episodes=episodes, minutes=minutes,
                           seed=seed, options=options)
   bar = console.progress(total=sum(p["duration"] for p in plans) / 60, unit="min",
                          desc="synthetic titles", disable=not progress,
                          bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min of content "
                                     "[{elapsed}<{remaining}]{postfix}")
-  for i, plan in enumerate(plans):
-    synthetic_render.render_title(plan, os.path.join(output, plan["path"]), options)
-    logging.info("wrote %s (%d/%d, %.1f min)", plan["path"], i + 1, len(plans),
-                 plan["duration"] / 60, extra=console.FILE_ONLY)
-    bar.set_postfix_str(f"{i + 1}/{len(plans)} titles", refresh=False)
-    bar.update(min(plan["duration"] / 60, bar.total - bar.n))  # no float overshoot
+  jobs = [(plan, output, options) for plan in plans]
+  pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+  try:
+    done = pool.imap_unordered(_render_one, jobs) if pool else map(_render_one, jobs)
+    for i, (path, duration) in enumerate(done):
+      logging.info("wrote %s (%d/%d, %.1f min)", path, i + 1, len(plans), duration / 60,
+                   extra=console.FILE_ONLY)
+      bar.set_postfix_str(f"{i + 1}/{len(plans)} titles", refresh=False)
+      bar.update(min(duration / 60, bar.total - bar.n))  # no float overshoot
+  finally:
+    if pool:
+      pool.close()
+      pool.join()
   bar.close()
   write_titles_csv(os.path.join(output, TITLES_CSV), plans)
   fileio.write_json(os.path.join(output, LABELS), labels(plans, seed=seed, options=options))

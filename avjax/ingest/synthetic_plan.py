@@ -35,9 +35,36 @@ class Options:
   snippet_seconds: float = 3.2
   artifact_strength: float = 1.0
   scene_spans: tuple = (2, 8)  # scene length range, in snippet-sized spans
+  light: tuple = (0.4, 1.3)  # range of a location's lighting (multiplies its colours)
+  grade: float = 1.0  # scale of the title's colour grade (per-channel gain and lift)
+  room_level: tuple = (0.005, 0.02)  # range of a scene's room-tone level
+  room_cutoff: tuple = (300.0, 3000.0)  # range of its low-pass cutoff (Hz)
   grain: float = 0.0  # film grain std in 8-bit levels; makes H.264 work like on real footage
   crf: int = 23
   preset: str = "veryfast"
+  # Events. The defaults draw small objects in the title's accent colour that sound only
+  # in short pings; the presets (synthetic_presets.py) make them large, title-independent
+  # and sustained.
+  event_scale: float = 1.0  # object radius, in multiples of 8% of the frame height
+  event_x: tuple = (0.25, 0.75)  # range of the object's horizontal place (frame widths)
+  event_margin: tuple = (0.1, 0.4)  # range of the gap (s) between a span's edges and its event
+  event_color: str = "accent"  # "accent": the title's accent colour; "any": drawn per event;
+  #                              "class": the class's own hue
+  event_outline: float = 0.0  # dark outline around the object, in object radii
+  event_level: float = 0.35  # peak amplitude of an event's sound
+  event_sustain: float = 0.0  # envelope level between onsets (0: pings that decay to silence)
+  event_rms: bool = False  # scale every timbre to a sine's loudness (else to its peak)
+  voice_level: float = 0.3  # peak amplitude of the recurring character's voice
+  # Title-exclusive sound: narrow noise bands at frequencies of the title's own (like a
+  # film's room tone or a show's theme bed); 0 leaves them out. Scaled by artifact_strength.
+  theme_level: float = 0.0
+  audio_codec: str = "aac"  # or "flac": lossless and much faster to encode
+
+  def __post_init__(self):
+    if self.event_color not in ("accent", "any", "class"):
+      raise ValueError(f"event_color={self.event_color!r}: expected 'accent', 'any' or 'class'")
+    if self.audio_codec not in ("aac", "flac"):
+      raise ValueError(f"audio_codec={self.audio_codec!r}: expected 'aac' or 'flac'")
 
 
 def event_class(c):
@@ -59,14 +86,17 @@ def rng_for(*key):
   return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
-def _hsv(h, s, v):
+def hsv(h, s, v):
   return list(colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))))
 
 
-def _style(rng, options):
-  """Artifacts shared by a whole title or show: palette, grade, sprite, voice, music, hum."""
+def _style(rng, options, extra_rng):
+  """Artifacts shared by a whole title or show: palette, grade, sprite, voice, music, hum.
+
+  `extra_rng` draws the theme bands, so that adding them left every earlier draw as it was.
+  """
   hue = rng.random()
-  palette = [_hsv(hue + rng.normal(0, 0.06), rng.uniform(0.35, 0.9), rng.uniform(0.25, 0.95))
+  palette = [hsv(hue + rng.normal(0, 0.06), rng.uniform(0.35, 0.9), rng.uniform(0.25, 0.95))
              for _ in range(5)]
   half = rng.random((5, 3)) < 0.5
   sprite = np.concatenate([half, half[:, 1::-1]], axis=1)
@@ -76,12 +106,12 @@ def _style(rng, options):
   rate = options.sample_rate or int(rng.choice([48000, 44100]))
   return dict(
       palette=palette,
-      accent=_hsv(hue + 0.5, 0.8, 1.0),
+      accent=hsv(hue + 0.5, 0.8, 1.0),
       gain=list(1 + 0.15 * rng.normal(size=3)),
       lift=list(0.05 * rng.normal(size=3)),
       letterbox=float(0.12 if rng.random() < 0.3 else 0.0),
       sprite=sprite.astype(int).tolist(),
-      sprite_color=_hsv(hue + rng.uniform(0.3, 0.7), 0.7, 0.95),
+      sprite_color=hsv(hue + rng.uniform(0.3, 0.7), 0.7, 0.95),
       voice_hz=float(rng.uniform(100, 260)),
       formants=[float(rng.uniform(300, 800)), float(rng.uniform(900, 2200))],
       music_hz=list(float(f) for f in rng.uniform(110, 220) * scale),
@@ -90,6 +120,8 @@ def _style(rng, options):
       hum_hz=float(rng.choice([50.0, 60.0])),
       sample_rate=rate,
       channels=int(rng.choice([1, 2])),
+      theme_hz=sorted(float(f) for f in np.exp(extra_rng.uniform(
+          np.log(1500), np.log(min(12000, 0.4 * rate)), 3))),
   )
 
 
@@ -101,13 +133,15 @@ def _scenes(rng, num_spans, duration, options):
     n = int(rng.integers(lo, hi + 1))
     # Consecutive sets differ in lighting (and layout), so that every cut is a visible one.
     previous = locations[scenes[-1]["location"]]["light"] if scenes else -1.0
-    others = [loc for loc in locations if abs(loc["light"] - previous) >= 0.25]
+    lo_light, hi_light = options.light
+    gap = min(0.25, (hi_light - lo_light) / 3)  # always reachable from any previous light
+    others = [loc for loc in locations if abs(loc["light"] - previous) >= gap]
     if others and rng.random() < 0.3:
       location = others[int(rng.integers(len(others)))]
     else:
-      light = float(rng.uniform(0.4, 1.3))
-      while abs(light - previous) < 0.25:
-        light = float(rng.uniform(0.4, 1.3))
+      light = float(rng.uniform(lo_light, hi_light))
+      while abs(light - previous) < gap:
+        light = float(rng.uniform(lo_light, hi_light))
       location = dict(id=len(locations), top=int(rng.integers(5)), bottom=int(rng.integers(5)),
                       light=light,
                       neutral=[list(rng.random(3)) for _ in range(5)],
@@ -120,8 +154,8 @@ def _scenes(rng, num_spans, duration, options):
       end = duration
     scenes.append(dict(start=round(span * options.snippet_seconds, 6), end=round(end, 6),
                        location=location["id"], character=bool(rng.random() < 0.6),
-                       room_level=float(rng.uniform(0.005, 0.02)),
-                       room_cutoff=float(rng.uniform(300, 3000))))
+                       room_level=float(rng.uniform(*options.room_level)),
+                       room_cutoff=float(rng.uniform(*options.room_cutoff))))
     span += n
     if end >= duration:
       break
@@ -131,18 +165,19 @@ def _scenes(rng, num_spans, duration, options):
 def _events(rng, num_spans, options):
   """One event per full span: class, span inside the snippet, place, size, onsets."""
   L = options.snippet_seconds
+  lo, hi = options.event_margin
   events = []
   for k in range(num_spans):
     c = int(rng.integers(options.classes))
     cls = event_class(c)
-    start = k * L + rng.uniform(0.1, 0.4)
-    end = (k + 1) * L - rng.uniform(0.1, 0.4)
+    start = k * L + rng.uniform(lo, hi)
+    end = (k + 1) * L - rng.uniform(lo, hi)
     first = start + rng.uniform(0.05, cls["onset_interval"])
     onsets = np.arange(first, end - 0.1, cls["onset_interval"])
     size = float(rng.uniform(0.7, 1.3))
     events.append(dict(
         span=k, start=round(float(start), 6), end=round(float(end), 6), cls=c,
-        x=float(rng.uniform(0.25, 0.75)), y=float(rng.uniform(0.3, 0.7)), size=size,
+        x=float(rng.uniform(*options.event_x)), y=float(rng.uniform(0.3, 0.7)), size=size,
         direction=float(rng.choice([-1.0, 1.0])), onsets=[round(float(o), 6) for o in onsets],
         pitch_hz=cls["pitch_hz"] / size, seed=int(rng.integers(2**31))))
   return events
@@ -171,7 +206,7 @@ def plan_collection(*, movies, shows, episodes, minutes, seed, options=Options()
   units += [("episode", s, e) for s in range(shows) for e in range(episodes)]
   for kind, i, e in units:
     style_rng = rng_for(seed, 0 if kind == "movie" else 1, i)  # shared by a show's episodes
-    style = _style(style_rng, options)
+    style = _style(style_rng, options, rng_for(seed, 3, 0 if kind == "movie" else 1, i))
     genres = sorted(style_rng.choice(GENRES, size=int(style_rng.integers(1, 4)), replace=False))
     if kind == "movie":
       tid, show, path = f"movie{i:03d}", None, f"movies/movie{i:03d}.mp4"

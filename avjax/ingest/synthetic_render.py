@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from avjax.ingest.synthetic_plan import DECAY, FADE, Options, event_class, rng_for
+from avjax.ingest.synthetic_plan import DECAY, FADE, Options, event_class, hsv, rng_for
 from avjax.media import writer as media_writer
 
 def _grade(rgb, style, strength):
@@ -31,7 +31,7 @@ def _background(location, style, options, height, width):
     x0, y0 = int(x * width * 0.8), int(y * height * 0.8)
     x1, y1 = x0 + int((0.1 + 0.3 * w) * width), y0 + int((0.1 + 0.3 * h) * height)
     img[y0:y1, x0:x1] = 0.8 * colors[ci] + 0.2 * colors[(ci + 2) % 5]
-  return (_grade(img, style, options.artifact_strength) * 255 + 0.5).astype(np.uint8)
+  return (_grade(img, style, options.artifact_strength * options.grade) * 255 + 0.5).astype(np.uint8)
 
 
 def _decay_envelope(t, onsets):
@@ -59,8 +59,10 @@ def _syllable_envelope(t, syllables):
                   0.0).astype(np.float32)
 
 
-def _event_motion(event, t, height, width):
-  """Center (x, y) in pixels, radius in pixels and brightness of an event's object at times t."""
+def _event_motion(event, t, height, width, scale=1.0):
+  """Center (x, y) in pixels, radius in pixels and brightness of an event's object at times t.
+
+  `scale` multiplies the radius (Options.event_scale)."""
   cls = event_class(event["cls"])
   env = _decay_envelope(t, event["onsets"])
   x = np.full_like(t, event["x"] * width)
@@ -75,7 +77,7 @@ def _event_motion(event, t, height, width):
   else:  # orbit, a quarter turn between onsets
     a = event["direction"] * (t - first) / interval * np.pi / 2
     x, y = x + 0.1 * height * np.cos(a), y + 0.1 * height * np.sin(a)
-  radius = 0.08 * height * event["size"] * (1 + 0.25 * env)
+  radius = 0.08 * scale * height * event["size"] * (1 + 0.25 * env)
   return x, y, radius, 0.65 + 0.35 * env
 
 
@@ -95,6 +97,17 @@ def _shape_distance(shape, dx, dy):
   raise ValueError(f"unknown shape {shape!r}")
 
 
+def _event_color(event, style, options):
+  """The object's colour before grading (Options.event_color)."""
+  if options.event_color == "accent":  # the title's accent colour: a title cue as well
+    s = float(np.clip(options.artifact_strength, 0, 1))
+    return s * np.asarray(style["accent"]) + (1 - s) * 0.9
+  if options.event_color == "any":  # drawn per event: says nothing of the title or class
+    u = rng_for(event["seed"], 7).random(2)
+    return np.asarray(hsv(u[0], 0.55 + 0.4 * u[1], 1.0))
+  return np.asarray(hsv(event["cls"] * 0.618034, 0.85, 1.0))  # "class": its own hue
+
+
 def _draw_event(frames, event, t, style, options):
   """Composites an event's object onto frames [N, H, W, 3] (uint8, in place).
 
@@ -106,8 +119,10 @@ def _draw_event(frames, event, t, style, options):
   live = alpha_t > 0
   if not live.any():
     return
-  x, y, r, bright = (v.astype(np.float32) for v in _event_motion(event, t, height, width))
-  box = 2 * int(np.ceil(r[live].max())) + 3
+  x, y, r, bright = (v.astype(np.float32) for v in _event_motion(event, t, height, width,
+                                                                 options.event_scale))
+  outline = float(options.event_outline)
+  box = 2 * int(np.ceil(r[live].max() * (1 + outline))) + 3
   ox = np.floor(x - box / 2).astype(np.int64)
   oy = np.floor(y - box / 2).astype(np.int64)
   grid = np.arange(box, dtype=np.float32)
@@ -115,16 +130,21 @@ def _draw_event(frames, event, t, style, options):
   dy = (oy[:, None, None] + grid[None, :, None] + 0.5 - y[:, None, None]) / r[:, None, None]
   d = _shape_distance(event_class(event["cls"])["shape"], dx, dy)
   alpha = np.clip(0.5 - d * r[:, None, None], 0, 1) * alpha_t[:, None, None]
-  s = float(np.clip(options.artifact_strength, 0, 1))
-  color = _grade(s * np.asarray(style["accent"]) + (1 - s) * 0.9, style, options.artifact_strength)
+  if outline > 0:  # a dark rim: the outline reads against any background
+    rim = np.clip(0.5 - (d - outline) * r[:, None, None], 0, 1) * alpha_t[:, None, None]
+  color = _grade(_event_color(event, style, options), style,
+                 options.artifact_strength * options.grade)
   color = np.clip(color[None] * bright[:, None] * 1.15, 0, 1) * 255
   for i in np.flatnonzero(live):
     x0, y0 = max(0, ox[i]), max(0, oy[i])
     x1, y1 = min(width, ox[i] + box), min(height, oy[i] + box)
     if x0 >= x1 or y0 >= y1:
       continue
-    a = alpha[i, y0 - oy[i]:y1 - oy[i], x0 - ox[i]:x1 - ox[i], None]
-    region = frames[i, y0:y1, x0:x1]
+    window = (i, slice(y0 - oy[i], y1 - oy[i]), slice(x0 - ox[i], x1 - ox[i]), None)
+    region = frames[i, y0:y1, x0:x1].astype(np.float32)
+    if outline > 0:
+      region = region * (1 - 0.85 * rim[window])
+    a = alpha[window]
     frames[i, y0:y1, x0:x1] = (region * (1 - a) + color[i] * a + 0.5).astype(np.uint8)
 
 
@@ -148,7 +168,8 @@ def _draw_character(frames, scene, location, t, style, options):
   mouth = np.zeros((sh, 1, 1), np.float32)
   mouth[3 * sh // 5:] = 1
   levels = np.linspace(0, 1, 9, dtype=np.float32)[:, None, None, None]
-  color = _grade(style["sprite_color"], style, options.artifact_strength) * 255
+  color = _grade(style["sprite_color"], style,
+                 options.artifact_strength * options.grade) * 255
   lit = np.minimum(color * (0.6 + 0.4 * mouth[None] * levels), 255)
   a = (strength * mask)[None, ..., None]
   region = frames[0, y0:y0 + sh, x0:x0 + sw].astype(np.float32)[None]
@@ -183,6 +204,15 @@ def _lowpass_noise(rng, n, rate, cutoff):
   return x / (x.std() + 1e-9)
 
 
+def _bands(rng, n, rate, centers, width=0.04):
+  """Unit-RMS noise in narrow bands (relative width `width`) around `centers` (Hz)."""
+  spec = np.fft.rfft(rng.standard_normal(n))
+  freqs = np.fft.rfftfreq(n, 1 / rate)
+  spec *= sum(np.exp(-0.5 * ((freqs - f) / (width * f)) ** 2) for f in centers)
+  x = np.fft.irfft(spec, n=n)
+  return x / (x.std() + 1e-9)
+
+
 def _render_audio(plan, scene, events, s0, s1, options):
   """Audio samples [s0, s1) of a title at its own rate: float32 [channels, n] in [-1, 1]."""
   style = plan["style"]
@@ -192,11 +222,18 @@ def _render_audio(plan, scene, events, s0, s1, options):
   center = np.zeros_like(t)
   left = np.zeros_like(t)
   right = np.zeros_like(t)
+  sustain = float(options.event_sustain)
   for event in events:
     cls = event_class(event["cls"])
     env = _decay_envelope(t, event["onsets"]) * _window(t, event["start"], event["end"])
+    if sustain > 0:  # the sound holds between onsets instead of dying away
+      env = (sustain * _window(t, event["start"], event["end"]) + (1 - sustain) * env).astype(
+          np.float32)
     rng = rng_for(event["seed"], s0)
-    sound = 0.35 * env * _oscillator(cls["timbre"], event["pitch_hz"], t, env, rng)
+    wave = _oscillator(cls["timbre"], event["pitch_hz"], t, env, rng)
+    if options.event_rms:  # every timbre as loud as a sine of the same peak
+      wave = wave * (np.sqrt(0.5) / (np.sqrt(np.mean(wave ** 2)) + 1e-9))
+    sound = options.event_level * env * wave
     # Equal-power pan with the object's place in the picture.
     pan = np.clip(event["x"], 0, 1) * np.pi / 2
     left += np.cos(pan) * sound * np.sqrt(2)
@@ -209,7 +246,7 @@ def _render_audio(plan, scene, events, s0, s1, options):
     weight = np.exp(-((h * f0 - f1) / 150) ** 2) + 0.6 * np.exp(-((h * f0 - f2) / 250) ** 2)
     weight[0] = max(weight[0], 0.3)
     buzz = sum(w * np.sin(2 * np.pi * k * f0 * t) / k for k, w in zip(h, weight) if w > 0.02)
-    center += 0.3 * strength * voice * buzz
+    center += options.voice_level * strength * voice * buzz
   if strength > 0:
     note = np.floor(t / style["note_seconds"]).astype(np.int64)
     freq = np.asarray(style["music_hz"])[np.asarray(style["motif"])[note % len(style["motif"])]]
@@ -219,6 +256,9 @@ def _render_audio(plan, scene, events, s0, s1, options):
     drone = np.sin(np.pi * root * t) + 0.7 * np.sin(2 * np.pi * fifth * t)
     hum = np.sin(2 * np.pi * style["hum_hz"] * t) + 0.5 * np.sin(6 * np.pi * style["hum_hz"] * t)
     center += strength * (0.08 * shape * tone + 0.03 * drone + 0.015 * hum)
+  if strength > 0 and options.theme_level > 0:
+    center += strength * options.theme_level * _bands(rng_for(plan["seed"], 5, s0), t.size, rate,
+                                                      style["theme_hz"])
   center += scene["room_level"] * _lowpass_noise(rng_for(plan["seed"], s0), t.size, rate,
                                                 scene["room_cutoff"])
   mix = np.stack([center + left, center + right])
@@ -272,11 +312,12 @@ def render_chunks(plan, options=Options()):
 
 
 def render_title(plan, path, options=Options()):
-  """Writes one planned title as an H.264 + AAC file at `path`."""
+  """Writes one planned title as an H.264 + AAC (or FLAC) file at `path`."""
   style = plan["style"]
   with media_writer.MediaWriter(path, width=options.width, height=options.height, fps=options.fps,
                    sample_rate=style["sample_rate"], channels=style["channels"],
-                   crf=options.crf, preset=options.preset) as writer:
+                   crf=options.crf, preset=options.preset,
+                   audio_codec=options.audio_codec) as writer:
     for frames, audio in render_chunks(plan, options):
       writer.write_frames(frames)
       writer.write_audio(audio)

@@ -1,4 +1,4 @@
-"""Writes H.264 (+ AAC) files with PyAV, atomically (temporary name, renamed on close)."""
+"""Writes H.264 (+ AAC or FLAC) files with PyAV, atomically (temporary name, renamed on close)."""
 
 import fractions
 import os
@@ -10,7 +10,8 @@ _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
 class MediaWriter:
-  """Writes an H.264 (+ AAC) file with PyAV, atomically: a temporary name renamed on close.
+  """Writes an H.264 (+ AAC or FLAC) file with PyAV, atomically: a temporary name renamed on
+  close. FLAC (lossless) encodes about ten times faster than AAC, for large synthetic sets.
 
   Video frames get timestamps i / fps, or, with `vfr=True`, the explicit `times`
   passed to `write_frames` (variable frame rate). `channels=0` writes no audio track.
@@ -19,7 +20,8 @@ class MediaWriter:
   """
 
   def __init__(self, path, *, width, height, fps, sample_rate=48000, channels=2,
-               crf=23, preset="veryfast", faststart=False, vfr=False, rotation=0):
+               crf=23, preset="veryfast", faststart=False, vfr=False, rotation=0,
+               audio_codec="aac"):
     ext = os.path.splitext(path)[1].lower()
     if ext not in _CONTAINERS:
       raise ValueError(f"{path}: cannot write {ext!r}; use one of {sorted(_CONTAINERS)}")
@@ -41,7 +43,9 @@ class MediaWriter:
     self._audio = None
     self._channels, self._sample_rate = channels, sample_rate
     if channels:
-      self._audio = self._container.add_stream("aac", rate=sample_rate)
+      if audio_codec not in ("aac", "flac"):
+        raise ValueError(f"{path}: audio_codec={audio_codec!r}; expected 'aac' or 'flac'")
+      self._audio = self._container.add_stream(audio_codec, rate=sample_rate)
       self._audio.layout = {1: "mono", 2: "stereo"}[channels]
     self._num_frames = 0
     self._num_samples = 0
@@ -66,8 +70,13 @@ class MediaWriter:
                        f"the stream has {self._channels}")
     if not samples.shape[1]:
       return
-    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp",
-                                    layout=self._audio.layout.name)
+    if self._audio.codec_context.name == "flac":  # FLAC takes 16-bit samples, interleaved
+      pcm = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
+      af = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T.reshape(1, -1)), format="s16",
+                                      layout=self._audio.layout.name)
+    else:
+      af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp",
+                                      layout=self._audio.layout.name)
     af.sample_rate = self._sample_rate
     af.pts = self._num_samples
     af.time_base = fractions.Fraction(1, self._sample_rate)
@@ -78,10 +87,10 @@ class MediaWriter:
     try:
       self._container.mux(self._video.encode())
       if self._audio is not None:
-        # The encoder drops a last partial frame: pad it with silence so no audio is lost.
+        # The AAC encoder drops a last partial frame: pad it with silence so no audio is lost.
         frame_size = self._audio.codec_context.frame_size or 1024
         pad = -self._num_samples % frame_size
-        if pad:
+        if pad and self._audio.codec_context.name == "aac":
           self.write_audio(np.zeros((self._channels, pad), np.float32))
         self._container.mux(self._audio.encode())
       self._container.close()

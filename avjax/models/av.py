@@ -9,6 +9,7 @@ them alone with the same parameter tree as inside `AVModel`, so the exported
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -117,3 +118,15 @@ def build_model(model_config):
       head_hidden=None if hidden in (None, -1) else hidden,
       dtype=jnp.dtype(model_config["dtype"]),
   )
+
+
+def init_variables(model, rng, video_shape, audio_shape):
+  """Fresh variables (params, batch_stats) of `model` for inputs of these shapes.
+
+  The train state's init (avjax.pretrain_step) and the random-init reference of the
+  evaluations both call this with the run's key, so "random initialisation" means this
+  run's own step-0 encoders.
+  """
+  init_rng, _ = jax.random.split(rng)
+  return model.init(init_rng, jnp.zeros(video_shape, jnp.float32),
+                    jnp.zeros(audio_shape, jnp.float32), train=False)

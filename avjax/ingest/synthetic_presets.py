@@ -1,0 +1,61 @@
+"""Named synthetic collections: the sizes and look of `python -m avjax.synthetic --preset=NAME`.
+
+"study" is the benchmark of the sampling study (docs/study_sampling.md, paper Section 4.2):
+rendered at the resolution the study trains on (short side 32, the crop), with events that
+fill much of the crop and sound well above the background, in their class's own colour and
+drawn independently of the title and the location (so the event probe measures what
+transfers), and strong title-exclusive cues in picture (palette, a strong grade) and sound
+(theme bands, voice, music): the shortcut the paper says k > 1 removes. Its titles of 54-66 s hold 16-20
+snippets of 3.2 s, enough for k = 16 groups. "demo" is the same look at demo size, and
+"mini" a small set without title-exclusive cues, on which a test checks that pretraining
+learns at all.
+
+The study preset is frozen: changing it changes the benchmark, so results before and after
+are not comparable (docs/study_sampling.md records when it was frozen).
+"""
+
+import dataclasses
+
+from avjax.ingest.synthetic_plan import Options
+
+_STUDY_LOOK = dict(width=48, height=32, fps=5.0, sample_rate=24000, crf=18, event_scale=3.5,
+                   event_x=(0.38, 0.62), event_margin=(0.05, 0.15), event_color="class",
+                   event_outline=0.15, event_level=0.5, event_sustain=0.6, event_rms=True,
+                   voice_level=0.1, theme_level=0.05, audio_codec="flac", light=(0.75, 1.15),
+                   grade=3.0, room_level=(0.01, 0.01), room_cutoff=(1000.0, 1000.0))
+
+PRESETS = {
+    "study": dict(movies=240, shows=10, episodes=3, minutes=1.0,
+                  options=dict(_STUDY_LOOK, classes=5, artifact_strength=1.0),
+                  ingest=dict(short_side=32, val_fraction=0.2)),
+    "demo": dict(movies=40, shows=4, episodes=3, minutes=1.0,
+                 options=dict(_STUDY_LOOK, classes=5, artifact_strength=1.0),
+                 ingest=dict(short_side=32, val_fraction=0.25)),
+    "mini": dict(movies=80, shows=0, episodes=0, minutes=0.3,
+                 options=dict(_STUDY_LOOK, classes=5, artifact_strength=0.0),
+                 ingest=dict(short_side=32, val_fraction=0.25)),
+}
+SIZES = ("movies", "shows", "episodes", "minutes")
+
+
+def preset(name, **overrides):
+  """A named preset; `overrides` replace fields of its sizes or of its Options.
+
+  Returns dict(movies, shows, episodes, minutes, options=Options, ingest=dict): all but
+  "ingest" are `synthetic.generate`'s arguments; "ingest" holds the ingest flags it is made
+  for (short_side, val_fraction).
+  """
+  if name not in PRESETS:
+    raise ValueError(f"unknown synthetic preset {name!r}; known: {sorted(PRESETS)}")
+  sizes = {k: PRESETS[name][k] for k in SIZES}
+  fields = dict(PRESETS[name]["options"])
+  option_names = {f.name for f in dataclasses.fields(Options)}
+  for key, value in overrides.items():
+    if key in sizes:
+      sizes[key] = value
+    elif key in option_names:
+      fields[key] = value
+    else:
+      raise ValueError(f"preset {name!r}: unknown field {key!r}; expected one of "
+                       f"{sorted(set(SIZES) | option_names)}")
+  return dict(sizes, options=Options(**fields), ingest=dict(PRESETS[name]["ingest"]))
