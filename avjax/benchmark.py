@@ -29,6 +29,8 @@ flags.DEFINE_float("minutes", None, "Minutes of generated content (ingest), per 
 flags.DEFINE_integer("titles", None, "Titles (ingest_beam).")
 flags.DEFINE_integer("workers", None, "Worker processes of both paths (ingest_beam).")
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
+flags.DEFINE_enum("crc", "both", ["both", "on", "off"], "input: with the records' CRC32C "
+                  "checks, without, or both in one run (interleaved).")
 flags.DEFINE_bool("memory", False, "step: count the step's residual memory per sample for "
                   "each model.norm x model.remat instead of timing it (avjax.step_memory).")
 flags.DEFINE_bool("record", False, "Also write the figures into docs/benchmarks.md.")
@@ -54,6 +56,12 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
   console.setup()
+  if flags.FLAGS.config is not None:  # the same check as every training command
+    from avjax import validate  # pylint: disable=g-import-not-at-top
+    try:
+      validate.check(flags.FLAGS.config)
+    except validate.ConfigError as e:
+      raise app.UsageError(str(e)) from None
   with console.native_output_to_log():
     module = _module(argv[1], memory=flags.FLAGS.memory)
   markdown = module.run(flags.FLAGS)

@@ -1,17 +1,26 @@
 """Orbax checkpoints: the training state, and the exported backbones f and g.
 
 A training checkpoint holds the whole train state (params, BatchNorm statistics, optimizer
-state, step, RNG) plus a small JSON of run metadata (e.g. the sampler position), so a
-restarted run continues the same loss curve. Saves are asynchronous; restores go
-straight into target shardings (no host holds the full state first). Opening a
-Checkpointer has no side effects beyond the directory: the preemption signal is the
-training loop's business (avjax.loop).
+state, step, RNG) plus a small JSON of run metadata (e.g. the sampler position, and the
+config fields that define the run: `run_fields`), so a restarted run continues the same
+loss curve, and a restart with another config is noticed (avjax.loop compares them).
+Saves are asynchronous; restores go straight into target shardings (no host holds the
+full state first). Opening a Checkpointer has no side effects beyond the directory: the
+preemption signal is the training loop's business (avjax.loop).
+
+A checkpoint whose files cannot be read (truncated, flipped bytes, missing parts) raises
+DamagedCheckpointError with its step and the real cause in one line; `set_aside` moves it
+to checkpoints/<step>.damaged, where Orbax no longer sees it, so the next restore finds
+the newest intact one.
 
 An export holds only the backbones f ("video_encoder") and g ("audio_encoder"), their
 variables and a JSON of the model config; heads are discarded (paper Section 3).
 """
 
+import json
 import os
+import re
+import sys
 
 import jax
 import orbax.checkpoint as ocp
@@ -24,6 +33,99 @@ from avjax import sharding
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_CONFIG = "model_config.json"
 BACKBONES = ("video_encoder", "audio_encoder")
+
+# The config fields that define a run (what is learned, from what, how): a restart that
+# changes one of them is refused unless allowed (avjax.loop). Paths and machinery that do
+# not change the numbers (where the data lies, prefetch depth, rematerialisation) are not.
+RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout")
+NOT_RUN_FIELDS = ("data.dataset", "data.data_dir", "data.prefetch", "data.num_parallel",
+                  "data.open_files", "data.skip_bad_records", "data.verify_records",
+                  "model.remat")
+
+# What a checkpoint whose files are damaged makes Orbax/TensorStore raise (as opposed to,
+# say, a target of another shape): read errors, truncation, corruption, missing parts.
+_DAMAGE = re.compile(r"Error reading|DATA_LOSS|OUT_OF_RANGE|NOT_FOUND|corrupt|decompress|"
+                     r"was not found in the checkpoint|No such file|Unexpected end|checksum",
+                     re.IGNORECASE)
+
+
+class DamagedCheckpointError(RuntimeError):
+  """A checkpoint whose files cannot be read; `step` and `cause` say which and why."""
+
+  def __init__(self, step, cause):
+    super().__init__(f"checkpoint at step {step} cannot be restored: {cause}")
+    self.step, self.cause = step, cause
+
+
+def _one_line(error):
+  """The real cause of `error` in one line (TensorStore specs and tracebacks left out)."""
+  text = f"{type(error).__name__}: {error}".split(" [tensorstore_spec")[0]
+  text = " ".join(text.split())
+  return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _is_damage(error):
+  if isinstance(error, (json.JSONDecodeError, FileNotFoundError, EOFError)):
+    return True
+  return bool(_DAMAGE.search(str(error)))
+
+
+def _quiet_closed_loop_noise():
+  """Drops the 'Event loop is closed' reports TensorStore callbacks make after a failed
+  restore has closed Orbax's event loop (dozens of tracebacks hiding the real cause).
+  Installed for the process at the first restore; other reports pass through."""
+  hook = sys.unraisablehook
+  if getattr(hook, "_avjax_quiet", False):
+    return
+
+  def quiet(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+        unraisable.exc_value):
+      return
+    hook(unraisable)
+  quiet._avjax_quiet = True  # pylint: disable=protected-access
+  sys.unraisablehook = quiet
+
+
+def flat_fields(config, prefix=""):
+  """{dotted name: JSON value} of a config (ConfigDict or dict), nested fields flattened."""
+  if hasattr(config, "to_json"):
+    config = json.loads(config.to_json())
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(flat_fields(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def run_fields(config):
+  """{dotted name: value} of the fields that define the run (RUN_FIELDS, not NOT_RUN_FIELDS)."""
+  def defining(name):
+    inside = lambda names: any(name == n or name.startswith(n + ".") for n in names)
+    return inside(RUN_FIELDS) and not inside(NOT_RUN_FIELDS)
+  return {k: v for k, v in flat_fields(config).items() if defining(k)}
+
+
+def changed_fields(old, new, defaults=None):
+  """[(field, old value, new value)] of two flat field dicts that differ.
+
+  A field missing on one side (a field added or removed since) counts as its value in
+  `defaults` (flat); without a default there it is not compared.
+  """
+  defaults = defaults or {}
+  missing = object()
+  out = []
+  for name in sorted(set(old) | set(new)):
+    a = old.get(name, defaults.get(name, missing))
+    b = new.get(name, defaults.get(name, missing))
+    if a is missing or b is missing:
+      continue
+    if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                       and float(a) == float(b)):
+      out.append((name, a, b))
+  return out
 
 
 def abstract_like(tree, shardings):
@@ -86,16 +188,47 @@ class Checkpointer:
     """(state, meta) of `step` (default: latest) restored into `abstract_state`'s shardings.
 
     abstract_state None: the saved tree as it is, replicated over this run's devices
-    (`replicated_target`), whatever topology wrote it.
+    (`replicated_target`), whatever topology wrote it. Raises DamagedCheckpointError when
+    the checkpoint's files cannot be read.
     """
     step = self.latest_step() if step is None else step
     if abstract_state is None:
       abstract_state = replicated_target(os.path.join(self.directory, str(step), "state"))
-    restored = self.manager.restore(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                meta=ocp.args.JsonRestore()))
+    restored = self._restore(step, state=ocp.args.StandardRestore(abstract_state),
+                             meta=ocp.args.JsonRestore())
     return restored.state, restored.meta
+
+  def restore_meta(self, step=None):
+    """The run metadata of `step` (default: latest) alone: cheap, no arrays are read."""
+    step = self.latest_step() if step is None else step
+    return self._restore(step, meta=ocp.args.JsonRestore()).meta
+
+  def _restore(self, step, **items):
+    _quiet_closed_loop_noise()  # before: the noise starts while Orbax unwinds the failure
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_damage(e):
+        raise
+      raise DamagedCheckpointError(step, _one_line(e)) from e
+
+  def set_aside(self, step):
+    """Moves checkpoint `step` to checkpoints/<step>.damaged[.N]; returns the new path.
+
+    Process 0 moves it; every process then sees the remaining checkpoints.
+    """
+    target = os.path.join(self.directory, f"{step}.damaged")
+    if jax.process_index() == 0:
+      n = 1
+      while os.path.exists(target):
+        target = os.path.join(self.directory, f"{step}.damaged.{n}")
+        n += 1
+      os.rename(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices(f"avjax-set-aside-{step}")
+    self.manager.reload()
+    return target
 
   def all_steps(self):
     return sorted(self.manager.all_steps())

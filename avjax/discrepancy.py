@@ -9,6 +9,7 @@ every held-out snippet, and writes S+/S-/S!= KLs, figures and the linear probe
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -45,7 +46,11 @@ def main(argv):
   # Imported here, not at the top: TensorFlow (the eval input) loads only when it runs.
   with console.native_output_to_log():
     from avjax import pretrain  # pylint: disable=g-import-not-at-top
-  entries = pretrain.evaluate_workdir(f.workdir, steps=steps, overrides=overrides)
+  from avjax import validate  # pylint: disable=g-import-not-at-top
+  try:
+    entries = pretrain.evaluate_workdir(f.workdir, steps=steps, overrides=overrides)
+  except validate.ConfigError as e:
+    sys.exit(f"avjax.discrepancy: {e}")
   for entry in entries:
     kl = ", ".join(f"{k} = {v:.4f}" for k, v in entry["kl"].items())
     print(f"step {entry['step']}: {kl}, gap = {entry['gap']:.4f}")

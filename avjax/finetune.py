@@ -10,6 +10,7 @@ the same command in the same workdir resumes from the latest checkpoint; the res
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -34,11 +35,16 @@ def main(argv):
   # Imported here, not at the top: TensorFlow loads only when the command runs.
   with console.native_output_to_log():
     from avjax.downstream import task  # pylint: disable=g-import-not-at-top
-  results = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  from avjax import loop  # pylint: disable=g-import-not-at-top
+  try:
+    results = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.finetune: {e}")
   workdir = os.path.abspath(FLAGS.workdir)
   if results is None:
     console.done("stopped before the end of the schedule; the same command resumes",
                  checkpoints=os.path.join(workdir, "checkpoints"))
+    loop.exit_promptly(0)  # after a preemption: no slow teardown (grace periods)
   else:
     console.done(f"{results['dataset']} split {results['split']} ({results['mode']}): test "
                  f"top-1 {results['top1']:.4f} over {results['num_test']} clips "

@@ -10,6 +10,7 @@ finished runs and resumes unfinished ones. `--init=` (empty) gives the from-scra
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -39,12 +40,19 @@ def main(argv):
   # Imported here, not at the top: TensorFlow loads only when the command runs.
   with console.native_output_to_log():
     from avjax.downstream import finetune_all  # pylint: disable=g-import-not-at-top
+  from avjax import loop  # pylint: disable=g-import-not-at-top
   roots = finetune_all.parse_roots(f.roots)
   console.attach_log(f.workdir)
   splits = {int(s) for s in f.splits.split(",") if s.strip()} or None
-  summary = finetune_all.run_all(f.init, roots, f.workdir,
-                                 mode=f.mode, runlocal=f.runlocal, splits=splits,
-                                 overrides=f.overrides, name=f.name, workers=f.workers)
+  try:
+    summary = finetune_all.run_all(f.init, roots, f.workdir,
+                                   mode=f.mode, runlocal=f.runlocal, splits=splits,
+                                   overrides=f.overrides, name=f.name, workers=f.workers)
+  except finetune_all.Preempted as e:
+    print(e, file=sys.stderr)
+    loop.exit_promptly(0)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.finetune_all: {e}")
   print(finetune_all.markdown(summary))
   console.done("downstream evaluation", results=os.path.join(os.path.abspath(f.workdir),
                                                               "results.json"))

@@ -9,6 +9,14 @@ the mesh, the jit, the checkpoints, SIGTERM and the console; the task owns what 
 
 On any exit, an error included, the loop waits for in-flight checkpoint saves, so the last
 good checkpoint is complete on disk.
+
+Before anything is written to the workdir the config is validated (avjax.validate). A
+restart resumes only with the config fields that define the run (checkpoint.run_fields:
+data, model, loss, optimizer, batch) unchanged; otherwise it refuses with the diff, or, with
+`--config.resume=allow_changes`, resumes and records the change. Every change of
+config.json is appended to config_history.jsonl before it is replaced. A checkpoint that
+cannot be restored is set aside (checkpoints/<step>.damaged) with one log line naming the
+step and the cause, and the run resumes from the newest intact one.
 """
 
 import contextlib
@@ -16,6 +24,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import time
 from typing import Any, Callable
 
@@ -29,12 +38,34 @@ from avjax import console
 from avjax import fileio
 from avjax import metrics as metrics_lib
 from avjax import sharding
+from avjax import validate
+from avjax.data import titles as titles_lib
 
 CONFIG_FILE = "config.json"
+CONFIG_HISTORY = "config_history.jsonl"
+FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
+# What a preempted run leaves behind, kept referenced: tearing it down (the input
+# pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
+# the save; the command exits first (exit_promptly).
+_LEFT_RUNNING = []
 
 
 class NonFiniteError(FloatingPointError):
   """A non-finite loss or gradient; the run stops, the last good checkpoint stays."""
+
+
+class ResumeConfigError(ValueError):
+  """A restart whose config changes fields that define the run (without allow_changes)."""
+
+
+class NoIntactCheckpointError(RuntimeError):
+  """Every checkpoint of the workdir is damaged; nothing to resume from."""
+
+
+# Errors whose message says all (what, where, what to do): the commands print it and exit
+# with status 1, no traceback.
+STOPPING_ERRORS = (validate.ConfigError, ResumeConfigError, NoIntactCheckpointError,
+                   titles_lib.BadDatasetError)
 
 
 @dataclasses.dataclass
@@ -55,6 +86,8 @@ class Task:
     finish: (state, step) -> result, once the schedule is complete (export, test).
     evaluators: callables (state, step) with an `every` attribute (steps; 0: never),
       run every `every` steps and at the last step of the run.
+    counters: () -> {name: number} of host-side counts logged with the measurements
+      (e.g. skipped_records).
   """
   train_iter: Any
   first_batch: dict
@@ -66,6 +99,7 @@ class Task:
   finish: Callable
   evaluators: list = dataclasses.field(default_factory=list)
   init_args: tuple = ()  # arrays passed to init (e.g. pretrained weights), not closed over
+  counters: Callable = None
 
 
 def check_finite(measurements, step):
@@ -157,6 +191,8 @@ class _Log:
       return
     m = {k: float(v) for k, v in jax.device_get(measurements).items()}
     check_finite(m, step)
+    if self.task.counters is not None:
+      m.update({k: float(v) for k, v in self.task.counters().items()})
     now = time.time()
     rate, eta = float("nan"), "?"
     if self.window_steps:
@@ -192,7 +228,7 @@ def _start(task, config, ckpt, start_step, mesh, writer):
   abstract, shardings = sharding.replicated_state(task.init, mesh, *task.init_args)
   if start_step:
     logging.info("restoring the checkpoint of step %d...", start_step)
-    state, meta = ckpt.restore(checkpoint.abstract_like(abstract, shardings))
+    state, meta = ckpt.restore(checkpoint.abstract_like(abstract, shardings), step=start_step)
     logging.info("resumed from step %d (%s)", start_step, json.dumps(meta))
   else:
     logging.info("initialising the model (compiling its initialiser)...")
@@ -204,78 +240,227 @@ def _start(task, config, ckpt, start_step, mesh, writer):
   return state, shardings
 
 
-def run(build_task, config, workdir, *, max_steps=None):
+def run(build_task, config, workdir, *, max_steps=None, defaults=None):
   """Trains (or resumes) the task `build_task` makes in `workdir`; returns its finish().
 
   Args:
     build_task: (config, workdir, *, start_step, writer, mesh) -> Task.
     config: the run's ConfigDict (batch_size, seed, log_every_steps,
-      checkpoint_every_steps, keep_checkpoints, keep_every_steps).
+      checkpoint_every_steps, keep_checkpoints, keep_every_steps, resume).
     workdir: config.json, metrics.jsonl, TensorBoard events and checkpoints go here.
     max_steps: stop after this global step (tests and interruption drills); finish()
       runs only when the schedule is complete.
+    defaults: the task's default config: a field that an older checkpoint does not
+      know counts as its default when a restart's config is compared with it.
   Returns:
-    task.finish(state, step) when the schedule completed, else None.
+    task.finish(state, step) when the schedule completed, else None (preempted, or
+    max_steps reached).
+  Raises:
+    validate.ConfigError: a bad config (nothing is written), or a schedule of 0 steps.
+    ResumeConfigError: a restart that changes fields defining the run.
+    NoIntactCheckpointError: every checkpoint is damaged.
   """
+  validate.check(config, device_count=jax.device_count())
   workdir = os.path.abspath(workdir)
   mesh = sharding.make_mesh()
-  if config.batch_size % jax.device_count():
-    raise ValueError(f"batch_size {config.batch_size} does not divide over "
-                     f"{jax.device_count()} devices")
-  # Nothing is written into the workdir until the task is built: a config or dataset that
-  # fails its checks leaves no config.json, log, checkpoints/ or events behind. The
-  # writer opens its files on the first write.
+  # Nothing is written into the workdir until the task is built: a config, restart or
+  # dataset that fails its checks leaves no config.json, log, checkpoints/ or events
+  # behind (a damaged checkpoint is only moved aside). The writer opens its files on the
+  # first write.
   writer = metrics_lib.MetricWriter(
       workdir, jsonl_path=os.path.join(workdir, metrics_lib.METRICS_FILE))
   ckpt = task = None
+  preempted = False
   try:
-    start_step = _latest_step(workdir)
+    ckpt = _existing_checkpointer(workdir, config)
+    start_step, meta = _newest_readable(ckpt) if ckpt is not None else (0, None)
+    run_changes = check_resume(config, workdir, start_step, meta, defaults)
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
-    _open_workdir(workdir, config)
-    ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
-                                   keep=config.keep_checkpoints,
-                                   keep_every_steps=config.get("keep_every_steps", 0))
-    state, shardings = _start(task, config, ckpt, start_step, mesh, writer)
+    validate.check_steps(task.num_steps, config)
+    _open_workdir(workdir, config, start_step, run_changes)
+    if ckpt is None:
+      ckpt = _checkpointer(workdir, config)
+    task, state, shardings, start_step = _restore(build_task, task, config, workdir, ckpt,
+                                                  start_step, mesh, writer)
     step_fn = sharding.jit_update(task.update, mesh, shardings)
-    state, step = _train(task, config, state, step_fn, start_step, max_steps, ckpt, mesh,
-                         writer)
+    state, step, preempted = _train(task, config, state, step_fn, start_step, max_steps,
+                                    ckpt, mesh, writer)
   finally:
-    if task is not None and hasattr(task.train_iter, "close"):
-      task.train_iter.close()
     if ckpt is not None:
-      ckpt.close()
+      ckpt.close()  # waits for in-flight saves: the last checkpoint is complete on disk
     writer.flush()
+    # After a preemption everything is left as it is: its teardown can take tens of
+    # seconds of the grace period (the process exits right after, exit_promptly).
+    if preempted:
+      _LEFT_RUNNING.append((task, state, step_fn, writer, ckpt))
+    elif task is not None:
+      _close(task.train_iter)
+  if preempted:
+    logging.warning("preempted at step %d: checkpoint saved, exiting", step)
+    return None
   if step < task.num_steps:
     return None
   result = task.finish(state, step)
+  if jax.process_index() == 0:
+    fileio.write_json(os.path.join(workdir, FINISHED_FILE),
+                      dict(step=int(step), num_steps=int(task.num_steps)))
   writer.close()
   return result
 
 
-def _latest_step(workdir):
-  """The step of the latest checkpoint in `workdir`, 0 if none; creates nothing."""
+def exit_promptly(code=0):
+  """Ends the process at once, for the commands after a preemption's checkpoint is saved.
+
+  The input pipeline's threads and the interpreter's teardown of TensorFlow and JAX took
+  10-40 s after the save, more than some preemption grace periods allow.
+  """
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  if jax.process_count() > 1:
+    with contextlib.suppress(Exception):
+      jax.distributed.shutdown()  # every process is exiting at the same step
+  os._exit(code)  # pylint: disable=protected-access
+
+
+def _close(iterator):
+  if hasattr(iterator, "close"):
+    iterator.close()
+
+
+# ---------------------------------------------------------------------------
+# Where a restart resumes: the newest intact checkpoint, with the same run config.
+
+
+def _set_aside(ckpt, error):
+  target = ckpt.set_aside(error.step)
+  logging.error("%s; moved it aside to %s, resuming from the newest intact checkpoint",
+                error, os.path.relpath(target, os.path.dirname(ckpt.directory)))
+
+
+def _damaged(ckpt):
+  if not os.path.isdir(ckpt.directory):
+    return []
+  return sorted(d for d in os.listdir(ckpt.directory) if ".damaged" in d)
+
+
+def _newest_readable(ckpt):
+  """(step, meta) of the newest checkpoint whose metadata reads, or (0, None) for a fresh
+  start; damaged ones are set aside on the way."""
+  while True:
+    step = ckpt.latest_step()
+    if step is None:
+      damaged = _damaged(ckpt)
+      if damaged:
+        raise NoIntactCheckpointError(
+            f"{ckpt.directory}: no intact checkpoint to resume from; damaged: "
+            f"{', '.join(damaged)}. To start over, remove {ckpt.directory} or use a new "
+            "--workdir.")
+      return 0, None
+    try:
+      return step, ckpt.restore_meta(step)
+    except checkpoint.DamagedCheckpointError as e:
+      _set_aside(ckpt, e)
+
+
+def _restore(build_task, task, config, workdir, ckpt, start_step, mesh, writer):
+  """(task, state, shardings, start step): `task`'s state restored, or, when that
+  checkpoint is damaged, the task rebuilt for the newest intact one."""
+  while True:
+    try:
+      state, shardings = _start(task, config, ckpt, start_step, mesh, writer)
+      return task, state, shardings, start_step
+    except checkpoint.DamagedCheckpointError as e:
+      _close(task.train_iter)
+      _set_aside(ckpt, e)
+      start_step, _ = _newest_readable(ckpt)
+      task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
+
+
+def check_resume(config, workdir, start_step, meta, defaults=None):
+  """Refuses a restart that changes the run's defining fields; returns those changes
+  (allowed by resume=allow_changes), for _open_workdir to record. Writes nothing.
+
+  The stored run config is the checkpoint's (meta["run_config"]), or, for checkpoints
+  written before it was stored, WORKDIR/config.json.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  old = fileio.read_json(path) if os.path.exists(path) else None
+  allowed = config.get("resume", "guard") == "allow_changes"
+  run_changes = []
+  if start_step:
+    stored = (meta or {}).get("run_config")
+    source = f"the checkpoint at step {start_step}"
+    if stored is None and old is not None:
+      stored, source = checkpoint.run_fields(old), f"{path} (of the run at step {start_step})"
+    if stored is None:
+      logging.warning("%s: the checkpoint at step %d stores no config to compare with; "
+                      "resuming unchecked", workdir, start_step)
+    else:
+      run_changes = checkpoint.changed_fields(
+          stored, checkpoint.run_fields(config),
+          checkpoint.run_fields(defaults) if defaults is not None else None)
+    if run_changes and not allowed:
+      diff = "\n".join(f"  {name}: {a!r} -> {b!r}" for name, a, b in run_changes)
+      raise ResumeConfigError(
+          f"{workdir}: this config changes fields that define the run, compared with "
+          f"{source}:\n{diff}\nRestart with the same config to resume it, use a new "
+          "--workdir for a new run, or pass --config.resume=allow_changes to resume with "
+          f"these changes (recorded in {CONFIG_HISTORY}).")
+  return run_changes
+
+
+def _record_changes(workdir, old, new, start_step, run_changes):
+  if old is None or old == new:
+    return
+  absent = "<absent>"
+  a, b = checkpoint.flat_fields(old), checkpoint.flat_fields(new)
+  changes = {k: [a.get(k, absent), b.get(k, absent)] for k in sorted(set(a) | set(b))
+             if a.get(k, absent) != b.get(k, absent)}
+  entry = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), step=int(start_step),
+               changes=changes, run_fields_changed=[n for n, _, _ in run_changes],
+               allowed_by="resume=allow_changes" if run_changes else None)
+  with open(os.path.join(workdir, CONFIG_HISTORY), "a", encoding="utf-8") as f:
+    f.write(json.dumps(entry) + "\n")
+  logging.warning("config changed since the last start at step %d (recorded in %s): %s",
+                  start_step, CONFIG_HISTORY,
+                  "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+
+
+def _checkpointer(workdir, config):
+  return checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
+                                 keep=config.keep_checkpoints,
+                                 keep_every_steps=config.get("keep_every_steps", 0))
+
+
+def _existing_checkpointer(workdir, config):
+  """The run's Checkpointer when `workdir` has checkpoints already, else None (so that a
+  fresh run creates nothing before its task is built)."""
   if not os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
-    return 0
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=1)
-  try:
-    return ckpt.latest_step() or 0
-  finally:
-    ckpt.close()
+    return None
+  return _checkpointer(workdir, config)
 
 
-def _open_workdir(workdir, config):
-  """The workdir, its log file and config.json, once the task has checked its inputs."""
+def _open_workdir(workdir, config, start_step=0, run_changes=()):
+  """The workdir, its log file and config.json, once the task has checked its inputs;
+  every change of config.json is appended to config_history.jsonl first."""
   os.makedirs(workdir, exist_ok=True)
   console.attach_log(workdir, jax.process_index())
   logging.info("workdir %s", workdir)
   if jax.process_index() == 0:
-    fileio.write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))
+    path = os.path.join(workdir, CONFIG_FILE)
+    old = fileio.read_json(path) if os.path.exists(path) else None
+    new = json.loads(config.to_json())
+    _record_changes(workdir, old, new, start_step, list(run_changes))
+    fileio.write_json(path, new)
 
 
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
-  """The loop proper; returns (state, last step)."""
+  """The loop proper; returns (state, last step, preempted)."""
   stop = min(task.num_steps, max_steps or task.num_steps)
   log = _Log(writer, task, config, stop)
+  run_config = checkpoint.run_fields(config)  # saved with every checkpoint: check_resume
+  preempted = False
   pending = None  # measurements of the previous step, checked one step behind
   batch = task.first_batch
   start, first = time.time(), step
@@ -309,10 +494,9 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
       preempted = ckpt.reached_preemption(step, sigterm["raised"])
       if ckpt.should_save(step) or step == stop or preempted:
         check_finite(jax.device_get(measurements), step)
-        ckpt.save(step, state, task.meta(step), force=True)
+        ckpt.save(step, state, dict(task.meta(step), run_config=run_config), force=True)
       log.pause(time.time() - t0)
       if preempted:
-        logging.warning("preempted at step %d: checkpoint saved, exiting", step)
         break
 
       if step < stop:
@@ -323,4 +507,4 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
     logging.info("trained steps %d-%d in %s (evaluations %s)", first + 1, step,
                  console.duration(time.time() - start),
                  console.duration(log.eval_total) if task.evaluators else "none")
-  return state, step
+  return state, step, preempted

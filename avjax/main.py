@@ -2,10 +2,14 @@ r"""Pretraining entry point.
 
   python -m avjax.main --config=configs/pretrain.py:dataset=data/movie,k=16 --workdir=runs/k16
 
-Restarting the same command in the same workdir resumes from the latest checkpoint.
+Restarting the same command in the same workdir resumes from the latest checkpoint (a
+changed config is refused unless --config.resume=allow_changes). A bad config, a refused
+restart or unreadable data end the command with a message and exit status 1; after
+SIGTERM the command saves a checkpoint and exits 0 at once.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -30,11 +34,16 @@ def main(argv):
   # starts, so --help stays fast.
   with console.native_output_to_log():
     from avjax import pretrain  # pylint: disable=g-import-not-at-top
-  state = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  from avjax import loop  # pylint: disable=g-import-not-at-top
+  try:
+    state = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.main: {e}")
   workdir = os.path.abspath(FLAGS.workdir)
   if state is None:
     console.done("stopped before the end of the schedule; the same command resumes",
                  checkpoints=os.path.join(workdir, "checkpoints"))
+    loop.exit_promptly(0)  # after a preemption: no slow teardown (grace periods)
   else:
     console.done(f"pretrained {int(state['step'])} steps", export=os.path.join(workdir, "export"),
                  tensorboard=f"tensorboard --logdir {workdir}")

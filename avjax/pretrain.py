@@ -22,6 +22,8 @@ from avjax import metrics as metrics_lib
 from avjax import optim
 from avjax import pretrain_step
 from avjax import sharding
+from avjax import validate
+from avjax.configs import pretrain as pretrain_config_file
 from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
@@ -127,7 +129,9 @@ def build_task(config, workdir, *, start_step, writer, mesh):
                                remat=config.model.get("remat", "none")),
       describe=describe, meta=meta, finish=finish,
       evaluators=evaluators(config, model, workdir=workdir, writer=writer, mesh=mesh,
-                            final_step=num_steps))
+                            final_step=num_steps),
+      counters=lambda: dict(skipped_records=getattr(train_iter, "num_skipped", 0),
+                            left_out_titles=len(getattr(train_iter, "left_out", ()))))
 
 
 def evaluate_workdir(workdir, *, steps=None, overrides=None, write=True):
@@ -151,6 +155,7 @@ def evaluate_workdir(workdir, *, steps=None, overrides=None, write=True):
     if key not in options:
       raise ValueError(f"unknown discrepancy option {key!r}; known: {sorted(options)}")
     options[key] = value
+  validate.check({"discrepancy": options, "batch_size": config.batch_size})
   ckpt = checkpoint.Checkpointer(workdir, every_steps=1)
   try:
     available = ckpt.all_steps()
@@ -186,4 +191,5 @@ def evaluate_workdir(workdir, *, steps=None, overrides=None, write=True):
 def train_and_evaluate(config, workdir, *, max_steps=None):
   """Pretrains (or resumes) in `workdir`; returns the final state once the schedule is
   complete (and the backbones are exported to WORKDIR/export), else None."""
-  return loop.run(build_task, config, workdir, max_steps=max_steps)
+  return loop.run(build_task, config, workdir, max_steps=max_steps,
+                  defaults=pretrain_config_file.get_config())

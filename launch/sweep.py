@@ -9,9 +9,13 @@ current folder (`configs/...` also names the configs shipped in the package). Ru
 dataset the sweep args do not name are left out (the sweep says which).
 
   --mode=print  prints one command per run, e.g. to paste or pipe into another launcher.
-  --mode=local  runs them one after another on this host; a run whose workdir already
-                holds an export (WORKDIR/export/model_config.json) is skipped, and an
-                interrupted run resumes from its last checkpoint when the sweep is rerun.
+  --mode=local  runs them one after another on this host; a run that finished all its
+                steps (WORKDIR/finished.json, written by the training loop after the
+                export) is skipped, and an interrupted run resumes from its last
+                checkpoint when the sweep is rerun. A run that exits 0 without finishing
+                (SIGTERM) is not done.
+
+Every run's config, with its overrides, is checked (avjax.validate) before any run starts.
   --mode=slurm  writes WORKDIR_ROOT/slurm/commands.txt (one command per line) and
                 WORKDIR_ROOT/slurm/array.sbatch, a job array with one task per run that
                 runs its line through launch/slurm.sbatch (one process per GPU, SIGTERM
@@ -32,9 +36,10 @@ from absl import app
 from absl import flags
 
 from avjax import config_args
+from avjax import validate as config_validator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPORT_MARKER = os.path.join("export", "model_config.json")  # written by avjax.checkpoint
+FINISHED_MARKER = "finished.json"  # written by avjax.loop once the schedule is complete
 SLURM_LAUNCHER = os.path.join("launch", "slurm.sbatch")
 
 FLAGS = flags.FLAGS
@@ -142,8 +147,26 @@ def workdir_of(run, workdir_root):
   return os.path.join(workdir_root, run["name"])
 
 
-def is_exported(workdir):
-  return os.path.isfile(os.path.join(workdir, EXPORT_MARKER))
+def is_finished(workdir):
+  """Whether the run in `workdir` trained all of its (at least one) steps."""
+  path = os.path.join(workdir, FINISHED_MARKER)
+  try:
+    with open(path, encoding="utf-8") as f:
+      done = json.load(f)
+    return int(done["num_steps"]) >= 1 and int(done["step"]) >= int(done["num_steps"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return False
+
+
+def check_run_configs(runs):
+  """Each run's config with its overrides passes avjax.validate, before anything runs."""
+  for run in runs:
+    try:
+      config = config_args.load_config(run["config"])
+      config.update_from_flattened_dict(dict(run["overrides"]))
+      config_validator.check(config)
+    except (config_validator.ConfigError, ValueError, KeyError, AttributeError) as e:
+      raise SweepError(f"run {run['name']}: {e}") from None
 
 
 def check_config_files(runs):
@@ -166,15 +189,15 @@ def run_local(runs, workdir_root, *, dry_run=False, keep_going=False):
   for i, run in enumerate(runs):
     workdir = workdir_of(run, workdir_root)
     head = f"[sweep {i + 1}/{len(runs)}] {run['name']}"
-    if is_exported(workdir):
-      print(f"{head}: skipped, {os.path.join(workdir, EXPORT_MARKER)} exists", flush=True)
+    if is_finished(workdir):
+      print(f"{head}: skipped, finished ({os.path.join(workdir, FINISHED_MARKER)})", flush=True)
       continue
     cmd = command(run, workdir, python=sys.executable)
     print(f"{head}: {shlex.join(command(run, workdir))}", flush=True)
     if dry_run:
       continue
     rc = _run_forwarding_sigterm(cmd)
-    if rc == 0 and not is_exported(workdir):
+    if rc == 0 and not is_finished(workdir):
       # Stopped early (SIGTERM saved a checkpoint): the rest would not get its turn either.
       print(f"{head}: stopped before the end; rerun the sweep to resume it", flush=True)
       return failed + [run["name"]]
@@ -285,6 +308,7 @@ def main(argv):
     sweep_name, runs = load_sweep(spec)
     runs = select(runs, FLAGS.only)
     check_config_files(runs)
+    check_run_configs(runs)
   except SweepError as e:
     sys.exit(f"launch/sweep.py: {e}")
   workdir_root = FLAGS.workdir_root or os.path.join("runs", sweep_name)

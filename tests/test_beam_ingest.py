@@ -178,6 +178,15 @@ def test_ingest_and_reader_on_a_non_local_file_system(collection, local):
   remote.close()
 
 
+def test_a_beam_ingest_into_a_local_folder_takes_the_ingest_lock(collection, tmp_path):
+  from avjax.ingest import lock as lock_lib  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "ds")
+  with lock_lib.IngestLock(out):
+    with pytest.raises(lock_lib.LockedError, match=f"PID {os.getpid()}"):
+      beam_ingest.ingest(collection, out, runner="DirectRunner", params=PARAMS)
+  assert not os.path.exists(os.path.join(out, records.TITLES_DIR))  # nothing written
+
+
 def test_pipeline_options_come_through_one_flag():
   options = beam_ingest.pipeline_options("DirectRunner", TWO_PROCESSES).get_all_options()
   assert (options["direct_num_workers"], options["direct_running_mode"]) == (

@@ -239,17 +239,36 @@ def test_unknown_sweep_file_and_run_name_are_clear_errors():
   assert result.returncode != 0 and "budget='many': expected int" in result.stderr
 
 
-def test_local_mode_skips_exported_runs(tmp_path):
+def test_local_mode_skips_finished_runs_only(tmp_path):
   root = tmp_path / "runs"
-  exported = root / "movie_tv_k8" / "export"
-  exported.mkdir(parents=True)
-  (exported / "model_config.json").write_text("{}")
+  (root / "movie_tv_k8").mkdir(parents=True)
+  (root / "movie_tv_k8" / "finished.json").write_text('{"step": 40, "num_steps": 40}')
+  # An export alone (a run of zero steps exported one before) is not a finished run.
+  (root / "movie_tv_k16" / "export").mkdir(parents=True)
+  (root / "movie_tv_k16" / "export" / "model_config.json").write_text("{}")
+  (root / "movie_tv_k32").mkdir(parents=True)
+  (root / "movie_tv_k32" / "finished.json").write_text('{"step": 0, "num_steps": 0}')
   result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py:movie=/m,tv=/t",
                "--mode=local",
                f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
   assert "movie_tv_k8: skipped" in result.stdout
+  assert "k16: skipped" not in result.stdout and "k32: skipped" not in result.stdout
   assert result.stdout.count("python -m avjax.main") == 3
+
+
+def test_sweep_checks_every_run_config_before_running(tmp_path):
+  sweep_file = tmp_path / "bad_sweep.py"
+  sweep_file.write_text(
+      "def get_sweep(arg=None):\n"
+      "  return [dict(name='fine', config='configs/pretrain.py', overrides={'data.k': 4}),\n"
+      "          dict(name='no_steps', config='configs/pretrain.py',\n"
+      "               overrides={'num_epochs': 0})]\n")
+  result = _sh(sys.executable, SWEEP_PY, str(sweep_file), "--mode=local",
+               f"--workdir_root={tmp_path / 'runs'}")
+  assert result.returncode != 0
+  assert "run no_steps" in result.stderr and "num_epochs=0" in result.stderr
+  assert not (tmp_path / "runs").exists()
 
 
 def test_slurm_mode_writes_an_array_over_the_runs(tmp_path):

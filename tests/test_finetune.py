@@ -307,7 +307,7 @@ def test_configs_build(dataset):
 def test_bad_mode_is_an_error(tmp_path):
   config = _config("esc50", "runlocal")
   config.mode = "probe"
-  with pytest.raises(ValueError, match="config.mode 'probe'"):
+  with pytest.raises(ValueError, match="config.mode='probe': must be one of"):
     finetune.train_and_evaluate(config, str(tmp_path))
 
 

@@ -48,7 +48,8 @@ TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avj
            "avjax.media",
            "avjax.data.config",
            "avjax.data.records", "avjax.data.sampling", "avjax.data.titles",
-           "avjax.ingest.params", "avjax.downstream.config")
+           "avjax.ingest.params", "avjax.ingest.lock", "avjax.ingest.verify",
+           "avjax.downstream.config", "avjax.validate")
 
 
 def _modules():

@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -90,6 +91,8 @@ def test_a_failed_start_writes_nothing_into_the_workdir(name, tmp_path):
   if name == "pretraining":
     build_task, config = pretrain.build_task, pretrain_config_file.get_config(
         f"dataset={missing},runlocal")
+    # A batch this run's devices can take (else the config check stops it first).
+    config.batch_size = config.data.k * jax.device_count()
   else:
     build_task, config = finetune.build_task, esc50.get_config(f"data={missing},runlocal")
   workdir = tmp_path / "run"

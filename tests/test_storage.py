@@ -73,3 +73,30 @@ def test_training_input_reads_a_dataset_on_a_non_local_file_system(tmp_path):
     np.testing.assert_array_equal(batches[1][key], batches[0][key])
   with pytest.raises(FileNotFoundError, match="no manifest"):
     records.load_manifest(ram("missing"))
+
+
+def test_damage_in_a_dataset_on_a_bucket_is_found(tmp_path):
+  # pylint: disable=g-import-not-at-top
+  from avjax.ingest import verify
+  local = str(tmp_path / "ds")
+  make_tiny_dataset(local)
+  manifest = records.load_manifest(local)
+  first, second = manifest["titles"][0], manifest["titles"][1]
+  path = os.path.join(local, first["records"])  # a flipped byte in the first title
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0x5A
+  open(path, "wb").write(bytes(data))
+  path = os.path.join(local, second["records"])  # the second one truncated
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:-100])
+  root = ram("damaged")
+  copy_tree(local, root)
+  good, bad = records.check_titles(manifest["titles"], root)  # the start-up check
+  assert [(e["id"], "truncated" in why) for e, why in bad] == [(second["id"], True)]
+  assert first in good
+  report = verify.verify_dataset(root, repair=True)
+  assert set(report["damaged"]) == {first["id"], second["id"]}
+  assert "CRC mismatch" in report["damaged"][first["id"]]
+  assert report["repaired"] == sorted([first["id"], second["id"]])
+  assert not storage.exists(storage.join(root, "titles", f"{first['id']}.json"))
+  assert {t["id"] for t in records.load_manifest(root)["titles"]}.isdisjoint(report["damaged"])

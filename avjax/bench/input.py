@@ -1,6 +1,12 @@
 """Input pipeline benchmark: snippets per second per CPU core and peak host memory.
 
   python -m avjax.benchmark input [--dataset=DIR] [--batch=GROUPS] [--steps=N] [--record]
+      [--crc=both|on|off]
+
+The reader checks every record's CRC32C (data.verify_records). `--crc=both` (the default)
+measures the pipeline with and without the check in the same run, the two iterators taking
+turns in rounds so that both see the same load, and adds the CRC's own CPU time per
+snippet.
 
 Runs the training pipeline at the default data config (k = 16, 16 frames, shorter side
 190 -> random 158x158 crop, 96x300 log-mel with band dropout) for --steps host batches of
@@ -18,10 +24,12 @@ import tempfile
 import time
 
 from absl import logging
+import numpy as np
 
 from avjax.data import config as data_config
 from avjax.data import fake
 from avjax.data import pipeline
+from avjax.data import records
 
 TITLE = "Input pipeline"
 
@@ -57,21 +65,73 @@ def _cores():
     return os.cpu_count() or 1
 
 
-def _measure(config, groups, steps):
-  it = pipeline.make_train_iterator(config, global_batch_size=groups * config.k,
-                                    process_index=0, process_count=1, num_local_devices=1)
-  for _ in range(_WARMUP):
-    next(it)
-  t0 = time.perf_counter()
-  cpu0 = time.process_time()
-  for _ in range(steps):
-    batch = next(it)
-  wall = time.perf_counter() - t0
-  cpu = time.process_time() - cpu0
-  it.close()
-  snippets = steps * groups * config.k
-  return dict(rate=snippets / wall, cpu_per_snippet=cpu / snippets,
-              shapes={k: tuple(v.shape[1:]) for k, v in batch.items()})
+def _measure_together(configs, groups, steps, rounds):
+  """Rates of several configs measured in turns: `rounds` rounds of steps / rounds batches
+  each, so that a change of machine load hits all of them alike."""
+  its = [pipeline.make_train_iterator(c, global_batch_size=groups * c.k, process_index=0,
+                                      process_count=1, num_local_devices=1) for c in configs]
+  for it in its:
+    for _ in range(_WARMUP):
+      next(it)
+  wall, cpu = [0.0] * len(its), [0.0] * len(its)
+  per_round = max(1, steps // rounds)
+  for r in range(rounds):
+    # ABBA...: the order alternates, so a setting gains nothing from going first.
+    for i in (range(len(its)) if r % 2 == 0 else reversed(range(len(its)))):
+      it = its[i]
+      t0, cpu0 = time.perf_counter(), time.process_time()
+      for _ in range(per_round):
+        batch = next(it)
+      wall[i] += time.perf_counter() - t0
+      cpu[i] += time.process_time() - cpu0
+  for it in its:
+    it.close()
+  snippets = rounds * per_round * groups * configs[0].k
+  shapes = {k: tuple(v.shape[1:]) for k, v in batch.items()}
+  return [dict(rate=snippets / w, cpu_per_snippet=c / snippets, shapes=shapes)
+          for w, c in zip(wall, cpu)]
+
+
+def _crc_seconds_per_snippet(dataset, count=256):
+  """(CPU seconds of one record's CRC32C checks, mean record bytes) on stored records."""
+  manifest = records.load_manifest(dataset)
+  titles = manifest["titles"]
+  with records.SnippetReader(dataset, manifest) as reader:
+    data = [reader.read(titles[i % len(titles)]["id"],
+                        (i // len(titles)) % titles[i % len(titles)]["num_snippets"])
+            for i in range(64)]
+  t0 = time.process_time()
+  for i in range(count):
+    d = data[i % len(data)]
+    records.masked_crc(d[:8])  # the length field
+    records.masked_crc(d)
+  return (time.process_time() - t0) / count, float(np.mean([len(d) for d in data]))
+
+
+def _reader_seconds_per_snippet(dataset, alternations=15, count=96):
+  """{verify: median thread-CPU seconds per snippet read by SnippetReader}, the two reader
+  settings taking turns (`alternations` times `count` random reads each).
+
+  Thread CPU time and the median leave out other processes' load, which on a shared
+  machine is larger than the check itself in the pipeline's throughput."""
+  manifest = records.load_manifest(dataset)
+  titles = manifest["titles"]
+  rng = np.random.default_rng(0)
+  picks = [(t["id"], int(rng.integers(t["num_snippets"])))
+           for t in (titles[i] for i in rng.integers(len(titles), size=count))]
+  readers = {v: records.SnippetReader(dataset, manifest, verify=v) for v in (True, False)}
+  times = {True: [], False: []}
+  try:
+    for a in range(alternations):
+      for verify in ((True, False) if a % 2 == 0 else (False, True)):
+        t0 = time.thread_time()
+        for tid, m in picks:
+          readers[verify].read(tid, m)
+        times[verify].append((time.thread_time() - t0) / count)
+  finally:
+    for reader in readers.values():
+      reader.close()
+  return {v: float(np.median(t)) for v, t in times.items()}
 
 
 def run(flags):
@@ -91,14 +151,26 @@ def run(flags):
   cores = _cores()
   reset = _reset_peak_rss()
 
-  rows = []
-  for name, overrides in (("default (k=16, w=M_n)", {}),
-                          ("color jitter sigma=1.0", dict(color_jitter=1.0))):
+  crc = getattr(flags, "crc", None) or "both"
+  settings = [("default (k=16, w=M_n)" + (", CRC checked" if crc == "both" else ""),
+               dict(verify_records=crc != "off"))]
+  if crc == "both":
+    settings.append(("default, CRC not checked", dict(verify_records=False)))
+  settings.append(("color jitter sigma=1.0", dict(color_jitter=1.0, verify_records=crc != "off")))
+  configs = []
+  for _, overrides in settings:
     config = data_config.default_config()
     config.dataset = [dataset]
     for key, value in overrides.items():
       config[key] = value
-    rows.append((name, _measure(config, groups, steps)))
+    configs.append(config)
+  rounds = max(1, min(8, steps)) if crc == "both" else 1
+  results = _measure_together(configs[:2], groups, steps, rounds) if crc == "both" else []
+  for config in configs[len(results):]:
+    results += _measure_together([config], groups, steps, 1)
+  rows = [(name, r) for (name, _), r in zip(settings, results)]
+  crc_cost = _crc_seconds_per_snippet(dataset)
+  reader = _reader_seconds_per_snippet(dataset)
   if scratch:
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -117,6 +189,25 @@ def run(flags):
   for name, r in rows:
     lines.append(f"| {name} | {r['rate']:.1f} | {r['rate'] / cores:.1f} | "
                  f"{1e3 * r['cpu_per_snippet']:.1f} | {1 / r['cpu_per_snippet']:.0f} |")
+  seconds, size = crc_cost
+  lines += ["", f"CRC32C checks of a record ({size / 1e3:.0f} KB, {records.crc_implementation()} "
+            f"implementation): {1e3 * seconds:.3f} ms CPU per snippet, "
+            f"{100 * seconds / rows[0][1]['cpu_per_snippet']:.1f}% of the pipeline's CPU time "
+            "per snippet."]
+  extra = reader[True] - reader[False]
+  lines.append(f"Reading a snippet (SnippetReader, random access, median thread CPU): "
+               f"{1e3 * reader[True]:.3f} ms with the check, {1e3 * reader[False]:.3f} ms "
+               f"without: {1e3 * extra:+.3f} ms, {100 * extra / rows[0][1]['cpu_per_snippet']:+.1f}% "
+               "of the pipeline's CPU time per snippet.")
+  if crc == "both":
+    on, off = rows[0][1]["rate"], rows[1][1]["rate"]
+    cpu_on, cpu_off = rows[0][1]["cpu_per_snippet"], rows[1][1]["cpu_per_snippet"]
+    lines.append(f"Throughput with the check {on:.1f} vs {off:.1f} snippets/s without: "
+                 f"{100 * (off - on) / off:+.1f}% cost ({rounds} interleaved rounds each; "
+                 "differences within a few percent are load noise on a shared machine). "
+                 f"CPU time per snippet with the check {1e3 * cpu_on:.2f} vs "
+                 f"{1e3 * cpu_off:.2f} ms without: {100 * (cpu_on - cpu_off) / cpu_off:+.1f}% "
+                 "(less sensitive to other processes' load).")
   lines += [
       "",
       f"Peak host memory (peak RSS{'' if reset else ', including dataset generation'}): "

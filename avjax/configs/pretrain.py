@@ -55,6 +55,9 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.keep_every_steps = 10000
+  # A restart that changes data, model, loss, optimizer or batch is refused ("guard"), or
+  # resumes and records the change in WORKDIR/config_history.jsonl ("allow_changes").
+  config.resume = "guard"
   # Periodic held-out evaluations: module name under avjax -> every N steps (0 = off).
   config.evals = ml_collections.ConfigDict(dict(discrepancy=0))
   # Options of the discrepancy measures and probe (bins, smoothing, labels.json, ...).

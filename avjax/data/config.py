@@ -56,7 +56,8 @@ def default_config():
   c.audio_std = MEL_STD
   c.audio_mask_fraction = 0.25  # band dropout, up to 25% of the time or frequency axis
   # Machinery.
-  c.skip_bad_records = False
+  c.skip_bad_records = False  # True: leave out damaged records and titles, with a warning
+  c.verify_records = True  # check every record's CRC32C as it is read (damaged bytes)
   c.prefetch = 2  # host batches
   c.num_parallel = -1  # parallel decode calls; -1 = tf.data.AUTOTUNE
   c.open_files = 128  # titles whose record file and index stay open

@@ -23,12 +23,19 @@ in the parallel map. A decoded snippet is T*crop*crop*3*4 bytes of video (4.8 MB
 16x158x158) and mel_bins*frames*4 of audio (115 KB). Open record files and loaded offset
 indices are kept in a small LRU cache (`open_files` titles).
 
-Bad records (a corrupt JPEG, a wrong audio length or frame count) raise BadRecordError
-naming the dataset, title and snippet. With `skip_bad_records` they are counted instead
+Bad records (a CRC32C mismatch of the TFRecord framing, i.e. damaged bytes; a corrupt JPEG;
+a wrong audio length or frame count) raise BadRecordError naming the dataset, title and
+snippet. Every record read is CRC-checked (`verify_records`, on by default; the cost is in
+docs/benchmarks.md). With `skip_bad_records` they are counted instead
 (`iterator.num_skipped`) and every group that holds one is replaced by a fresh draw of the
 sampler for the same position (`HierarchicalSampler.group(position, redraw)`), so batches
 keep whole groups and stay a pure function of (seed, step) given the data. The bad record
 is found when its batch fails; the pipeline then restarts at that batch.
+
+Before the first batch, every selected title's files are checked (stat + index: records and
+index exist, the index ends where the records file ends; records.title_problem), so a
+truncated file or a manifest naming a missing title stops the run at once with the list
+(titles.BadDatasetError), or, with `skip_bad_records`, those titles are left out with a warning.
 
 Evaluation (`make_eval_iterator`): every snippet of the held-out titles exactly once, in
 (title, snippet) order, centre crops, no augmentation; the last batch is padded and a
@@ -138,11 +145,13 @@ class _RestartingIterator:
   def __init__(self, config, titles, params):
     ops.hide_gpus_from_tensorflow()
     self.config = config
+    titles, self.left_out = titles_lib.readable_titles(config, titles)
     self.titles = titles
     self.title_ids = [t["id"] for t in titles]
     self.params = params
     self.skipped = set()  # (title index, snippet index) of bad records
-    self._source = records.TitlesReader(titles, config.open_files)
+    self._source = records.TitlesReader(titles, config.open_files,
+                                        verify=config.get("verify_records", True))
     self._snippet_fn = None
     self._step = 0
     self._it = None
@@ -188,7 +197,11 @@ class _RestartingIterator:
   def _recover(self, error):
     bad = []
     for n, m in self._snippets_of_batch(self._step):
-      serialized = self._source.read(n, m)
+      try:
+        serialized = self._source.read(n, m)
+      except records.CorruptRecordError as e:
+        bad.append((n, m, [e.detail]))
+        continue
       problems = ops.check_record(serialized, self.title_ids[n], m, self.params,
                               self.config.crop_size)
       if problems:
@@ -248,7 +261,7 @@ class TrainIterator(_RestartingIterator):
     if self.start_group < 0:
       raise ValueError(f"start_group={start_group}: must be >= 0")
     self.sampler = sampling.HierarchicalSampler(
-        [t["num_snippets"] for t in titles], self.k, config.w,
+        [t["num_snippets"] for t in self.titles], self.k, config.w,
         seed=int(config.seed), title_weights=config.title_weights)
     self.snippets_per_epoch = self.sampler.snippets_per_epoch
     self.steps_per_epoch = self.snippets_per_epoch // self.global_batch_size
@@ -320,7 +333,7 @@ class EvalIterator(_RestartingIterator):
       raise ValueError(f"eval batch size {global_batch_size} does not split evenly over "
                        f"{process_count} processes x {num_local_devices} local devices")
     self.batch_size = self.global_batch_size // process_count
-    items = [(n, m) for n, t in enumerate(titles) for m in range(t["num_snippets"])]
+    items = [(n, m) for n, t in enumerate(self.titles) for m in range(t["num_snippets"])]
     self.num_snippets = len(items)
     shares = np.array_split(np.arange(len(items)), process_count)
     self._items = [items[i] for i in shares[process_index]]

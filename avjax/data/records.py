@@ -15,11 +15,13 @@ TitleWriter writes local disk (the Beam ingest copies finished titles to the buc
 """
 
 import collections
+import hashlib
 import io
 import os
 import re
 import struct
 import threading
+import unicodedata
 
 import google_crc32c
 import numpy as np
@@ -34,6 +36,7 @@ TITLES_DIR = "titles"
 # TFRecord framing: uint64 length, uint32 masked CRC of length, data, uint32 masked CRC of data.
 _HEADER = 12
 _FOOTER = 4
+FRAMING_BYTES = _HEADER + _FOOTER
 
 DEFAULT_PARAMS = dict(
     fps=5.0,
@@ -56,12 +59,34 @@ def samples_per_snippet(params):
   return int(round(snippet_seconds(params) * params["sample_rate"]))
 
 
+def ascii_title_id(name):
+  """`name` with runs of characters other than ASCII letters, digits, '.', '_' and '-'
+  replaced by '_' (and '.' and '_' stripped at the ends); may be empty."""
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+
+
+def unicode_title_id(name):
+  """A title id that keeps Unicode letters and digits (NFC), or a short hash of `name`
+  when it has none (e.g. only punctuation or symbols)."""
+  name = unicodedata.normalize("NFC", name)
+  tid = re.sub(r"[^\w.-]+", "_", name).strip("._")
+  return tid or "title_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+
+
+def is_title_id(text):
+  """Whether `text` can be a title id as it is (letters of any script, digits, '.', '_'
+  and '-'; no '.' or '_' at the ends; NFC)."""
+  return bool(text) and unicode_title_id(text) == text
+
+
 def safe_title_id(name):
-  """A title id usable as a file name: letters, digits, '.', '_' and '-'."""
-  tid = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-  if not tid:
-    raise ValueError(f"cannot make a title id from {name!r}")
-  return tid
+  """A title id usable as a file name, for any name.
+
+  Names with ASCII letters or digits give the same ids as ever (ascii_title_id: the
+  held-out split hashes ids, so they must not change); others, such as 'Сталкер', keep
+  their Unicode letters, and names with no letter or digit at all get a short hash.
+  """
+  return ascii_title_id(name) or unicode_title_id(name)
 
 
 def record_paths(dataset_dir, title_id):
@@ -71,6 +96,11 @@ def record_paths(dataset_dir, title_id):
 
 # ---------------------------------------------------------------------------
 # TFRecord framing.
+
+
+def crc_implementation():
+  """'c' when google_crc32c uses its C extension (fast), else 'python'."""
+  return google_crc32c.implementation
 
 
 def masked_crc(data):
@@ -156,19 +186,77 @@ def load_index(path):
   return index
 
 
-def read_record(f, offset, length, *, path="<records>"):
-  """Reads one serialized record at `offset` from an open binary file (random access)."""
+class CorruptRecordError(IOError):
+  """A record whose TFRecord framing (length or CRC32C) does not check out."""
+
+
+def read_record(f, offset, length, *, path="<records>", verify=True):
+  """Reads one serialized record at `offset` from an open binary file (random access).
+
+  With `verify`, the masked CRC32C of the length and of the data (the TFRecord framing)
+  are checked: a flipped byte anywhere in the record raises CorruptRecordError.
+  """
   f.seek(int(offset))
   header = f.read(_HEADER)
   if len(header) != _HEADER:
-    raise IOError(f"{path}: truncated record header at byte {offset}")
+    raise CorruptRecordError(f"{path}: truncated record header at byte {offset}")
   (stored,) = struct.unpack("<Q", header[:8])
+  if verify and struct.unpack("<I", header[8:])[0] != masked_crc(header[:8]):
+    raise CorruptRecordError(f"{path}: record at byte {offset}: length CRC mismatch "
+                             "(the length field is damaged)")
   if stored != length:
-    raise IOError(f"{path}: record at byte {offset} has length {stored}, index says {length}")
+    raise CorruptRecordError(f"{path}: record at byte {offset} has length {stored}, "
+                             f"index says {length}")
   data = f.read(int(length))
-  if len(data) != length:
-    raise IOError(f"{path}: truncated record at byte {offset}")
+  footer = f.read(_FOOTER) if verify else b""
+  if len(data) != length or (verify and len(footer) != _FOOTER):
+    raise CorruptRecordError(f"{path}: truncated record at byte {offset}")
+  if verify and struct.unpack("<I", footer)[0] != masked_crc(data):
+    raise CorruptRecordError(f"{path}: record at byte {offset}: data CRC mismatch "
+                             "(the record's bytes are damaged)")
   return data
+
+
+def title_problem(dataset_dir, entry):
+  """Why a title's files cannot be read (cheap: stat + index), or None when they look whole.
+
+  Checks that the records file and the index exist, that the index has the manifest's
+  number of snippets, and that its last record (offset + length + framing) ends exactly
+  at the end of the records file, so a truncated or swapped file is found at start-up.
+  """
+  records_path = storage.join(dataset_dir, entry["records"])
+  index_path = storage.join(dataset_dir, entry["index"])
+  for what, path in (("records file", records_path), ("index", index_path)):
+    if not storage.isfile(path):
+      return f"{what} {path} is missing"
+  try:
+    index = load_index(index_path)  # a local path or a bucket (gs://, s3://)
+  except (OSError, ValueError) as e:
+    return f"index {index_path} cannot be read ({e})"
+  if len(index) != entry["num_snippets"]:
+    return (f"index {index_path} has {len(index)} records, the manifest says "
+            f"{entry['num_snippets']} snippets")
+  size = storage.getsize(records_path)
+  end = int(index[-1, 0] + index[-1, 1]) + _HEADER + _FOOTER if len(index) else 0
+  if end != size:
+    return (f"records file {records_path} has {size} bytes, its index ends at byte {end} "
+            f"({'truncated' if size < end else 'longer than indexed'})")
+  return None
+
+
+def check_titles(titles, dataset_dir=None):
+  """(titles whose files look whole, [(entry, problem)] of the others); see title_problem.
+
+  Entries of pooled datasets carry their "dataset_dir"; else `dataset_dir` is used.
+  """
+  good, bad = [], []
+  for entry in titles:
+    problem = title_problem(entry.get("dataset_dir", dataset_dir), entry)
+    if problem is None:
+      good.append(entry)
+    else:
+      bad.append((entry, problem))
+  return good, bad
 
 
 class SnippetReader:
@@ -176,11 +264,13 @@ class SnippetReader:
 
   Thread-safe. At most `max_open` titles keep their records file open and their index
   loaded (least recently used first out), so a reader over thousands of titles stays
-  within the open-file limit.
+  within the open-file limit. With `verify` (the default) every record's CRC32Cs are
+  checked; a damaged one raises CorruptRecordError naming the file, title and snippet.
   """
 
-  def __init__(self, dataset_dir, manifest=None, max_open=128):
+  def __init__(self, dataset_dir, manifest=None, max_open=128, verify=True):
     self.dataset_dir = dataset_dir
+    self.verify = bool(verify)
     self.manifest = manifest or load_manifest(dataset_dir)
     self._entries = {t["id"]: t for t in self.manifest["titles"]}
     self.max_open = max(1, int(max_open))
@@ -221,7 +311,13 @@ class SnippetReader:
         raise IndexError(f"title {title_id}: snippet {snippet_index} out of range "
                          f"[0, {len(index)})")
       offset, length = index[snippet_index]
-      return read_record(f, offset, length, path=path)
+      try:
+        return read_record(f, offset, length, path=path, verify=self.verify)
+      except CorruptRecordError as e:
+        err = CorruptRecordError(f"{self.dataset_dir}: title {title_id} snippet "
+                                 f"{snippet_index}: {e}")
+        err.detail = str(e)
+        raise err from None
 
   def close(self):
     with self._lock:
@@ -243,14 +339,15 @@ class TitlesReader:
   One bounded SnippetReader per dataset dir; entries carry their "dataset_dir".
   """
 
-  def __init__(self, titles, max_open):
+  def __init__(self, titles, max_open, verify=True):
     self.titles = titles
     self._readers = {}
     for entry in titles:
       base = entry["dataset_dir"]
       if base not in self._readers:
         manifest = dict(titles=[t for t in titles if t["dataset_dir"] == base])
-        self._readers[base] = SnippetReader(base, manifest=manifest, max_open=max_open)
+        self._readers[base] = SnippetReader(base, manifest=manifest, max_open=max_open,
+                                            verify=verify)
 
   def read(self, n, m):
     entry = self.titles[n]

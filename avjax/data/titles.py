@@ -4,6 +4,7 @@ Selection filters by split, kind and genre and can keep a title budget (paper Se
 the genre ablation uses 1.6K movies, drawn at random or evenly per genre).
 """
 
+from absl import logging
 import numpy as np
 
 from avjax.data import records
@@ -142,3 +143,27 @@ def check_format(config, params):
   if config.color_jitter < 0:
     raise ValueError(f"color_jitter={config.color_jitter}: expected >= 0")
   return stored // config.num_frames
+
+
+class BadDatasetError(ValueError):
+  """Titles whose files are missing or damaged, found at start-up."""
+
+
+def readable_titles(config, titles):
+  """The titles whose files look whole; the others stop the run or (skip_bad_records) are
+  left out with a warning. Returns (good titles, [(entry, problem)] left out)."""
+  good, bad = records.check_titles(titles)
+  if not bad:
+    return good, bad
+  shown = [f"{e['dataset_dir']}: title {e['id']}: {problem}" for e, problem in bad[:20]]
+  more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+  listing = "\n  ".join(shown) + more
+  if not config.skip_bad_records or not good:
+    hint = ("No readable title is left." if not good else
+            "Re-ingest them (python -m avjax.ingest --verify=DIR --repair, then the same "
+            "ingest command again), or set skip_bad_records to leave them out.")
+    raise BadDatasetError(f"{len(bad)} of {len(titles)} titles cannot be read:\n  {listing}"
+                          f"\n{hint}")
+  logging.warning("leaving out %d of %d titles whose files cannot be read "
+                  "(skip_bad_records):\n  %s", len(bad), len(titles), listing)
+  return good, bad

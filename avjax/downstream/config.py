@@ -109,6 +109,7 @@ def protocol_config(dataset, arg, *, num_epochs, eval_batch_size):
   config.checkpoint_every_steps = 1000 if video else 500
   config.keep_checkpoints = 2
   config.eval_every_steps = 0  # >0: also test every N steps
+  config.resume = "guard"  # or "allow_changes": resume a run with a changed config
 
   if arg.runlocal:
     _runlocal(config, video)

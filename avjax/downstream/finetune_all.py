@@ -15,8 +15,11 @@ import os
 
 from absl import logging
 
+import jax
+
 from avjax import config_args
 from avjax import fileio
+from avjax import validate
 from avjax.configs.downstream import esc50, hmdb51, ucf101
 from avjax.downstream import layouts
 from avjax.downstream import prepare
@@ -27,6 +30,10 @@ DATASETS = ("hmdb51", "ucf101", "esc50")  # the column order of Table 5
 TITLES = {"hmdb51": "HMDB51", "ucf101": "UCF101", "esc50": "ESC50"}
 CONFIGS = {"hmdb51": hmdb51, "ucf101": ucf101, "esc50": esc50}  # configs/downstream/*.py
 ARCH_NAMES = {"r2plus1d_18": "R(2+1)D-18", "resnet18_audio": "ResNet-18"}
+
+
+class Preempted(SystemExit):
+  """A run stopped before the end of its schedule (its checkpoint is saved); rerun to go on."""
 
 
 def parse_roots(text):
@@ -85,6 +92,18 @@ def run_all(init, roots, workdir, *, mode="finetune", runlocal=False, splits=Non
             overrides="", name="", workers=1):
   """Runs (or resumes, or skips when finished) every split; writes and returns the summary."""
   workdir = os.path.abspath(workdir)
+  plan = [(d, s) for d in DATASETS if d in roots for s in layouts.SPLITS[d]
+          if not splits or s in splits]
+
+  def config_of(dataset, split, data):
+    arg = f"data={data},split={split},mode={mode},init={init}" + (",runlocal" if runlocal else "")
+    return apply_overrides(load_config(dataset, arg), overrides)
+  # Every run's config is checked before anything is prepared or written.
+  for dataset, split in plan:
+    try:
+      validate.check(config_of(dataset, split, roots[dataset]), device_count=jax.device_count())
+    except validate.ConfigError as e:
+      raise validate.ConfigError(f"{dataset} split {split}: {e}") from None
   runs = []
   for dataset in DATASETS:
     if dataset not in roots:
@@ -99,12 +118,11 @@ def run_all(init, roots, workdir, *, mode="finetune", runlocal=False, splits=Non
         logging.info("%s split %d: finished earlier (%s)", dataset, split, results_path)
         runs.append(fileio.read_json(results_path))
         continue
-      arg = f"data={data},split={split},mode={mode},init={init}" + (",runlocal" if runlocal else "")
-      config = apply_overrides(load_config(dataset, arg), overrides)
+      config = config_of(dataset, split, data)
       logging.info("%s split %d -> %s", dataset, split, run_dir)
       result = task.train_and_evaluate(config, run_dir)
       if result is None:  # preempted: the rerun resumes
-        raise SystemExit(f"{dataset} split {split} stopped before the end; rerun to resume")
+        raise Preempted(f"{dataset} split {split} stopped before the end; rerun to resume")
       runs.append(result)
   summary = summarize(runs, init=init, mode=mode, name=name)
   fileio.write_json(os.path.join(workdir, "results.json"), summary)

@@ -26,6 +26,7 @@ from avjax import fileio
 from avjax import loop
 from avjax import optim
 from avjax import sharding
+from avjax.configs.downstream import esc50, hmdb51, ucf101
 from avjax.downstream import config as downstream_config
 from avjax.downstream import input as downstream_input
 from avjax.downstream import model as model_lib
@@ -166,20 +167,6 @@ def eval_step(state, batch, *, model, kind):
 # The task.
 
 
-def _check_config(config):
-  if config.mode not in downstream_config.MODES:
-    raise ValueError(f"config.mode {config.mode!r}: expected one of "
-                     f"{downstream_config.MODES}")
-  n = jax.device_count()
-  for name in ("batch_size", "eval_batch_size"):
-    if config[name] % n:
-      raise ValueError(f"config.{name} {config[name]} does not divide over {n} devices")
-  k = config.get("grad_accum_steps", 1)
-  if k < 1 or config.batch_size % (n * k):
-    raise ValueError(f"config.batch_size {config.batch_size} does not split into "
-                     f"grad_accum_steps={k} micro-batches over {n} devices")
-
-
 class TestEvaluator:
   """Top-1 of the test split, clip-level (averaged views) and per view.
 
@@ -243,8 +230,8 @@ def _initial_backbone(config, kind, abstract_encoder, mesh):
 
 
 def build_task(config, workdir, *, start_step, writer, mesh):
-  """The fine-tuning task of `config` (configs/downstream/*.py) for avjax.loop.run."""
-  _check_config(config)
+  """The fine-tuning task of `config` (configs/downstream/*.py) for avjax.loop.run, which
+  has checked the config's numbers and batch sizes (avjax.validate)."""
   kind = config.data.kind
   info = downstream_input.describe(config.data, config.split)  # checks the data first
   # A resumed run reseeds the stream (order and augmentations) by its step.
@@ -296,7 +283,12 @@ def build_task(config, workdir, *, start_step, writer, mesh):
       meta=lambda step: dict(step=int(step), num_train=int(info["num_train"])))
 
 
+PROTOCOLS = {"esc50": esc50, "hmdb51": hmdb51, "ucf101": ucf101}  # configs/downstream/*.py
+
+
 def train_and_evaluate(config, workdir, *, max_steps=None):
   """Fine-tunes (or resumes) in `workdir`, then tests; returns the results dict written to
   WORKDIR/results.json, or None when stopped before the end of the schedule."""
-  return loop.run(build_task, config, workdir, max_steps=max_steps)
+  protocol = PROTOCOLS.get(config.get("dataset"))
+  return loop.run(build_task, config, workdir, max_steps=max_steps,
+                  defaults=protocol.get_config() if protocol else None)

@@ -15,6 +15,7 @@ title; a title whose entry file is there is not ingested again. The last step wr
 manifest.json and ingest_report.json exactly as the local path does.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from apache_beam.options import pipeline_options as options_lib
 from avjax import storage
 from avjax.data import records
 from avjax.ingest import discover
+from avjax.ingest import lock as lock_lib
 from avjax.ingest import params as params_lib
 from avjax.ingest import run as run_lib
 
@@ -52,6 +54,8 @@ def start_run(input_path, output, params, metadata=None):
     if old != params:
       raise ValueError(f"{output} was ingested with params {old}, this run has {params}; "
                        "use the same flags to resume, or a new --output")
+  if storage.is_local(output):  # called holding the output's lock (ingest)
+    run_lib.remove_temporaries(output)
   done = run_lib.finished_entries(output)
   run_lib.build_manifest(output, params)
   return titles, [t for t in titles if t["id"] not in done]
@@ -96,19 +100,24 @@ def ingest(input_path, output, *, runner, beam_pipeline_options="", metadata=Non
   """Ingests every title under `input_path` not yet finished in `output`, on Beam.
 
   Returns the report, also in `OUTPUT/ingest_report.json` (the local path's format).
+  An output on local disk takes the same lock as the local path (lock.LockedError when
+  another ingest writes there); object stores have no exclusive create, so none there.
   """
   params = params_lib.make_params(**(params or {}))
   options = pipeline_options(runner, beam_pipeline_options, workers)
-  titles, todo = start_run(input_path, output, params, metadata)
-  report = new_report(input_path, len(titles), len(titles) - len(todo))
-  logging.info("%d titles, %d already done, %d to ingest on %s", len(titles),
-               report["already_done"], len(todo), runner)
-  pipeline = beam.Pipeline(options=options)
-  build(pipeline, todo, output, params, threads=threads or 1, report=report)
-  result = pipeline.run()
-  result.wait_until_finish()
-  print_metrics(result)
-  return storage.read_json(storage.join(output, records.REPORT))
+  guard = (lock_lib.IngestLock(output) if storage.is_local(output)
+           else contextlib.nullcontext())
+  with guard:
+    titles, todo = start_run(input_path, output, params, metadata)
+    report = new_report(input_path, len(titles), len(titles) - len(todo))
+    logging.info("%d titles, %d already done, %d to ingest on %s", len(titles),
+                 report["already_done"], len(todo), runner)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, todo, output, params, threads=threads or 1, report=report)
+    result = pipeline.run()
+    result.wait_until_finish()
+    print_metrics(result)
+    return storage.read_json(storage.join(output, records.REPORT))
 
 
 def print_metrics(result):
@@ -203,7 +212,7 @@ def ingest_to(title, output, params, threads=1):
     except FileNotFoundError as e:
       return None, f"cannot read: {e}"
     local_out = os.path.join(scratch, "output")
-    job = (dict(title, path=local), local_out, params, threads)
+    job = (dict(title, path=local), local_out, params, threads, 0.0)  # no time limit
     _, entry, reason = run_lib._ingest_one(job)  # pylint: disable=protected-access
     if entry is None:  # reasons name the title's own path, not the scratch copy's
       return None, reason.replace(local, title["path"])

@@ -23,7 +23,8 @@ class Cutter:
   """Streams decoded frames and audio into snippets; writes each snippet once it is complete.
 
   Attributes set as it goes: t0 (time of the first frame), written (snippets written),
-  out_size ((width, height) of stored frames, set by the caller on the first frame),
+  out_size ((width, height) of stored frames, as displayed) and rotation (counter-clockwise
+  degrees that turn frames upright), both set by the caller on the first frame,
   shot_times / shot_scores (frame change scores for shots.detect_shots).
   """
 
@@ -36,6 +37,7 @@ class Cutter:
     self.seconds = records.snippet_seconds(params)
     self.quality = params["jpeg_quality"]
     self.out_size = None
+    self.rotation = 0
     self.t0 = None
     # Video: frames on the target time line, and the JPEGs of the pending snippet.
     self.sampler = decode.FrameSampler(params["fps"])
@@ -57,7 +59,8 @@ class Cutter:
     return (prev.frame, self.sampler.prev_time) if prev is not None else (None, None)
 
   def video_frame(self, frame, time_s):
-    emitted = self.sampler.push(decode.Encoded(frame, self.out_size, self.quality), time_s)
+    emitted = self.sampler.push(
+        decode.Encoded(frame, self.out_size, self.quality, self.rotation), time_s)
     if emitted is None:
       return  # out of order or duplicate timestamp: the earlier frame stands
     if self.t0 is None:

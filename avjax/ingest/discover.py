@@ -1,14 +1,21 @@
 """Finding titles: video files under a folder or in a list, their ids, kinds and shows.
 
-A `titles.csv` (title_id, kind, show_id, genres, path) overrides what the paths say.
-The held-out split is a hash of the title id, or of the show for TV episodes (paper
-Section 4.2: all or none of a show's episodes are held out).
+A `titles.csv` (title_id, kind, show_id, genres, path) overrides what the paths say: a
+row that names a file's path is used as it is, and no id is derived from that path at
+all. Any file or folder name yields an id (records.safe_title_id: non-Latin names keep
+their letters). The held-out split is a hash of the title id, or of the show for TV
+episodes (paper Section 4.2: all or none of a show's episodes are held out).
+
+Folders are searched recursively, following symbolic links to folders; a folder reached
+a second time (a link loop, or two links to one folder) is searched only once.
 """
 
 import csv
 import hashlib
 import io
 import os
+
+from absl import logging
 
 from avjax import storage
 from avjax.data import records
@@ -42,9 +49,30 @@ def _derive_meta(rel_parts):
     folders = folders[1:]
   if not folders or folders[0].lower() in MOVIE_FOLDERS:
     return dict(id=records.safe_title_id(stem), kind="movie", show=None, genres=[])
-  show = records.safe_title_id(folders[0])
-  return dict(id=records.safe_title_id("_".join(folders + [stem])), kind="episode", show=show,
-              genres=[])
+  show = records.ascii_title_id(folders[0])
+  if show:  # as ever: ids valid before must not change
+    tid = records.safe_title_id("_".join(folders + [stem]))
+  else:  # e.g. 'Друзья': the show's letters stay in the show and in the episode ids
+    show = records.unicode_title_id(folders[0])
+    tid = records.unicode_title_id("_".join(folders + [stem]))
+  return dict(id=tid, kind="episode", show=show, genres=[])
+
+
+def _walk(top):
+  """Video files under `top` in sorted order, following links to folders, each folder once."""
+  paths, seen = [], set()
+  for folder, dirs, files in os.walk(top, followlinks=True):
+    st = os.stat(folder)
+    if (st.st_dev, st.st_ino) in seen:
+      logging.warning("%s: already searched (a link loop, or a second link to a folder); "
+                      "not searched again", folder)
+      dirs[:] = []
+      continue
+    seen.add((st.st_dev, st.st_ino))
+    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    paths += [os.path.join(folder, f) for f in sorted(files)
+              if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)]
+  return paths
 
 
 def read_metadata(path):
@@ -57,9 +85,9 @@ def read_metadata(path):
                        "(and optionally kind, show_id, genres, path)")
     for line, row in enumerate(reader, start=2):
       tid = (row.get("title_id") or "").strip()
-      if not tid or records.safe_title_id(tid) != tid:
+      if not records.is_title_id(tid):
         raise ValueError(f"{path} line {line}: title_id {tid!r} must be non-empty and use only "
-                         "letters, digits, '.', '_' and '-'")
+                         "letters (of any script), digits, '.', '_' and '-'")
       show = (row.get("show_id") or "").strip() or None
       kind = (row.get("kind") or "").strip().lower() or ("episode" if show else "movie")
       if kind not in ("movie", "episode"):
@@ -78,6 +106,8 @@ def read_metadata(path):
 
 def _video_files(root):
   """Video files under `root` (local folder or bucket prefix), hidden ones left out."""
+  if storage.is_local(root):
+    return _walk(root)  # follows links to folders, with loop protection
   paths = []
   for folder, dirs, files in storage.walk(root):
     dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -114,11 +144,13 @@ def discover(input_path, metadata=None):
   by_id = {r["id"]: r for r in rows if not r["path"]}
   titles, seen = [], {}
   for path in paths:
-    rel = storage.relpath(path, root or ".")
-    sep = os.sep if storage.is_local(path) else "/"
-    parts = [storage.basename(path)] if rel.startswith("..") else rel.split(sep)
-    meta = _derive_meta(parts)
-    row = by_path.get(storage.abspath(path)) or by_id.get(meta["id"])
+    row = by_path.get(storage.abspath(path))
+    if row is None:  # derived only when no row names this file
+      rel = storage.relpath(path, root or ".")
+      sep = os.sep if storage.is_local(path) else "/"
+      parts = [storage.basename(path)] if rel.startswith("..") else rel.split(sep)
+      meta = _derive_meta(parts)
+      row = by_id.get(meta["id"])
     if row:
       meta = {k: row[k] for k in ("id", "kind", "show", "genres")}
     if meta["id"] in seen:

@@ -3,12 +3,19 @@
 A title is finished when its entry file `titles/<id>.json` exists (written last, after
 records and index); the manifest is rebuilt from the entry files on every run, so a
 rerun of the same command completes an interrupted ingest.
+
+The driver (this module's `ingest`, never its workers) holds the output's lock
+(avjax.ingest.lock) for the whole run, and only while holding it removes temporary files
+that killed runs left behind. Each title may get a time limit (`title_timeout`): a title
+over it is stopped, leaves nothing behind and is reported like any other skipped title.
 """
 
 import glob
 import multiprocessing
 import os
+import re
 import signal
+import threading
 import time
 
 from absl import logging
@@ -18,8 +25,13 @@ from avjax import fileio
 from avjax import storage
 from avjax.data import records
 from avjax.ingest import discover
+from avjax.ingest import lock as lock_lib
 from avjax.ingest import params as params_lib
 from avjax.ingest import title as title_lib
+
+# Temporaries: TitleWriter's "<name>.<pid>.tmp[.npy]", fileio.atomic_path's "<name>.*.tmp".
+_TMP = re.compile(r"\.tmp(\.npy)?$")
+_TMP_PID = re.compile(r"\.(\d+)\.tmp(\.npy)?$")
 
 def finished_entries(dataset_dir):
   """Entries of finished titles: an entry file whose records and index exist (any store)."""
@@ -40,12 +52,27 @@ def build_manifest(dataset_dir, params):
   return manifest
 
 
-def _remove_temporaries(dataset_dir):
-  """Temporaries of an earlier, killed run (one ingest per dataset dir at a time)."""
-  folder = os.path.join(dataset_dir, records.TITLES_DIR)
-  for pattern in ("*.tmp", "*.tmp.npy"):
-    for path in glob.glob(os.path.join(folder, pattern)):
+def remove_temporaries(dataset_dir):
+  """Removes the temporaries of earlier, killed runs; returns their paths.
+
+  Only the driver calls this, holding the output's lock, so no other ingest writes there;
+  a temporary named after a process that still runs on this host (a killed driver's
+  orphaned worker) is left alone all the same.
+  """
+  removed = []
+  for folder in (dataset_dir, os.path.join(dataset_dir, records.TITLES_DIR)):
+    for path in sorted(glob.glob(os.path.join(folder, "*.tmp*"))):
+      if not _TMP.search(path) or not os.path.isfile(path):
+        continue
+      pid = _TMP_PID.search(path)
+      pid = int(pid.group(1)) if pid else None
+      if pid is not None and pid != os.getpid() and lock_lib.process_alive(pid):
+        continue
       os.remove(path)
+      removed.append(path)
+  if removed:
+    logging.info("removed %d temporary file(s) of earlier, interrupted runs", len(removed))
+  return removed
 
 
 def _worker_init():
@@ -53,14 +80,40 @@ def _worker_init():
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class TitleTimeout(Exception):
+  """A title took longer than its time limit."""
+
+
+def _time_limited(seconds, fn, *args, **kwargs):
+  """fn(*args, **kwargs), stopped with TitleTimeout after `seconds` (0: no limit).
+
+  SIGALRM interrupts Python code between bytecodes (decoding returns to Python after each
+  packet), so the title's writer aborts and leaves nothing behind. Only in a main thread.
+  """
+  if not seconds or threading.current_thread() is not threading.main_thread():
+    return fn(*args, **kwargs)
+
+  def alarm(signum, frame):
+    del signum, frame
+    raise TitleTimeout(f"over the time limit of {seconds:g} s (--title_timeout)")
+  previous = signal.signal(signal.SIGALRM, alarm)
+  signal.setitimer(signal.ITIMER_REAL, seconds)
+  try:
+    return fn(*args, **kwargs)
+  finally:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 def _ingest_one(args):
   """(title, entry or None, reason or None); bad input never raises."""
-  title, dataset_dir, params, threads = args
+  title, dataset_dir, params, threads, timeout = args
   meta = {k: title[k] for k in ("id", "kind", "show", "genres")}
   try:
-    entry = title_lib.ingest_title(title["path"], dataset_dir, meta, params, threads=threads)
+    entry = _time_limited(timeout, title_lib.ingest_title, title["path"], dataset_dir, meta,
+                          params, threads=threads)
     return title, entry, None
-  except title_lib.IngestError as e:
+  except (title_lib.IngestError, TitleTimeout) as e:
     return title, None, str(e)
   except Exception as e:  # pylint: disable=broad-except
     return title, None, f"{type(e).__name__}: {e}"
@@ -74,7 +127,7 @@ def _start_output(dataset_dir, params):
     if old != params:
       raise ValueError(f"{dataset_dir} was ingested with params {old}, this run has {params}; "
                        "use the same flags to resume, or a new --output")
-  _remove_temporaries(dataset_dir)
+  remove_temporaries(dataset_dir)
   done = finished_entries(dataset_dir)
   build_manifest(dataset_dir, params)
   return done
@@ -96,14 +149,23 @@ def _size(title):
 
 
 def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, threads=None,
-           progress=True):
+           progress=True, title_timeout=0.0):
   """Ingests every title under `input_path` not yet finished in `dataset_dir`.
 
   Returns the report that is also written to `DATASET_DIR/ingest_report.json`;
-  its `failed` list names each skipped file and why.
+  its `failed` list names each skipped file and why. Raises lock.LockedError when
+  another ingest is writing into `dataset_dir`.
   """
   params = params_lib.make_params(**(params or {}))
   titles = discover.discover(input_path, metadata)
+  with lock_lib.IngestLock(dataset_dir):
+    return _ingest_locked(input_path, dataset_dir, titles, params, workers=workers,
+                          threads=threads, progress=progress, title_timeout=title_timeout)
+
+
+def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads, progress,
+                   title_timeout):
+  """The body of `ingest`, run while holding the output's lock."""
   done = _start_output(dataset_dir, params)
   console.attach_log(dataset_dir)  # a command's log file, now that the input was found
   todo = [t for t in titles if t["id"] not in done]
@@ -116,7 +178,7 @@ def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, th
                report["already_done"], len(todo), workers)
   bar = console.progress(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
                          desc="ingest", disable=not progress or not todo, smoothing=0.1)
-  jobs = [(t, dataset_dir, params, threads) for t in todo]
+  jobs = [(t, dataset_dir, params, threads, title_timeout) for t in todo]
   pool = None
   last_manifest = time.time()
   try:

@@ -7,6 +7,7 @@ entry out), so any runner can map it over titles.
 """
 
 import os
+import stat
 
 import av
 import numpy as np
@@ -47,8 +48,10 @@ def _decode_into(container, video, audio, cutter, params):
           t = frame.time
           if t is None:  # no timestamp (some AVI): assume the nominal frame rate
             t = last_time + default_step if last_time is not None else 0.0
-          if cutter.out_size is None:
-            cutter.out_size = image.display_size(frame, video, params["short_side"])
+          if cutter.out_size is None:  # stored upright: the display rotation is applied
+            cutter.rotation = image.rotation_of(frame, video)
+            cutter.out_size = image.display_size(frame, video, params["short_side"],
+                                                 cutter.rotation)
           cutter.video_frame(frame, t)
           last_time = where = t
         else:
@@ -66,8 +69,24 @@ def _decode_into(container, video, audio, cutter, params):
   return video_end, cutter.audio_end
 
 
+def _kind_of_file(mode):
+  for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                     (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                     (stat.S_ISDIR, "a folder")):
+    if test(mode):
+      return name
+  return "not a regular file"
+
+
 def _open(path):
-  if os.path.isfile(path) and os.path.getsize(path) == 0:
+  try:
+    mode = os.stat(path).st_mode
+  except OSError as e:
+    raise IngestError(f"cannot open: {e}") from e
+  if not stat.S_ISREG(mode):
+    # Opening a FIFO or a device would block (or read forever).
+    raise IngestError(f"not a regular file ({_kind_of_file(mode)}); skipped without opening it")
+  if os.path.getsize(path) == 0:
     raise IngestError("empty file (0 bytes)")
   try:
     return decode.open_container(path)

@@ -34,14 +34,15 @@ def pick_stream(streams):
 
 
 class Encoded:
-  """A decoded frame and its JPEG, made on first use and kept."""
+  """A decoded frame and its JPEG (upright, image.frame_to_jpeg), made on first use and kept."""
 
-  def __init__(self, frame, size, quality):
+  def __init__(self, frame, size, quality, rotation=0):
     self.frame, self._size, self._quality, self._jpeg = frame, size, quality, None
+    self._rotation = rotation
 
   def jpeg(self):
     if self._jpeg is None:
-      self._jpeg = image.frame_to_jpeg(self.frame, self._size, self._quality)
+      self._jpeg = image.frame_to_jpeg(self.frame, self._size, self._quality, self._rotation)
     return self._jpeg
 
 
@@ -84,7 +85,7 @@ class FrameSampler:
 
 
 def decode_frames(path, *, fps, short_side, jpeg_quality=90):
-  """Frames of a video file at `fps`, shorter side `short_side`, as JPEG bytes.
+  """Frames of a video file at `fps`, shorter side `short_side`, upright, as JPEG bytes.
 
   Returns:
     (list of JPEG bytes, duration in seconds).
@@ -100,13 +101,16 @@ def decode_frames(path, *, fps, short_side, jpeg_quality=90):
     stream.thread_type = "AUTO"
     period = 1.0 / float(stream.average_rate or stream.guessed_rate or 25)
     sampler = FrameSampler(fps)
+    rotation = None
     try:
       for frame in container.decode(stream):
         t = frame.time
         if t is None:  # no timestamp (some AVI): assume the nominal frame rate
           t = sampler.prev_time + period if sampler.prev is not None else 0.0
-        size = image.display_size(frame, stream, short_side)
-        emitted = sampler.push(Encoded(frame, size, jpeg_quality), t)
+        if rotation is None:
+          rotation = image.rotation_of(frame, stream)
+        size = image.display_size(frame, stream, short_side, rotation)
+        emitted = sampler.push(Encoded(frame, size, jpeg_quality, rotation), t)
         out.extend(e.jpeg() for e in emitted or ())
       if sampler.prev is not None:  # the last frame lasts one frame period
         out.extend(e.jpeg() for e in sampler.finish(sampler.prev_time + period))

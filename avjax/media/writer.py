@@ -14,10 +14,12 @@ class MediaWriter:
 
   Video frames get timestamps i / fps, or, with `vfr=True`, the explicit `times`
   passed to `write_frames` (variable frame rate). `channels=0` writes no audio track.
+  `rotation` (counter-clockwise degrees) is stored as a display matrix, as phones do
+  for video shot upright: players turn the frames by it.
   """
 
   def __init__(self, path, *, width, height, fps, sample_rate=48000, channels=2,
-               crf=23, preset="veryfast", faststart=False, vfr=False):
+               crf=23, preset="veryfast", faststart=False, vfr=False, rotation=0):
     ext = os.path.splitext(path)[1].lower()
     if ext not in _CONTAINERS:
       raise ValueError(f"{path}: cannot write {ext!r}; use one of {sorted(_CONTAINERS)}")
@@ -30,6 +32,8 @@ class MediaWriter:
     self._video = self._container.add_stream("libx264", rate=self._rate)
     self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
     self._video.options = {"crf": str(crf), "preset": preset}
+    if rotation:
+      self._video.set_display_rotation(rotation)
     self._vfr = vfr
     self._time_base = fractions.Fraction(1, 90000) if vfr else 1 / self._rate
     self._video.codec_context.time_base = self._time_base

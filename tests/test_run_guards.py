@@ -1,0 +1,291 @@
+"""Runs that cannot go wrong silently: config validation, guarded resume, damaged checkpoints,
+zero-step runs, and the prompt exit after SIGTERM."""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import tiny_dataset
+from avjax import checkpoint
+from avjax import loop
+from avjax import validate
+from avjax.configs import pretrain as pretrain_config_file
+from avjax.configs.downstream import ucf101
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------
+# Config validation (one validator, before anything is written).
+
+
+def pretrain_config(**overrides):
+  config = pretrain_config_file.get_config("dataset=/nonexistent/dataset,runlocal")
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"data.k": 0}, r"config.data.k=0: must be an integer >= 1"),
+    ({"checkpoint_every_steps": 0}, r"config.checkpoint_every_steps=0: must be an integer >= 1"),
+    ({"log_every_steps": 0}, r"config.log_every_steps=0: must be an integer >= 1"),
+    ({"optimizer.lr_peak": -0.002}, r"config.optimizer.lr_peak=-0.002: must be a learning rate > 0"),
+    ({"optimizer.lr_init": -1e-4}, r"config.optimizer.lr_init=-0.0001: must be a learning rate >= 0"),
+    ({"total_steps": -5}, r"config.total_steps=-5: must be an integer >= 0"),
+    ({"num_epochs": 0}, r"num_epochs=0 with total_steps=0: the run would train zero steps"),
+    ({"data.w": 2}, r"config.data.w=2: the window must hold the k=4 snippets"),
+    ({"batch_size": 18}, r"config.batch_size=18 is not a multiple of data.k=4"),
+    ({"resume": "yes"}, r"config.resume='yes': must be one of"),
+])
+def test_bad_numbers_give_clear_errors_before_anything_is_written(overrides, message,
+                                                                   tmp_path):
+  config = pretrain_config(**overrides)
+  with pytest.raises(validate.ConfigError, match=message):
+    validate.check(config)
+  workdir = tmp_path / "run"
+  with pytest.raises(validate.ConfigError, match=message):
+    loop.run(lambda *a, **k: pytest.fail("built a task"), config, str(workdir))
+  assert not workdir.exists()
+
+
+def test_the_validator_knows_fine_tuning_configs_and_devices():
+  config = ucf101.get_config("data=/x,runlocal")
+  assert validate.problems(config, device_count=8) == []
+  config.update(batch_size=12, grad_accum_steps=0, mode="probe")
+  found = "\n".join(validate.problems(config, device_count=8))
+  assert "config.grad_accum_steps=0" in found and "config.mode='probe'" in found
+  config.grad_accum_steps = 1
+  assert "config.batch_size=12 does not split into 1 micro-batch(es) over 8 devices" in "\n".join(
+      validate.problems(config, device_count=8))
+  assert validate.problems(pretrain_config(batch_size=32), device_count=8) == []
+  assert "its 4 groups of k=4 do not split evenly over 8 devices" in "\n".join(
+      validate.problems(pretrain_config(batch_size=16), device_count=8))
+
+
+def test_a_zero_step_run_is_refused_by_the_command_and_never_exports(tmp_path):
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, "-m", "avjax.main", "--config=configs/pretrain.py:dataset=/x,runlocal",
+       f"--workdir={workdir}", "--config.total_steps=-5"],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"), check=False)
+  assert result.returncode == 1
+  assert "config.total_steps=-5: must be an integer >= 0" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not workdir.exists()
+
+
+def test_the_benchmark_command_checks_its_config_too():
+  result = subprocess.run(
+      [sys.executable, "-m", "avjax.benchmark", "step", "--config=configs/pretrain.py:dataset=/x,runlocal",
+       "--config.data.k=0"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"), check=False)
+  assert result.returncode != 0
+  assert "config.data.k=0: must be an integer >= 1" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# A toy task: the loop's machinery without a model or TensorFlow.
+
+
+def toy_config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      seed=0, batch_size=8, total_steps=6, num_epochs=1, log_every_steps=1,
+      checkpoint_every_steps=2, keep_checkpoints=10, keep_every_steps=0, resume="guard",
+      data=dict(k=1, w=-1, dataset="/data/a"), model=dict(width=3),
+      optimizer=dict(lr_init=0.0, lr_peak=0.1, lr_end=0.0, grad_clip_norm=0.0)))
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def toy_task(starts):
+  """build_task of a one-vector model; records each start step in `starts`."""
+  def build(config, workdir, *, start_step, writer, mesh):
+    del workdir, writer, mesh
+    starts.append(start_step)
+    width = config.model.width
+
+    def init(rng):
+      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)), rng=rng)
+
+    def update(state, batch):
+      w = state["params"]["w"] + batch["x"].mean()
+      norm = jnp.sqrt(jnp.sum(w ** 2))
+      return (dict(state, step=state["step"] + 1, params=dict(w=w)),
+              dict(loss=norm, learning_rate=jnp.float32(0.1), grad_norm=norm, param_norm=norm))
+    batch = dict(x=np.ones((config.batch_size, 1), np.float32))
+    return loop.Task(train_iter=iter(lambda: batch, None), first_batch=batch,
+                     num_steps=config.total_steps, init=init, update=update,
+                     describe=lambda m: f"loss {m['loss']:.3f}",
+                     meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
+                     counters=lambda: dict(skipped_records=3))
+  return build
+
+
+def test_a_schedule_of_zero_steps_never_exports_or_finishes(tmp_path):
+  # total_steps=0 with num_epochs=1 passes the up-front check; the task's schedule (here
+  # total_steps, in real runs epochs x titles / batch) turns out to have no step.
+  workdir = tmp_path / "run"
+  config = toy_config(total_steps=0)
+  with pytest.raises(validate.ConfigError, match="the schedule has 0 steps"):
+    loop.run(toy_task([]), config, str(workdir))
+  assert not workdir.exists()  # found before the workdir is opened: nothing written
+
+
+@pytest.fixture()
+def toy_run(tmp_path):
+  """A toy run trained to step 6, checkpoints at 2, 4 and 6."""
+  workdir = str(tmp_path / "run")
+  state = loop.run(toy_task([]), toy_config(), workdir)
+  assert int(state["step"]) == 6
+  return workdir
+
+
+def test_host_counters_are_logged_with_the_metrics(toy_run):
+  with open(os.path.join(toy_run, "metrics.jsonl"), encoding="utf-8") as f:
+    lines = [json.loads(l) for l in f]
+  assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+  assert all(l["skipped_records"] == 3 for l in lines)
+  assert json.load(open(os.path.join(toy_run, loop.FINISHED_FILE))) == dict(step=6, num_steps=6)
+
+
+def test_a_changed_config_is_refused_with_the_diff(toy_run):
+  before = open(os.path.join(toy_run, "config.json")).read()
+  changed = toy_config(batch_size=16, **{"data.k": 2, "total_steps": 8})
+  with pytest.raises(loop.ResumeConfigError) as error:
+    loop.run(toy_task([]), changed, toy_run)
+  message = str(error.value)
+  assert "compared with the checkpoint at step 6" in message
+  assert "  batch_size: 16 -> 16" not in message
+  assert "  batch_size: 8 -> 16" in message and "  data.k: 1 -> 2" in message
+  assert "total_steps" not in message  # the schedule's length does not define the run
+  assert "--config.resume=allow_changes" in message
+  assert open(os.path.join(toy_run, "config.json")).read() == before  # not overwritten
+  assert not os.path.exists(os.path.join(toy_run, loop.CONFIG_HISTORY))
+
+
+def test_allow_changes_resumes_and_records_the_change(toy_run):
+  starts = []
+  changed = toy_config(resume="allow_changes", total_steps=8, **{"optimizer.lr_peak": 0.2,
+                                                                 "data.dataset": "/data/b"})
+  state = loop.run(toy_task(starts), changed, toy_run)
+  assert starts == [6] and int(state["step"]) == 8
+  with open(os.path.join(toy_run, loop.CONFIG_HISTORY), encoding="utf-8") as f:
+    (entry,) = [json.loads(l) for l in f]
+  assert entry["step"] == 6 and entry["allowed_by"] == "resume=allow_changes"
+  assert entry["run_fields_changed"] == ["optimizer.lr_peak"]  # a moved dataset is not one
+  assert entry["changes"]["optimizer.lr_peak"] == [0.1, 0.2]
+  assert entry["changes"]["data.dataset"] == ["/data/a", "/data/b"]
+  assert entry["changes"]["total_steps"] == [6, 8]
+  assert json.load(open(os.path.join(toy_run, "config.json")))["optimizer"]["lr_peak"] == 0.2
+  # The same config again: resumes without a word in the history.
+  loop.run(toy_task(starts), toy_config(resume="allow_changes", total_steps=8,
+                                        **{"optimizer.lr_peak": 0.2, "data.dataset": "/data/b"}),
+           toy_run)
+  assert len(open(os.path.join(toy_run, loop.CONFIG_HISTORY)).readlines()) == 1
+
+
+def test_a_field_an_old_checkpoint_lacks_counts_as_its_default(toy_run, tmp_path):
+  # An older run: its checkpoint meta has no run_config, its config.json lacks a field.
+  for meta in glob.glob(os.path.join(toy_run, "checkpoints", "*", "meta", "metadata")):
+    with open(meta, "w", encoding="utf-8") as f:
+      json.dump({"step": int(meta.split(os.sep)[-3])}, f)
+  old = json.load(open(os.path.join(toy_run, "config.json")))
+  del old["optimizer"]["grad_clip_norm"]
+  with open(os.path.join(toy_run, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(old, f)
+  defaults = toy_config()
+  starts = []
+  loop.run(toy_task(starts), toy_config(total_steps=7), toy_run, defaults=defaults)
+  assert starts == [6]
+  with pytest.raises(loop.ResumeConfigError, match=r"optimizer.grad_clip_norm: 0.0 -> 1.0"):
+    loop.run(toy_task([]), toy_config(total_steps=8, **{"optimizer.grad_clip_norm": 1.0}),
+             toy_run, defaults=defaults)
+
+
+# ---------------------------------------------------------------------------
+# Damaged checkpoints.
+
+
+def _damage(workdir, step, how="truncate"):
+  folder = os.path.join(workdir, "checkpoints", str(step))
+  if how == "meta":
+    with open(os.path.join(folder, "meta", "metadata"), "w", encoding="utf-8") as f:
+      f.write("{not json")
+    return
+  files = [p for p in glob.glob(os.path.join(folder, "state", "**", "*"), recursive=True)
+           if os.path.isfile(p) and os.sep + "d" + os.sep in p]
+  assert files
+  for p in files:
+    with open(p, "r+b") as f:
+      f.truncate(8)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(toy_run, caplog):
+  _damage(toy_run, 6)
+  _damage(toy_run, 4, how="meta")
+  starts = []
+  caplog.set_level("ERROR")
+  state = loop.run(toy_task(starts), toy_config(total_steps=8), toy_run)
+  assert int(state["step"]) == 8
+  assert starts == [6, 2]  # built for step 6, whose state could not be read; then step 2
+  folder = os.path.join(toy_run, "checkpoints")
+  assert {"6.damaged", "4.damaged"} <= set(os.listdir(folder))
+  lines = [r.getMessage() for r in caplog.records if "cannot be restored" in r.getMessage()]
+  assert len(lines) == 2 and all("\n" not in l for l in lines)
+  assert re.search(r"checkpoint at step 6 cannot be restored: ValueError: .*; moved it aside "
+                   r"to checkpoints/6.damaged", lines[0] + lines[1])
+  assert "step 4 cannot be restored: JSONDecodeError" in lines[0] + lines[1]
+  assert checkpoint.Checkpointer(toy_run, every_steps=1).all_steps()[-1] == 8
+
+
+def test_no_intact_checkpoint_stops_with_a_clear_error(toy_run):
+  for step in (2, 4, 6):
+    _damage(toy_run, step)
+  for _ in range(2):  # and keeps stopping, rather than training from scratch
+    with pytest.raises(loop.NoIntactCheckpointError, match="no intact checkpoint"):
+      loop.run(toy_task([]), toy_config(total_steps=8), toy_run)
+  assert sorted(os.listdir(os.path.join(toy_run, "checkpoints"))) == [
+      "2.damaged", "4.damaged", "6.damaged"]
+
+
+# ---------------------------------------------------------------------------
+# SIGTERM: saved, then the process is gone within moments.
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_promptly(tmp_path):
+  dataset = str(tmp_path / "dataset")
+  tiny_dataset.make_tiny_dataset(dataset)
+  workdir = tmp_path / "run"
+  cmd = [sys.executable, "-m", "avjax.main",
+         f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", f"--workdir={workdir}",
+         "--config.data.num_frames=4", "--config.data.short_side=40",
+         "--config.data.crop_size=32", "--config.batch_size=16", "--config.total_steps=1000",
+         "--config.log_every_steps=1", "--config.checkpoint_every_steps=1000"]
+  proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3"))
+  saved = None
+  for line in proc.stderr:
+    if re.search(r"step 2/1000", line):
+      proc.send_signal(signal.SIGTERM)
+    if "preempted at step" in line and "checkpoint saved" in line:
+      saved = time.time()
+  assert proc.wait(timeout=120) == 0
+  exit_seconds = time.time() - saved
+  print(f"exit {exit_seconds:.2f} s after the save")
+  assert exit_seconds < 20  # generous; measured figures are in the closing notes
+  steps = checkpoint.Checkpointer(workdir, every_steps=1).all_steps()
+  assert len(steps) == 1 and 2 <= steps[0] < 1000
+  assert not (workdir / "export").exists()
