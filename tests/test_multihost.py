@@ -6,7 +6,8 @@ resumed and preempted; export and discrepancy; fine-tuning; a process that dies 
 slow); the input shares under simulated SLURM variables (quick). The one-process
 references run in this test process, whose 8 simulated devices (tests/conftest.py) form
 the same mesh; the processes use the suite's PRNG (rbg) so that both start from the same
-parameters.
+parameters. One pretraining launch that is killed and one that resumes and is preempted
+serve the kill, SIGTERM, loss, export, discrepancy and fine-tuning tests.
 
 Tolerance of the per-step losses. Both sides compute the same global batch with the same
 synchronised BatchNorm statistics; what differs is the order in which float32 sums over
@@ -52,6 +53,9 @@ FIRST_LOSS_RTOL = 1e-6
 LOSS_RTOL = 2e-3
 # A process whose peer died must be gone within the JAX heartbeat timeout plus this.
 EXIT_MARGIN_S = 45
+# Fine-tuning: one step, then a second from the updated state and optimizer; it saves once,
+# at the end, where the one-process test resumes.
+FINETUNE_STEPS = 2
 
 
 # ---------------------------------------------------------------------------
@@ -434,11 +438,11 @@ def test_finetuning_completes_and_tests_as_one_process(export_two, tmp_path):
   run_dir = str(tmp_path / "finetune")
   launch = Launch(["--processes=2"], [
       sys.executable, "-m", "avjax.finetune", f"--workdir={run_dir}",
-      f"--config=configs/downstream/esc50.py:data={data},split=1,init={export},runlocal"],
-      env=_env())
+      f"--config=configs/downstream/esc50.py:data={data},split=1,init={export},runlocal",
+      f"--config.total_steps={FINETUNE_STEPS}"], env=_env())
   assert launch.wait(timeout=900) == 0, launch.text()[-3000:]
   two = fileio.read_json(os.path.join(run_dir, finetune.RESULTS))
-  assert two["step"] == 4 and two["num_test"] == 2
+  assert two["step"] == FINETUNE_STEPS and two["num_test"] == 2
 
   one_dir = str(tmp_path / "finetune_one")
   shutil.copytree(run_dir, one_dir, ignore=shutil.ignore_patterns("logs", finetune.RESULTS))
