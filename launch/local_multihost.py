@@ -79,7 +79,9 @@ def process_env(base, *, process_id, num_processes, port, devices, heartbeat_tim
 
   The persistent compilation cache is left out: only process 0 writes it, so on a rerun
   process 0 loads executables that the others compile afresh, minutes apart; runs of this
-  launcher with a cache stalled in their first collective.
+  launcher with a cache stalled in their first collective. Nor can the processes share one
+  compilation (jax_share_binary_between_hosts): their cache keys differ, so process 1
+  waits for a key that process 0 never writes, and gloo's 30 s context timeout ends both.
   """
   env = {k: v for k, v in base.items()
          if not _inherited(k) and k != "JAX_COMPILATION_CACHE_DIR"}

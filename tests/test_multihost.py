@@ -6,7 +6,8 @@ resumed and preempted; export and discrepancy; fine-tuning; a process that dies 
 slow); the input shares under simulated SLURM variables (quick). The one-process
 references run in this test process, whose 8 simulated devices (tests/conftest.py) form
 the same mesh; the processes use the suite's PRNG (rbg) so that both start from the same
-parameters.
+parameters. One pretraining launch that is killed and one that resumes and is preempted
+serve the kill, SIGTERM, loss, export, discrepancy and fine-tuning tests.
 
 Tolerance of the per-step losses. Both sides compute the same global batch with the same
 synchronised BatchNorm statistics; what differs is the order in which float32 sums over
@@ -52,6 +53,9 @@ FIRST_LOSS_RTOL = 1e-6
 LOSS_RTOL = 2e-3
 # A process whose peer died must be gone within the JAX heartbeat timeout plus this.
 EXIT_MARGIN_S = 45
+# Fine-tuning: one step, then a second from the updated state and optimizer; it saves once,
+# at the end, where the one-process test resumes.
+FINETUNE_STEPS = 2
 
 
 # ---------------------------------------------------------------------------
@@ -271,7 +275,7 @@ def pretraining(dataset, tmp_path_factory):
                   env=_env())
   # Killed after step 3, before checkpoint 4: the restart from 2 redoes step 3.
   launch.wait_for(lambda: (_committed(workdir, 2) and not _committed(workdir, 4)
-                           and launch.when(r"\[p0\].*loop.py.*\] step 3/") is not None),
+                           and launch.when(r"\[p0\].*\bstep 3/") is not None),
                   900, "step 3 after checkpoint 2")
   os.kill(launch.pids()[0], signal.SIGKILL)
   killed_at = time.time() - launch.t0
@@ -281,7 +285,7 @@ def pretraining(dataset, tmp_path_factory):
 
   launch = Launch(["--processes=2", "--grace=120", logs], _pretrain_command(dataset, workdir),
                   env=_env())
-  launch.wait_for(lambda: launch.when(r"\[p1\].*loop.py.*\] step \d+/") is not None, 900,
+  launch.wait_for(lambda: launch.when(r"\[p1\].*\bstep \d+/") is not None, 900,
                   "a resumed step")
   os.kill(launch.pids()[1], signal.SIGTERM)
   record["preempted"] = dict(rc=launch.wait(timeout=300), out=launch.text(),
@@ -391,7 +395,7 @@ def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_p
   shutil.copytree(workdir, one_dir, ignore=shutil.ignore_patterns("logs"))
 
   assert "(JAX_COORDINATOR_ADDRESS, JOB_COMPLETION_INDEX): process 1 of 2" in export_two["out"]
-  assert export_two["out"].count(f"exported step {step} of") == 2
+  assert export_two["out"].count(f"exported f and g of step {step} of") == 2
   checkpoint.export_workdir(str(one_dir), str(tmp_path / "export_one"))
   two, config_two = checkpoint.load_export(export_two["path"])
   one, config_one = checkpoint.load_export(str(tmp_path / "export_one"))
@@ -434,11 +438,11 @@ def test_finetuning_completes_and_tests_as_one_process(export_two, tmp_path):
   run_dir = str(tmp_path / "finetune")
   launch = Launch(["--processes=2"], [
       sys.executable, "-m", "avjax.finetune", f"--workdir={run_dir}",
-      f"--config=configs/downstream/esc50.py:data={data},split=1,init={export},runlocal"],
-      env=_env())
+      f"--config=configs/downstream/esc50.py:data={data},split=1,init={export},runlocal",
+      f"--config.total_steps={FINETUNE_STEPS}"], env=_env())
   assert launch.wait(timeout=900) == 0, launch.text()[-3000:]
   two = fileio.read_json(os.path.join(run_dir, finetune.RESULTS))
-  assert two["step"] == 4 and two["num_test"] == 2
+  assert two["step"] == FINETUNE_STEPS and two["num_test"] == 2
 
   one_dir = str(tmp_path / "finetune_one")
   shutil.copytree(run_dir, one_dir, ignore=shutil.ignore_patterns("logs", finetune.RESULTS))
