@@ -37,12 +37,12 @@ from avjax import checkpoint
 from avjax import console
 from avjax import fileio
 from avjax import metrics as metrics_lib
+from avjax import resume
 from avjax import sharding
 from avjax import validate
 from avjax.data import titles as titles_lib
 
-CONFIG_FILE = "config.json"
-CONFIG_HISTORY = "config_history.jsonl"
+CONFIG_FILE = resume.CONFIG_FILE
 FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
 # What a preempted run leaves behind, kept referenced: tearing it down (the input
 # pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
@@ -54,12 +54,11 @@ class NonFiniteError(FloatingPointError):
   """A non-finite loss or gradient; the run stops, the last good checkpoint stays."""
 
 
-class ResumeConfigError(ValueError):
-  """A restart whose config changes fields that define the run (without allow_changes)."""
-
-
-class NoIntactCheckpointError(RuntimeError):
-  """Every checkpoint of the workdir is damaged; nothing to resume from."""
+# Guarded restarts (avjax.resume), named here too for the loop's callers.
+CONFIG_HISTORY = resume.CONFIG_HISTORY
+ResumeConfigError = resume.ResumeConfigError
+NoIntactCheckpointError = resume.NoIntactCheckpointError
+check_resume = resume.check_resume
 
 
 # Errors whose message says all (what, where, what to do): the commands print it and exit
@@ -273,7 +272,7 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
   preempted = False
   try:
     ckpt = _existing_checkpointer(workdir, config)
-    start_step, meta = _newest_readable(ckpt) if ckpt is not None else (0, None)
+    start_step, meta = resume.newest_readable(ckpt) if ckpt is not None else (0, None)
     run_changes = check_resume(config, workdir, start_step, meta, defaults)
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
     validate.check_steps(task.num_steps, config)
@@ -332,37 +331,6 @@ def _close(iterator):
 # Where a restart resumes: the newest intact checkpoint, with the same run config.
 
 
-def _set_aside(ckpt, error):
-  target = ckpt.set_aside(error.step)
-  logging.error("%s; moved it aside to %s, resuming from the newest intact checkpoint",
-                error, os.path.relpath(target, os.path.dirname(ckpt.directory)))
-
-
-def _damaged(ckpt):
-  if not os.path.isdir(ckpt.directory):
-    return []
-  return sorted(d for d in os.listdir(ckpt.directory) if ".damaged" in d)
-
-
-def _newest_readable(ckpt):
-  """(step, meta) of the newest checkpoint whose metadata reads, or (0, None) for a fresh
-  start; damaged ones are set aside on the way."""
-  while True:
-    step = ckpt.latest_step()
-    if step is None:
-      damaged = _damaged(ckpt)
-      if damaged:
-        raise NoIntactCheckpointError(
-            f"{ckpt.directory}: no intact checkpoint to resume from; damaged: "
-            f"{', '.join(damaged)}. To start over, remove {ckpt.directory} or use a new "
-            "--workdir.")
-      return 0, None
-    try:
-      return step, ckpt.restore_meta(step)
-    except checkpoint.DamagedCheckpointError as e:
-      _set_aside(ckpt, e)
-
-
 def _restore(build_task, task, config, workdir, ckpt, start_step, mesh, writer):
   """(task, state, shardings, start step): `task`'s state restored, or, when that
   checkpoint is damaged, the task rebuilt for the newest intact one."""
@@ -372,59 +340,9 @@ def _restore(build_task, task, config, workdir, ckpt, start_step, mesh, writer):
       return task, state, shardings, start_step
     except checkpoint.DamagedCheckpointError as e:
       _close(task.train_iter)
-      _set_aside(ckpt, e)
-      start_step, _ = _newest_readable(ckpt)
+      resume.set_aside(ckpt, e)
+      start_step, _ = resume.newest_readable(ckpt)
       task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
-
-
-def check_resume(config, workdir, start_step, meta, defaults=None):
-  """Refuses a restart that changes the run's defining fields; returns those changes
-  (allowed by resume=allow_changes), for _open_workdir to record. Writes nothing.
-
-  The stored run config is the checkpoint's (meta["run_config"]), or, for checkpoints
-  written before it was stored, WORKDIR/config.json.
-  """
-  path = os.path.join(workdir, CONFIG_FILE)
-  old = fileio.read_json(path) if os.path.exists(path) else None
-  allowed = config.get("resume", "guard") == "allow_changes"
-  run_changes = []
-  if start_step:
-    stored = (meta or {}).get("run_config")
-    source = f"the checkpoint at step {start_step}"
-    if stored is None and old is not None:
-      stored, source = checkpoint.run_fields(old), f"{path} (of the run at step {start_step})"
-    if stored is None:
-      logging.warning("%s: the checkpoint at step %d stores no config to compare with; "
-                      "resuming unchecked", workdir, start_step)
-    else:
-      run_changes = checkpoint.changed_fields(
-          stored, checkpoint.run_fields(config),
-          checkpoint.run_fields(defaults) if defaults is not None else None)
-    if run_changes and not allowed:
-      diff = "\n".join(f"  {name}: {a!r} -> {b!r}" for name, a, b in run_changes)
-      raise ResumeConfigError(
-          f"{workdir}: this config changes fields that define the run, compared with "
-          f"{source}:\n{diff}\nRestart with the same config to resume it, use a new "
-          "--workdir for a new run, or pass --config.resume=allow_changes to resume with "
-          f"these changes (recorded in {CONFIG_HISTORY}).")
-  return run_changes
-
-
-def _record_changes(workdir, old, new, start_step, run_changes):
-  if old is None or old == new:
-    return
-  absent = "<absent>"
-  a, b = checkpoint.flat_fields(old), checkpoint.flat_fields(new)
-  changes = {k: [a.get(k, absent), b.get(k, absent)] for k in sorted(set(a) | set(b))
-             if a.get(k, absent) != b.get(k, absent)}
-  entry = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), step=int(start_step),
-               changes=changes, run_fields_changed=[n for n, _, _ in run_changes],
-               allowed_by="resume=allow_changes" if run_changes else None)
-  with open(os.path.join(workdir, CONFIG_HISTORY), "a", encoding="utf-8") as f:
-    f.write(json.dumps(entry) + "\n")
-  logging.warning("config changed since the last start at step %d (recorded in %s): %s",
-                  start_step, CONFIG_HISTORY,
-                  "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
 
 
 def _checkpointer(workdir, config):
@@ -451,7 +369,7 @@ def _open_workdir(workdir, config, start_step=0, run_changes=()):
     path = os.path.join(workdir, CONFIG_FILE)
     old = fileio.read_json(path) if os.path.exists(path) else None
     new = json.loads(config.to_json())
-    _record_changes(workdir, old, new, start_step, list(run_changes))
+    resume.record_changes(workdir, old, new, start_step, list(run_changes))
     fileio.write_json(path, new)
 
 

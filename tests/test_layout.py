@@ -20,7 +20,7 @@ RANKS = {
     "avjax": 0, "avjax.fileio": 0, "avjax.storage": 0, "avjax.config_args": 0,
     "avjax.media": 1, "avjax.models": 1, "avjax.losses": 1, "avjax.sharding": 1,
     "avjax.optim": 1, "avjax.metrics": 1,
-    "avjax.data": 2, "avjax.checkpoint": 2, "avjax.downstream.config": 2,
+    "avjax.data": 2, "avjax.checkpoint": 2, "avjax.resume": 3, "avjax.downstream.config": 2,
     "avjax.downstream.layouts": 2,
     "avjax.ingest": 3, "avjax.evals": 3, "avjax.pretrain_step": 3,
     "avjax.loop": 4, "avjax.configs": 4,
@@ -43,7 +43,7 @@ TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_
 # What must run on an accelerator host without TensorFlow: no import at any nesting level
 # may reach TensorFlow, directly or through another module.
 TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
-           "avjax.checkpoint", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
+           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
            "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
            "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.console", "avjax.storage",
            "avjax.media",
