@@ -42,7 +42,6 @@ from avjax import sharding
 from avjax import validate
 from avjax.data import titles as titles_lib
 
-CONFIG_FILE = resume.CONFIG_FILE
 FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
 # What a preempted run leaves behind, kept referenced: tearing it down (the input
 # pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
@@ -54,17 +53,10 @@ class NonFiniteError(FloatingPointError):
   """A non-finite loss or gradient; the run stops, the last good checkpoint stays."""
 
 
-# Guarded restarts (avjax.resume), named here too for the loop's callers.
-CONFIG_HISTORY = resume.CONFIG_HISTORY
-ResumeConfigError = resume.ResumeConfigError
-NoIntactCheckpointError = resume.NoIntactCheckpointError
-check_resume = resume.check_resume
-
-
 # Errors whose message says all (what, where, what to do): the commands print it and exit
 # with status 1, no traceback.
-STOPPING_ERRORS = (validate.ConfigError, ResumeConfigError, NoIntactCheckpointError,
-                   titles_lib.BadDatasetError)
+STOPPING_ERRORS = (validate.ConfigError, resume.ResumeConfigError,
+                   resume.NoIntactCheckpointError, titles_lib.BadDatasetError)
 
 
 @dataclasses.dataclass
@@ -273,7 +265,7 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
   try:
     ckpt = _existing_checkpointer(workdir, config)
     start_step, meta = resume.newest_readable(ckpt) if ckpt is not None else (0, None)
-    run_changes = check_resume(config, workdir, start_step, meta, defaults)
+    run_changes = resume.check_resume(config, workdir, start_step, meta, defaults)
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
     validate.check_steps(task.num_steps, config)
     _open_workdir(workdir, config, start_step, run_changes)
@@ -366,7 +358,7 @@ def _open_workdir(workdir, config, start_step=0, run_changes=()):
   console.attach_log(workdir, jax.process_index())
   logging.info("workdir %s", workdir)
   if jax.process_index() == 0:
-    path = os.path.join(workdir, CONFIG_FILE)
+    path = os.path.join(workdir, resume.CONFIG_FILE)
     old = fileio.read_json(path) if os.path.exists(path) else None
     new = json.loads(config.to_json())
     resume.record_changes(workdir, old, new, start_step, list(run_changes))

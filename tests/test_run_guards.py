@@ -19,6 +19,7 @@ import pytest
 import tiny_dataset
 from avjax import checkpoint
 from avjax import loop
+from avjax import resume
 from avjax import validate
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.configs.downstream import ucf101
@@ -163,7 +164,7 @@ def test_host_counters_are_logged_with_the_metrics(toy_run):
 def test_a_changed_config_is_refused_with_the_diff(toy_run):
   before = open(os.path.join(toy_run, "config.json")).read()
   changed = toy_config(batch_size=16, **{"data.k": 2, "total_steps": 8})
-  with pytest.raises(loop.ResumeConfigError) as error:
+  with pytest.raises(resume.ResumeConfigError) as error:
     loop.run(toy_task([]), changed, toy_run)
   message = str(error.value)
   assert "compared with the checkpoint at step 6" in message
@@ -172,7 +173,7 @@ def test_a_changed_config_is_refused_with_the_diff(toy_run):
   assert "total_steps" not in message  # the schedule's length does not define the run
   assert "--config.resume=allow_changes" in message
   assert open(os.path.join(toy_run, "config.json")).read() == before  # not overwritten
-  assert not os.path.exists(os.path.join(toy_run, loop.CONFIG_HISTORY))
+  assert not os.path.exists(os.path.join(toy_run, resume.CONFIG_HISTORY))
 
 
 def test_allow_changes_resumes_and_records_the_change(toy_run):
@@ -181,7 +182,7 @@ def test_allow_changes_resumes_and_records_the_change(toy_run):
                                                                  "data.dataset": "/data/b"})
   state = loop.run(toy_task(starts), changed, toy_run)
   assert starts == [6] and int(state["step"]) == 8
-  with open(os.path.join(toy_run, loop.CONFIG_HISTORY), encoding="utf-8") as f:
+  with open(os.path.join(toy_run, resume.CONFIG_HISTORY), encoding="utf-8") as f:
     (entry,) = [json.loads(l) for l in f]
   assert entry["step"] == 6 and entry["allowed_by"] == "resume=allow_changes"
   assert entry["run_fields_changed"] == ["optimizer.lr_peak"]  # a moved dataset is not one
@@ -193,7 +194,7 @@ def test_allow_changes_resumes_and_records_the_change(toy_run):
   loop.run(toy_task(starts), toy_config(resume="allow_changes", total_steps=8,
                                         **{"optimizer.lr_peak": 0.2, "data.dataset": "/data/b"}),
            toy_run)
-  assert len(open(os.path.join(toy_run, loop.CONFIG_HISTORY)).readlines()) == 1
+  assert len(open(os.path.join(toy_run, resume.CONFIG_HISTORY)).readlines()) == 1
 
 
 def test_a_field_an_old_checkpoint_lacks_counts_as_its_default(toy_run, tmp_path):
@@ -209,7 +210,7 @@ def test_a_field_an_old_checkpoint_lacks_counts_as_its_default(toy_run, tmp_path
   starts = []
   loop.run(toy_task(starts), toy_config(total_steps=7), toy_run, defaults=defaults)
   assert starts == [6]
-  with pytest.raises(loop.ResumeConfigError, match=r"optimizer.grad_clip_norm: 0.0 -> 1.0"):
+  with pytest.raises(resume.ResumeConfigError, match=r"optimizer.grad_clip_norm: 0.0 -> 1.0"):
     loop.run(toy_task([]), toy_config(total_steps=8, **{"optimizer.grad_clip_norm": 1.0}),
              toy_run, defaults=defaults)
 
@@ -254,7 +255,7 @@ def test_no_intact_checkpoint_stops_with_a_clear_error(toy_run):
   for step in (2, 4, 6):
     _damage(toy_run, step)
   for _ in range(2):  # and keeps stopping, rather than training from scratch
-    with pytest.raises(loop.NoIntactCheckpointError, match="no intact checkpoint"):
+    with pytest.raises(resume.NoIntactCheckpointError, match="no intact checkpoint"):
       loop.run(toy_task([]), toy_config(total_steps=8), toy_run)
   assert sorted(os.listdir(os.path.join(toy_run, "checkpoints"))) == [
       "2.damaged", "4.damaged", "6.damaged"]

@@ -280,3 +280,20 @@ def test_title_cues_in_both_modalities(name):
     assert video > 0.8 and sound > 0.8
   else:
     assert sound < 0.5
+
+
+def test_generate_in_worker_processes_writes_the_same_collection(tmp_path):
+  options = synthetic_presets.preset("mini")["options"]
+  args = dict(movies=3, shows=0, episodes=0, minutes=0.1, seed=3, options=options,
+              progress=False)
+  one = synthetic.generate(str(tmp_path / "one"), workers=1, **args)
+  two = synthetic.generate(str(tmp_path / "two"), workers=2, **args)
+  assert json.dumps(one) == json.dumps(two)
+  for name in (synthetic.LABELS, synthetic.TITLES_CSV):
+    assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+  for plan in one:  # the same pictures and sound, up to the encoders' rounding
+    a, b = (av.open(str(tmp_path / d / plan["path"])) for d in ("one", "two"))
+    with a, b:
+      fa = np.stack([f.to_ndarray(format="rgb24") for f in a.decode(video=0)]).astype(int)
+      fb = np.stack([f.to_ndarray(format="rgb24") for f in b.decode(video=0)]).astype(int)
+    assert fa.shape == fb.shape and np.abs(fa - fb).mean() < 1.0

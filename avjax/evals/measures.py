@@ -129,13 +129,23 @@ def shared_edges(samples, bins, quantile=0.0):
   return np.linspace(lo, hi, int(bins) + 1)
 
 
+def histogram_counts(samples, edges):
+  """Samples per bin; values outside the edges count in the end bins."""
+  x = np.clip(np.asarray(samples, np.float64), edges[0], edges[-1])
+  counts, _ = np.histogram(x, bins=edges)
+  return counts
+
+
+def mass_from_counts(counts, smoothing=0.5):
+  """Probability mass per bin with `smoothing` pseudo-counts per bin."""
+  counts = np.asarray(counts, np.float64) + smoothing
+  return counts / counts.sum()
+
+
 def histogram_mass(samples, edges, smoothing=0.5):
   """Probability mass per bin with `smoothing` pseudo-counts per bin; values outside the
   edges count in the end bins."""
-  x = np.clip(np.asarray(samples, np.float64), edges[0], edges[-1])
-  counts, _ = np.histogram(x, bins=edges)
-  counts = counts.astype(np.float64) + smoothing
-  return counts / counts.sum()
+  return mass_from_counts(histogram_counts(samples, edges), smoothing)
 
 
 def kl_divergence(p, q):

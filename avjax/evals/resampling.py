@@ -33,18 +33,18 @@ def kl_floors(similarities, edges, *, smoothing=0.5, rounds=20, seed=0):
     if not len(a) or not len(b):
       out[name] = dict(mean=float("nan"), p95=float("nan"))
       continue
-    pooled = np.clip(np.concatenate([a, b]), edges[0], edges[-1])
-    total, _ = np.histogram(pooled, bins=edges)
+    pooled = np.concatenate([a, b])
+    total = measures_lib.histogram_counts(pooled, edges)
     small = min(len(a), len(b))
     values = []
     for _ in range(int(rounds)):
-      part, _ = np.histogram(pooled[rng.choice(len(pooled), size=small, replace=False)],
-                             bins=edges)
+      part = measures_lib.histogram_counts(
+          pooled[rng.choice(len(pooled), size=small, replace=False)], edges)
       rest = total - part
       count_a, count_b = (part, rest) if len(a) <= len(b) else (rest, part)
-      mass_a = (count_a + smoothing) / (count_a + smoothing).sum()
-      mass_b = (count_b + smoothing) / (count_b + smoothing).sum()
-      values.append(measures_lib.kl_divergence(mass_a, mass_b))
+      values.append(measures_lib.kl_divergence(
+          measures_lib.mass_from_counts(count_a, smoothing),
+          measures_lib.mass_from_counts(count_b, smoothing)))
     out[name] = dict(mean=float(np.mean(values)), p95=float(np.percentile(values, 95)))
   return out
 
