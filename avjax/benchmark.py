@@ -5,6 +5,7 @@ r"""Benchmarks: `python -m avjax.benchmark {ingest,input,step} [flags]`.
   python -m avjax.benchmark input --dataset=DIR                 # snippets/s per core, peak host memory
   python -m avjax.benchmark step --config=configs/pretrain.py:ARGS --batch=64   # update-step speed
   python -m avjax.benchmark step --memory       # residual GiB per sample, norm x remat
+  python -m avjax.benchmark scenes --synthetic=DIR --dataset=DIR   # shot/scene detection P/R
 
 Each prints its figures; `--record` also writes them into docs/benchmarks.md under the
 benchmark's own heading, with the machine named. Each subcommand is imported only when
@@ -18,7 +19,7 @@ from avjax import config_args
 from avjax import console
 from avjax.bench import report
 
-SUBCOMMANDS = ("ingest", "ingest_beam", "input", "step")
+SUBCOMMANDS = ("ingest", "ingest_beam", "input", "step", "scenes")
 
 config_args.define_config_flag("config", "Training config (step).", lock_config=False)
 flags.DEFINE_string("dataset", None, "Dataset directory (input).")
@@ -27,6 +28,7 @@ flags.DEFINE_integer("steps", None, "Timed steps or batches (median/mean over th
 flags.DEFINE_float("minutes", None, "Minutes of generated content (ingest), per title "
                    "(ingest_beam).")
 flags.DEFINE_integer("titles", None, "Titles (ingest_beam).")
+flags.DEFINE_string("synthetic", None, "Synthetic set with labels.json (scenes).")
 flags.DEFINE_integer("workers", None, "Worker processes of both paths (ingest_beam).")
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
 flags.DEFINE_enum("crc", "both", ["both", "on", "off"], "input: with the records' CRC32C "
@@ -43,6 +45,8 @@ def _module(name, memory=False):
     from avjax.bench import ingest as module
   elif name == "ingest_beam":
     from avjax.bench import ingest_beam as module
+  elif name == "scenes":
+    from avjax.bench import scenes as module
   elif name == "input":
     from avjax.bench import input as module  # pylint: disable=redefined-builtin
   elif memory:

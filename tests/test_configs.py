@@ -50,7 +50,7 @@ def _args(config):
 
 # Every dataset a sweep knows, named: a sweep leaves out the runs of a dataset not given.
 DATASETS = {"sampling_k_w": "movie=/m,tv=/t", "jitter_tau": "movie=/m", "genres": "movie=/m",
-            "comparison": "movie=/m,tv=/t"}
+            "comparison": "movie=/m,tv=/t", "scenes": "movie=/m,tv=/t"}
 
 
 def _sweep_runs(name, arg=None):
@@ -105,7 +105,7 @@ def test_downstream_builds(path, arg):
 # configs/sweeps/*.py
 
 
-SWEEPS = {"sampling_k_w": 21, "jitter_tau": 7, "genres": 4, "comparison": 4}
+SWEEPS = {"sampling_k_w": 21, "jitter_tau": 7, "genres": 4, "comparison": 4, "scenes": 8}
 
 
 def test_every_sweep_file_is_tested():
@@ -130,6 +130,17 @@ def test_sweep_runs_build_with_their_overrides(name, arg):
     assert config.data.k == (min(int(_args(run["config"])["k"]), 4) if arg else
                              int(_args(run["config"])["k"]))
     assert config.batch_size % config.data.k == 0
+
+
+def test_scenes_sweep_runs_the_policies_beside_the_windows():
+  runs = _sweep_runs("scenes")
+  settings = {(_args(r["config"])["dataset"], _args(r["config"])["w"],
+               _args(r["config"])["scenes"]) for r in runs}
+  for dataset in ("/m", "/t"):
+    assert {s[1:] for s in settings if s[0] == dataset} == {
+        ("-1", "none"), ("16", "none"), ("-1", "distinct"), ("-1", "adaptive")}
+  config = build(runs[2]["config"], [])
+  assert config.data.scenes == "distinct" and config.data.w == -1
 
 
 def test_sampling_k_w_is_table_1():

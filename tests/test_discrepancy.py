@@ -289,7 +289,8 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
                         env=env, capture_output=True, text=True, timeout=900, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   doc = (root / "study_sampling.md").read_text()
-  assert study_lib.BEGIN in doc and study_lib.END in doc and "TOY SIZE" in doc
+  assert study_lib.BEGIN.format(name="study_sampling") in doc and "TOY SIZE" in doc
+  assert study_lib.END.format(name="study_sampling") in doc
   rows = [l for l in doc.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
   assert len(rows) == 4  # the probe table and the discrepancy table, a row per setting
   probe_row, discrepancy_row = rows[0].split("|"), rows[2].split("|")

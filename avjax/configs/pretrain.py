@@ -6,6 +6,8 @@ Config args (comma-separated, after the colon):
   dataset=PATH[+PATH...]   dataset dir(s) written by `python -m avjax.ingest` (Movie+TV: two)
   k=16                     snippets per title in a batch (k=1: the i.i.d. baseline)
   w=-1                     sampling window in snippets (-1: w = M_n, no temporal constraint)
+  scenes=none              scene-aware sampling: none, distinct (k different scenes of the
+                           title) or adaptive (k consecutive scenes); needs w=-1 and scene ids
   jitter=0.0               color jitter strength sigma (Table 2)
   tau=0.0                  >0: l2-normalized embeddings with temperature tau (Table 2 ablation)
   res=default|high         190->158 crop (default) or 224->200 (Table 5)
@@ -23,7 +25,7 @@ from avjax.models import av
 
 
 def get_config(arg=None):
-  arg = config_args.parse_arg(arg, dataset="data/movie", k=16, w=-1, jitter=0.0, tau=0.0,
+  arg = config_args.parse_arg(arg, dataset="data/movie", k=16, w=-1, scenes="none", jitter=0.0, tau=0.0,
                               res="default", runlocal=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -32,6 +34,7 @@ def get_config(arg=None):
   config.data.dataset = arg.dataset.split("+")
   config.data.k = arg.k
   config.data.w = arg.w
+  config.data.scenes = arg.scenes
   config.data.color_jitter = arg.jitter
   config.data.seed = config.seed
   if arg.res == "high":

@@ -35,6 +35,10 @@ def default_config():
   # Sampling policy (Section 3).
   c.k = 16
   c.w = -1  # sampling window in snippets; -1: w = M_n (no temporal constraint)
+  # Scene-aware sampling (Section 4.2's future work; data/scene_sampling.py): "none", or
+  # "distinct" (k different scenes of the title) or "adaptive" (k consecutive scenes); the
+  # last two need scene ids in the manifest and w = -1.
+  c.scenes = "none"
   c.title_weights = "uniform"
   c.seed = 0
   # Video (Section 4.1): 16 frames, shorter side 190, random 158x158 crop.

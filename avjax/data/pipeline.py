@@ -56,7 +56,7 @@ from absl import logging
 from avjax.data import audio
 from avjax.data import ops
 from avjax.data import records
-from avjax.data import sampling
+from avjax.data import scene_sampling
 from avjax.data import titles as titles_lib
 
 
@@ -260,9 +260,7 @@ class TrainIterator(_RestartingIterator):
     self.start_group = int(start_group)
     if self.start_group < 0:
       raise ValueError(f"start_group={start_group}: must be >= 0")
-    self.sampler = sampling.HierarchicalSampler(
-        [t["num_snippets"] for t in self.titles], self.k, config.w,
-        seed=int(config.seed), title_weights=config.title_weights)
+    self.sampler = scene_sampling.make_sampler(config, self.titles)
     self.snippets_per_epoch = self.sampler.snippets_per_epoch
     self.steps_per_epoch = self.snippets_per_epoch // self.global_batch_size
     self._layout = (self.start_group, self.groups_per_batch,

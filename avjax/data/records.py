@@ -28,7 +28,12 @@ import numpy as np
 
 from avjax import storage
 
-FORMAT_VERSION = 1
+# Version 2 adds each title's per-snippet shot and scene ids (snippet_shots,
+# snippet_scenes) to its manifest entry; records are the same bytes in both. Both read: a
+# version-1 title has no scene ids (python -m avjax.ingest.add_scenes adds them).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+SCENE_KEYS = ("snippet_shots", "snippet_scenes")
 MANIFEST = "manifest.json"
 REPORT = "ingest_report.json"
 TITLES_DIR = "titles"
@@ -378,8 +383,9 @@ def load_manifest(dataset_dir):
                             "(python -m avjax.ingest --output=...)?")
   manifest = storage.read_json(path)
   version = manifest.get("format_version")
-  if version != FORMAT_VERSION:
-    raise ValueError(f"{path}: format_version {version!r}, this avjax reads {FORMAT_VERSION}")
+  if version not in READABLE_VERSIONS:
+    raise ValueError(f"{path}: format_version {version!r}, this avjax reads "
+                     f"{' and '.join(map(str, READABLE_VERSIONS))}")
   for key in ("params", "titles"):
     if key not in manifest:
       raise ValueError(f"{path}: missing key {key!r}")
@@ -387,4 +393,26 @@ def load_manifest(dataset_dir):
     for key in _TITLE_KEYS:
       if key not in title:
         raise ValueError(f"{path}: title #{i} ({title.get('id', '?')}) is missing key {key!r}")
+    check_scene_ids(title, where=path)
   return manifest
+
+
+def check_scene_ids(entry, where):
+  """Checks a title's optional shot and scene ids: both or neither, one int >= 0 per
+  snippet, and scene ids non-decreasing (a scene is a run of shots)."""
+  present = [k for k in SCENE_KEYS if k in entry]
+  if not present:
+    return
+  name = f"{where}: title {entry.get('id', '?')!r}"
+  if len(present) == 1:
+    raise ValueError(f"{name} has {present[0]} but not "
+                     f"{[k for k in SCENE_KEYS if k not in present][0]}")
+  for key in SCENE_KEYS:
+    ids = entry[key]
+    if (not isinstance(ids, list) or len(ids) != entry["num_snippets"] or
+        not all(isinstance(i, int) and i >= 0 for i in ids)):
+      raise ValueError(f"{name}: {key} must be a list of {entry['num_snippets']} ints >= 0 "
+                       "(one per snippet)")
+  if any(b < a for a, b in zip(entry["snippet_scenes"], entry["snippet_scenes"][1:])):
+    raise ValueError(f"{name}: snippet_scenes must be non-decreasing (scenes are runs of "
+                     "shots, numbered in time order)")

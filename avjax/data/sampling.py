@@ -155,12 +155,21 @@ class HierarchicalSampler:
       raise ValueError(f"position={position}: must be >= 0")
     key = [self.seed, position] if not redraw else [self.seed, position, int(redraw)]
     rng = np.random.default_rng(key)
-    if self._title_cdf is None:
-      n = int(self.titles[rng.integers(len(self.titles))])
-    else:
-      i = int(np.searchsorted(self._title_cdf, rng.random(), side="right"))
-      n = int(self.titles[min(i, len(self.titles) - 1)])
+    n = self.draw_title(rng)
     return n, self._snippets(rng, n)
+
+  def draw_title(self, rng):
+    """The first stage: a title index, uniformly or by length (see the class docstring)."""
+    if self._title_cdf is None:
+      return int(self.titles[rng.integers(len(self.titles))])
+    i = int(np.searchsorted(self._title_cdf, rng.random(), side="right"))
+    return int(self.titles[min(i, len(self.titles) - 1)])
+
+  def title_probabilities(self):
+    """P(n) of each drawn title (aligned with `titles`)."""
+    if self._title_cdf is None:
+      return np.full(len(self.titles), 1 / len(self.titles))
+    return np.diff(self._title_cdf, prepend=0.0)
 
   def _snippets(self, rng, n):
     """k distinct indices of title n, uniform over the k-subsets with span <= w_n."""

@@ -47,6 +47,8 @@ flags.DEFINE_float("val_fraction", _D["val_fraction"], "Held-out fraction (by ti
                    "movies, by show for episodes).")
 flags.DEFINE_float("shot_threshold", _D["shot_threshold"], "Color-histogram distance in [0, 1] "
                    "above which a frame starts a new shot.")
+flags.DEFINE_float("scene_threshold", _D["scene_threshold"], "Distance of shots' key "
+                   "histograms at or below which a shot joins the scene before it.")
 flags.DEFINE_bool("skip_errors", False, "Exit 0 even when some titles were skipped.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_float("title_timeout", 0.0, "Seconds one title may take; a title over it is "
@@ -116,7 +118,7 @@ def main(argv):
     raise app.UsageError(f"--title_timeout={f.title_timeout}: expected >= 0 seconds")
   params = dict(short_side=f.short_side, fps=f.fps, frames_per_snippet=f.frames_per_snippet,
                 jpeg_quality=f.jpeg_quality, val_fraction=f.val_fraction,
-                shot_threshold=f.shot_threshold)
+                shot_threshold=f.shot_threshold, scene_threshold=f.scene_threshold)
   from avjax.ingest import lock  # pylint: disable=g-import-not-at-top
   try:
     report = _ingest(f, params)

@@ -25,7 +25,8 @@ class Cutter:
   Attributes set as it goes: t0 (time of the first frame), written (snippets written),
   out_size ((width, height) of stored frames, as displayed) and rotation (counter-clockwise
   degrees that turn frames upright), both set by the caller on the first frame,
-  shot_times / shot_scores (frame change scores for shots.detect_shots).
+  shot_times / shot_scores (frame change scores for shots.detect_shots), frame_times /
+  frame_hists (every frame's colour histogram, for scenes.structure).
   """
 
   def __init__(self, title_id, params, writer):
@@ -45,6 +46,7 @@ class Cutter:
     self.frames = []
     self.video_time = -math.inf
     self.shot_times, self.shot_scores = [], []
+    self.frame_times, self.frame_hists = [], []
     # Audio: samples placed since t0 that are not in a written snippet yet.
     self.audio = []
     self.audio_buffered = 0
@@ -70,6 +72,8 @@ class Cutter:
       self.audio_pending = []
     self.frames += [e.jpeg() for e in emitted]
     hist = shots.frame_histogram(frame)
+    self.frame_times.append(time_s - self.t0)
+    self.frame_hists.append(hist)
     if self.prev_hist is not None:
       self.shot_times.append(time_s - self.t0)
       self.shot_scores.append(shots.change_score(hist, self.prev_hist))

@@ -1,4 +1,4 @@
-"""Ingest parameters: the stored snippet format plus split and shot-detection settings."""
+"""Ingest parameters: the stored snippet format plus split, shot and scene detection settings."""
 
 from avjax.data import records
 
@@ -7,6 +7,7 @@ DEFAULT_PARAMS = dict(
     val_fraction=0.1,
     shot_threshold=0.25,  # half-L1 distance of color histograms, in [0, 1]
     min_shot_seconds=0.5,
+    scene_threshold=0.25,  # shots whose key histograms are this close are one scene
 )
 
 

@@ -8,7 +8,8 @@ The generated titles carry what the paper (Section 3) is about, with ground trut
     shape goes with timbre, motion with onset rhythm, size with pitch, and the
     object flashes, jumps or turns exactly when its sound starts;
   * scenes: runs of spans with one background and layout (a "location", which may
-    recur later in the title), separated by hard cuts.
+    recur later in the title), separated by hard cuts; with Options.scene_shots, several
+    shots per scene (cuts between framings of the same set: the camera zooms and pans).
 `artifact_strength` scales every title-exclusive cue (0 removes them all), a knob for
 studying how easy cross-title negatives are.
 
@@ -23,6 +24,7 @@ Output of `generate` (python -m avjax.synthetic):
   DIR/labels.json                  per title: events (title, start, end, class) and scenes
 """
 
+import contextlib
 import csv
 import dataclasses
 import multiprocessing
@@ -50,7 +52,8 @@ def labels(plans, *, seed, options=Options()):
         events=[dict(title=p["id"], start=e["start"], end=e["end"], **{"class": e["cls"]},
                      span=e["span"], onsets=e["onsets"]) for e in p["events"]],
         scenes=[dict(start=s["start"], end=s["end"], location=s["location"],
-                     character=s["character"]) for s in p["scenes"]],
+                     character=s["character"], shots=s.get("shots", [s["start"]]))
+                for s in p["scenes"]],
     )
   return dict(format_version=1, seed=seed, snippet_seconds=options.snippet_seconds,
               artifact_strength=options.artifact_strength,
@@ -87,18 +90,17 @@ def generate(output, *, movies, shows, episodes, minutes, seed, options=Options(
                          bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min of content "
                                     "[{elapsed}<{remaining}]{postfix}")
   jobs = [(plan, output, options) for plan in plans]
-  pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
-  try:
-    done = pool.imap_unordered(_render_one, jobs) if pool else map(_render_one, jobs)
+  with contextlib.ExitStack() as stack:  # a failure or Ctrl-C stops the workers at once
+    if workers > 1:
+      pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+      done = pool.imap_unordered(_render_one, jobs)
+    else:
+      done = map(_render_one, jobs)
     for i, (path, duration) in enumerate(done):
       logging.info("wrote %s (%d/%d, %.1f min)", path, i + 1, len(plans), duration / 60,
                    extra=console.FILE_ONLY)
       bar.set_postfix_str(f"{i + 1}/{len(plans)} titles", refresh=False)
       bar.update(min(duration / 60, bar.total - bar.n))  # no float overshoot
-  finally:
-    if pool:
-      pool.close()
-      pool.join()
   bar.close()
   write_titles_csv(os.path.join(output, TITLES_CSV), plans)
   fileio.write_json(os.path.join(output, LABELS), labels(plans, seed=seed, options=options))

@@ -35,6 +35,11 @@ class Options:
   snippet_seconds: float = 3.2
   artifact_strength: float = 1.0
   scene_spans: tuple = (2, 8)  # scene length range, in snippet-sized spans
+  # Shots per scene: camera changes inside one location (each shot a new framing of the set:
+  # zoom and pan). (1, 1): one shot per scene, every cut a scene change.
+  scene_shots: tuple = (1, 1)
+  min_shot_seconds: float = 1.0  # no shot inside a scene is shorter
+  camera_zoom: tuple = (1.0, 1.5)  # range of a shot's zoom into its location's set
   light: tuple = (0.4, 1.3)  # range of a location's lighting (multiplies its colours)
   grade: float = 1.0  # scale of the title's colour grade (per-channel gain and lift)
   room_level: tuple = (0.005, 0.02)  # range of a scene's room-tone level
@@ -63,6 +68,8 @@ class Options:
   def __post_init__(self):
     if self.event_color not in ("accent", "any", "class"):
       raise ValueError(f"event_color={self.event_color!r}: expected 'accent', 'any' or 'class'")
+    if not 1 <= self.scene_shots[0] <= self.scene_shots[1]:
+      raise ValueError(f"scene_shots={self.scene_shots}: expected 1 <= low <= high")
     if self.audio_codec not in ("aac", "flac"):
       raise ValueError(f"audio_codec={self.audio_codec!r}: expected 'aac' or 'flac'")
 
@@ -162,6 +169,24 @@ def _scenes(rng, num_spans, duration, options):
   return scenes, locations
 
 
+def _shots(rng, scene, options):
+  """Shots of a scene: start times (frame-aligned, the first at the scene's start) and a
+  camera per shot (zoom into the set and the place it looks at, as fractions of the slack)."""
+  lo, hi = options.scene_shots
+  start, end, fps = scene["start"], scene["end"], options.fps
+  room = int((end - start) // options.min_shot_seconds)
+  n = min(int(rng.integers(lo, hi + 1)), max(1, room))
+  cuts = []
+  if n > 1:  # n - 1 cuts, at least min_shot_seconds apart and from the scene's edges
+    free = (end - start) - n * options.min_shot_seconds
+    gaps = np.sort(rng.uniform(0, free, n - 1))
+    cuts = [start + (i + 1) * options.min_shot_seconds + g for i, g in enumerate(gaps)]
+    cuts = [round(np.ceil(c * fps - 1e-6) / fps, 6) for c in cuts]
+  cameras = [dict(zoom=float(rng.uniform(*options.camera_zoom)), x=float(rng.random()),
+                  y=float(rng.random())) for _ in range(n)]
+  return [round(start, 6)] + cuts, cameras
+
+
 def _events(rng, num_spans, options):
   """One event per full span: class, span inside the snippet, place, size, onsets."""
   L = options.snippet_seconds
@@ -220,6 +245,10 @@ def plan_collection(*, movies, shows, episodes, minutes, seed, options=Options()
     scenes, locations = _scenes(rng, num_spans, duration, options)
     for scene in scenes:
       scene["syllables"] = _syllables(rng, scene) if scene["character"] else []
+    if options.scene_shots != (1, 1):  # its own generator: one-shot scenes draw as before
+      shot_rng = rng_for(seed, 4, 0 if kind == "movie" else 1, i, 0 if e is None else e + 1)
+      for scene in scenes:
+        scene["shots"], scene["cameras"] = _shots(shot_rng, scene, options)
     plans.append(dict(id=tid, kind=kind, show=show, genres=[str(g) for g in genres],
                       path=path, seed=int(rng.integers(2**31)), duration=duration,
                       num_frames=num_frames, style=style,

@@ -8,7 +8,10 @@ transfers), and strong title-exclusive cues in picture (palette, a strong grade)
 (theme bands, voice, music): the shortcut the paper says k > 1 removes. Its titles of 54-66 s hold 16-20
 snippets of 3.2 s, enough for k = 16 groups. "demo" is the same look at demo size, and
 "mini" a small set without title-exclusive cues, on which a test checks that pretraining
-learns at all.
+learns at all. "scenes" is the study's look on longer titles cut like films: scenes of 1-4
+spans, each of 1-3 shots (the camera reframes the set), about 22 scenes per 3-minute title,
+so that k = 16 snippets can come from 16 different scenes (scene-aware sampling,
+docs/study_sampling.md).
 
 The study preset is frozen: changing it changes the benchmark, so results before and after
 are not comparable (docs/study_sampling.md records when it was frozen).
@@ -28,6 +31,10 @@ PRESETS = {
     "study": dict(movies=240, shows=10, episodes=3, minutes=1.0,
                   options=dict(_STUDY_LOOK, classes=5, artifact_strength=1.0),
                   ingest=dict(short_side=32, val_fraction=0.2)),
+    "scenes": dict(movies=90, shows=10, episodes=3, minutes=3.0,
+                   options=dict(_STUDY_LOOK, classes=5, artifact_strength=1.0,
+                                scene_spans=(1, 4), scene_shots=(1, 3)),
+                   ingest=dict(short_side=32, val_fraction=0.2)),
     "demo": dict(movies=40, shows=4, episodes=3, minutes=1.0,
                  options=dict(_STUDY_LOOK, classes=5, artifact_strength=1.0),
                  ingest=dict(short_side=32, val_fraction=0.25)),

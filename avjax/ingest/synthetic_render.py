@@ -34,6 +34,18 @@ def _background(location, style, options, height, width):
   return (_grade(img, style, options.artifact_strength * options.grade) * 255 + 0.5).astype(np.uint8)
 
 
+def _framed(background, camera):
+  """A shot's view of a set: the background zoomed by camera["zoom"] around its place."""
+  if camera is None or camera["zoom"] <= 1.0:
+    return background
+  height, width, _ = background.shape
+  h, w = max(1, int(round(height / camera["zoom"]))), max(1, int(round(width / camera["zoom"])))
+  y0, x0 = int(camera["y"] * (height - h)), int(camera["x"] * (width - w))
+  rows = y0 + (np.arange(height) * h // height)
+  cols = x0 + (np.arange(width) * w // width)
+  return background[rows[:, None], cols[None, :]]
+
+
 def _decay_envelope(t, onsets):
   """exp(-dt/decay) since the latest onset at or before t; 0 before the first onset."""
   onsets = np.asarray(onsets, np.float64)
@@ -296,6 +308,10 @@ def render_chunks(plan, options=Options()):
     span_events = [events[k]] if k in events else []
     t = np.arange(i0, i1, dtype=np.float64) / options.fps
     frames = np.repeat(backgrounds[location["id"]][None], i1 - i0, axis=0)
+    if "shots" in scene:  # each frame shows its shot's framing of the set
+      shot = np.searchsorted(np.asarray(scene["shots"]), t + 1e-6, side="right") - 1
+      for j in np.unique(shot):
+        frames[shot == j] = _framed(backgrounds[location["id"]], scene["cameras"][j])
     _draw_character(frames, scene, location, t, style, options)
     for event in span_events:
       _draw_event(frames, event, t, style, options)

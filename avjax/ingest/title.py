@@ -16,6 +16,7 @@ from avjax import fileio
 from avjax.data import records
 from avjax.ingest import cutter as cutter_lib
 from avjax.ingest import discover
+from avjax.ingest import scenes
 from avjax.ingest import shots
 from avjax.media import decode
 from avjax.media import image
@@ -138,13 +139,17 @@ def ingest_title(path, dataset_dir, title_meta, params, *, threads=1):
                           f"for {duration:.3f} s")
   records_rel, index_rel = records.record_paths(dataset_dir, title_id)
   width, height = cutter.out_size
+  boundaries = shots.detect_shots(cutter.shot_times, cutter.shot_scores,
+                                  params["shot_threshold"], params["min_shot_seconds"])
+  snippet_shots, snippet_scenes = scenes.structure(
+      boundaries, cutter.frame_times, cutter.frame_hists, len(writer),
+      records.snippet_seconds(params), params["scene_threshold"])
   entry = dict(
       id=title_id, kind=title_meta["kind"], show=title_meta["show"],
       genres=list(title_meta.get("genres") or []), duration=round(duration, 3),
       num_snippets=len(writer), split=discover.split_of(title_meta, params["val_fraction"]),
       records=records_rel, index=index_rel, frame_size=[height, width],
-      shots=shots.detect_shots(cutter.shot_times, cutter.shot_scores,
-                               params["shot_threshold"], params["min_shot_seconds"]),
+      shots=boundaries, snippet_shots=snippet_shots, snippet_scenes=snippet_scenes,
       source=os.path.abspath(path))
   fileio.write_json(entry_path(dataset_dir, title_id), entry)
   return entry
