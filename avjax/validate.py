@@ -72,6 +72,8 @@ _RULES = (
      "an integer >= 1 (snippets per title in a batch; 1: the i.i.d. baseline)"),
     ("data.w", lambda v: _is_int(v) and (v == -1 or v >= 1),
      "-1 (the whole title) or a window of >= 1 snippets"),
+    ("data.scenes", lambda v: v in ("none", "distinct", "adaptive"),
+     "one of 'none', 'distinct', 'adaptive' (scene-aware sampling)"),
     ("data.num_frames", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("data.crop_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("data.short_side", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
@@ -132,6 +134,14 @@ def _relations(config, bad, device_count):
     if w != -1 and w < k:
       out.append(f"config.data.w={w}: the window must hold the k={k} snippets drawn from "
                  "it (w >= k), or be -1")
+  scenes = get("data.scenes")
+  if scenes not in (_MISSING, "none") and not {"data.k", "data.w", "data.scenes"} & bad:
+    if w != -1:
+      out.append(f"config.data.w={w} with data.scenes={scenes!r}: scene-aware policies set "
+                 "their own window; use w=-1")
+    if k is not _MISSING and k < 2:
+      out.append(f"config.data.scenes={scenes!r} with data.k={k}: scene-aware sampling draws "
+                 "k >= 2 snippets of a title; use k >= 2 or scenes=none")
   if batch is not _MISSING and "batch_size" not in bad:
     if k is not _MISSING and "data.k" not in bad:
       if batch % k:

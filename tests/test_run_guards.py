@@ -46,6 +46,10 @@ def pretrain_config(**overrides):
     ({"total_steps": -5}, r"config.total_steps=-5: must be an integer >= 0"),
     ({"num_epochs": 0}, r"num_epochs=0 with total_steps=0: the run would train zero steps"),
     ({"data.w": 2}, r"config.data.w=2: the window must hold the k=4 snippets"),
+    ({"data.scenes": "nearby"}, r"config.data.scenes='nearby': must be one of 'none'"),
+    ({"data.scenes": "distinct", "data.w": 8}, r"data.w=8 with data.scenes='distinct'.*w=-1"),
+    ({"data.scenes": "adaptive", "data.k": 1, "batch_size": 8},
+     r"data.scenes='adaptive' with data.k=1"),
     ({"batch_size": 18}, r"config.batch_size=18 is not a multiple of data.k=4"),
     ({"resume": "yes"}, r"config.resume='yes': must be one of"),
 ])
