@@ -276,8 +276,8 @@ def write_study_report(study_path, doc_path, figure_dir):
   if study.get("wall_seconds"):
     block += [f"Wall time of the whole study: {study['wall_seconds'] / 60:.1f} min "
               f"({study.get('machine', 'this machine')}).", ""]
-  for name, caption in figures:
-    block += [f"![{caption}]({rel}/{name})", "", f"*{caption}*", ""]
+  for figure, caption in figures:
+    block += [f"![{caption}]({rel}/{figure})", "", f"*{caption}*", ""]
   fallback = [f"{s['label']} {100 * s['fallback_rate']:.1f}%" for s in study["settings"]
               if s.get("fallback_rate")]
   if fallback:
