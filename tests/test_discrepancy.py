@@ -300,4 +300,4 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
   for name in ("loss.png", "divergences.png", "probes.png"):
     assert os.path.exists(root / "figures" / name)
   study = json.load(open(root / "study.json"))
-  assert [s["label"] for s in study["settings"]] == ["k=1", "k=2, w=2"]
+  assert [s["label"] for s in study["settings"]] == ["k=1", "k=2, distinct scenes"]
