@@ -5,6 +5,7 @@ scene-aware batches from the input pipeline."""
 import copy
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -131,7 +132,6 @@ def test_detection_finds_the_true_scenes(scene_set):
 
 def _as_version_1(ds, out):
   """A copy of dataset `ds` as an avjax without scene ids wrote it."""
-  import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(ds, out)
   manifest = records.load_manifest(out)
   for entry in manifest["titles"]:

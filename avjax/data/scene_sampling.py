@@ -27,8 +27,6 @@ are left out, and the stream is a pure function of (seed, position): exact resum
 access, and hosts drawing their own positions, as for the scene-blind sampler.
 """
 
-import math
-
 import numpy as np
 from absl import logging
 
@@ -37,8 +35,11 @@ from avjax.data import sampling
 POLICIES = ("none", "distinct", "adaptive")
 
 
-class SceneSampler:
+class SceneSampler(sampling.HierarchicalSampler):
   """Draws groups (title_index, sorted snippet indices) by a scene-aware policy.
+
+  The title draw, the (seed, position) stream, resume and redraws are HierarchicalSampler's
+  (with w = M_n); only the snippets of a title are drawn differently.
 
   Args:
     scene_ids: per title, the scene id of each of its snippets (non-decreasing ints; M_n =
@@ -52,9 +53,6 @@ class SceneSampler:
     if policy not in POLICIES[1:]:
       raise ValueError(f"scenes={policy!r}: a scene-aware policy is one of {POLICIES[1:]}")
     self.policy = policy
-    self.k = sampling._as_int(k, "k")  # pylint: disable=protected-access
-    if self.k < 2:
-      raise ValueError(f"k={self.k}: scene-aware sampling draws k >= 2 snippets per title")
     self._scenes = []  # per title: (first snippet of each scene, its length)
     for n, ids in enumerate(scene_ids):
       ids = np.asarray(ids, np.int64)
@@ -62,54 +60,16 @@ class SceneSampler:
         raise ValueError(f"title {n}: scene ids must be a non-decreasing 1-D sequence")
       starts = np.flatnonzero(np.r_[True, np.diff(ids) != 0]) if ids.size else ids
       self._scenes.append((starts, np.diff(np.r_[starts, ids.size])))
-    counts = [len(ids) for ids in scene_ids]
-    # The title draw and the checks of seed and start are the scene-blind sampler's.
-    self._titles = sampling.HierarchicalSampler(counts, self.k, None, seed=seed,
-                                                title_weights=title_weights, start=start)
-    self.counts, self.titles = self._titles.counts, self._titles.titles
-    self.seed, self.title_weights = self._titles.seed, title_weights
-    self._position = self._titles.state()
-    self.snippets_per_epoch = self._titles.snippets_per_epoch
+    super().__init__([len(ids) for ids in scene_ids], k, None, seed=seed,
+                     title_weights=title_weights, start=start)
+    if self.k < 2:
+      raise ValueError(f"k={self.k}: scene-aware sampling draws k >= 2 snippets per title")
     self.num_scenes = np.array([len(s[0]) for s in self._scenes], np.int64)
-    self.fallback_rate = self._fallback_rate()
+    short = self.num_scenes[self.titles] < self.k
+    self.fallback_rate = float(self.title_probabilities()[short].sum())
     if self.fallback_rate > 0:
       logging.info("scene sampler (%s, k=%d): %.1f%% of groups fall back (titles with fewer "
                    "than k scenes)", policy, self.k, 100 * self.fallback_rate)
-
-  def _fallback_rate(self):
-    short = self.num_scenes[self.titles] < self.k
-    return float(self._titles.title_probabilities()[short].sum())
-
-  @property
-  def num_titles(self):
-    return self._titles.num_titles
-
-  @property
-  def groups_per_epoch(self):
-    return math.ceil(self.snippets_per_epoch / self.k)
-
-  def state(self):
-    """The position of the next group: pass it back as `start` to resume exactly."""
-    return self._position
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    group = self.group(self._position)
-    self._position += 1
-    return group
-
-  def group(self, position, redraw=0):
-    """The group at `position`: (title_index, sorted int64 snippet indices); `redraw` > 0
-    gives further independent draws for the same position."""
-    position = sampling._as_int(position, "position")  # pylint: disable=protected-access
-    if position < 0:
-      raise ValueError(f"position={position}: must be >= 0")
-    key = [self.seed, position] if not redraw else [self.seed, position, int(redraw)]
-    rng = np.random.default_rng(key)
-    n = self._titles.draw_title(rng)
-    return n, self._snippets(rng, n)
 
   def _snippets(self, rng, n):
     starts, sizes = self._scenes[n]

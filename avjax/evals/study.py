@@ -251,6 +251,12 @@ def write_study_report(study_path, doc_path, figure_dir):
            "samples pooled, at the same sizes); mean S+ − mean S≠ with the number of runs "
            "whose title-bootstrap 95% interval excludes zero; final loss: mean over the "
            "last 10% of logged steps.", "", discrepancy_table(rows), ""]
+  fallback = [f"{s['label']} {100 * s['fallback_rate']:.1f}%" for s in study["settings"]
+              if s.get("fallback_rate")]
+  if fallback:
+    block += ["**Fallback** (groups whose title has fewer scenes than k, so that some "
+              "scenes give two snippets; data/scene_sampling.py): " + ", ".join(fallback)
+              + ".", ""]
   inputs_path = study.get("inputs")
   if inputs_path and os.path.exists(inputs_path):
     inputs = fileio.read_json(inputs_path)
@@ -278,13 +284,6 @@ def write_study_report(study_path, doc_path, figure_dir):
               f"({study.get('machine', 'this machine')}).", ""]
   for figure, caption in figures:
     block += [f"![{caption}]({rel}/{figure})", "", f"*{caption}*", ""]
-  fallback = [f"{s['label']} {100 * s['fallback_rate']:.1f}%" for s in study["settings"]
-              if s.get("fallback_rate")]
-  if fallback:
-    block.insert(block.index(discrepancy_table(rows)) + 2,
-                 "**Fallback** (groups whose title has fewer scenes than k, so that some "
-                 "scenes give two snippets; data/scene_sampling.py): " + ", ".join(fallback)
-                 + ".\n")
   block.append(END.format(name=name))
   _replace_block(doc_path, "\n".join(block), name)
   return rows
