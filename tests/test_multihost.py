@@ -256,7 +256,8 @@ def _restore(workdir, step):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
   path = tmp_path_factory.mktemp("dataset")
-  tiny_dataset.make_tiny_dataset(path)
+  # 9 training titles: a batch of 16 at k = 2 holds 8 groups of distinct titles.
+  tiny_dataset.make_tiny_dataset(path, movies=6, shows=3)
   return str(path)
 
 

@@ -56,9 +56,10 @@ def test_shapes_dtypes_ranges_and_groups(dataset):
   assert it.next_group == 12
 
 
-def test_global_array_shards_hold_whole_groups(dataset):
+def test_global_array_shards_hold_whole_groups(tmp_path):
   k = 2
-  config = tiny_data_config(dataset, k=k)
+  make_tiny_dataset(tmp_path, movies=17, shows=0, snippets_per_title=(4,))  # 16 for training
+  config = tiny_data_config(tmp_path, k=k)
   it = _train(config, 32, num_local_devices=jax.local_device_count())
   batch = next(it)
   assert jax.device_count() == 8, "tests/conftest.py simulates 8 CPU devices"
@@ -272,12 +273,15 @@ def test_bad_record_error_names_title_and_snippet(bad_dataset, title, snippet, w
 
 def test_skip_bad_records_replaces_whole_groups(bad_dataset):
   config = tiny_data_config(bad_dataset, k=4, skip_bad_records=True)
-  it = _train(config, 8)
+  it = _train(config, 4)
   for batch in _take(it, 6):
     titles = [it.title_ids[n] for n in batch["title_index"]]
     assert set(titles) <= {"m0"}, "only the title without bad records is left"
-    np.testing.assert_array_equal(batch["snippet_index"], [0, 1, 2, 3] * 2)
+    np.testing.assert_array_equal(batch["snippet_index"], [0, 1, 2, 3])
   assert it.num_skipped == 3
+  # Two groups need two distinct titles without bad records: one is left, so it says so.
+  with pytest.raises(pipeline.BadRecordError, match="distinct titles"):
+    _take(_train(config, 8), 6)
 
 
 def test_eval_skips_bad_records(bad_dataset):

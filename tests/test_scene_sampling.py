@@ -79,8 +79,8 @@ def test_groups_are_in_one_title_and_from_distinct_scenes(policy):
             for s, m in ((20, 60), (40, 200), (18, 30), (25, 25))]
   titles = [np.unique(t, return_inverse=True)[1].tolist() for t in titles]  # dense ids
   sampler = SceneSampler(titles, 16, policy, seed=3)
-  for _ in range(2000):
-    n, idx = next(sampler)
+  for p in range(2000):
+    n, idx = sampler.group(p)
     assert idx.shape == (16,) and idx.dtype == np.int64 and np.all(np.diff(idx) > 0)
     assert 0 <= idx[0] and idx[-1] < len(titles[n])
     scenes = [titles[n][i] for i in idx]
@@ -107,23 +107,23 @@ def test_fallback_meets_every_scene_and_rate_is_reported():
 def test_deterministic_and_exact_resume():
   ids = [TITLE_A, TITLE_B, list(range(12))]
   for policy in ("distinct", "adaptive"):
-    a = SceneSampler(ids, 3, policy, seed=7)
-    first = [next(a) for _ in range(40)]
-    assert a.state() == 40
-    resumed = SceneSampler(ids, 3, policy, seed=7, start=a.state())
-    for _ in range(25):
-      x, y = next(a), next(resumed)
-      assert x[0] == y[0] and np.array_equal(x[1], y[1])
-    n, idx = SceneSampler(ids, 3, policy, seed=7).group(17)
-    assert n == first[17][0] and np.array_equal(idx, first[17][1])
-    redrawn = {tuple(a.group(5, r)[1]) for r in range(6)}
-    assert len(redrawn) > 1 and a.group(5, 0)[0] == a.group(5)[0]
+    a = SceneSampler(ids, 3, policy, seed=7, groups_per_batch=2)
+    first = [a.batch(b) for b in range(20)]
+    resumed = SceneSampler(ids, 3, policy, seed=7, groups_per_batch=2)  # a restart
+    for b in (11, 3, 19):
+      assert all(x[0] == y[0] and np.array_equal(x[1], y[1])
+                 for x, y in zip(first[b], resumed.batch(b)))
+    n, idx = resumed.group(2 * 8 + 1)
+    assert n == first[8][1][0] and np.array_equal(idx, first[8][1][1])
+    assert all(g[0][0] != g[1][0] for g in first)  # distinct titles in a batch
+    redrawn = a.batch(5, bad=lambda n, idx: n == first[5][0][0])
+    assert first[5][0][0] not in [n for n, _ in redrawn]
 
 
 def test_titles_drawn_as_the_scene_blind_sampler_draws_them():
   ids = [TITLE_A, TITLE_B, list(range(12))]
-  blind = sampling.HierarchicalSampler([len(t) for t in ids], 3, seed=4)
-  scene = SceneSampler(ids, 3, "distinct", seed=4)
+  blind = sampling.HierarchicalSampler([len(t) for t in ids], 3, seed=4, groups_per_batch=2)
+  scene = SceneSampler(ids, 3, "distinct", seed=4, groups_per_batch=2)
   assert [blind.group(p)[0] for p in range(300)] == [scene.group(p)[0] for p in range(300)]
 
 

@@ -5,16 +5,17 @@ Training (paper Sections 3 and 4.1):
   tf.data (parse, decode + crop JPEGs, colour jitter, log-mel, band dropout; parallel,
   order-preserving) ──▶ batches of whole groups ──▶ prefetch ──▶ numpy dicts
 
-Batch layout. Global batch s (of B = G * k snippets) holds the groups at positions
-[start_group + s * G, start_group + (s + 1) * G) of the sampler stream, in order. Host p of
-P reads only its contiguous share of G / P groups, and within the host each of its D local
-devices gets a contiguous run of whole groups, so every device's shard holds whole groups
-(B must be a multiple of k * P * D; `check_batch_layout` says which number does not
-divide). The trainer puts the host batches together with
-jax.make_array_from_process_local_data. The stream is a pure function of (seed, position),
-and augmentation randomness is a pure function of (seed, position, slot): resuming after s
-steps with start_group = s * G reproduces the same batches, bit for bit, on any number of
-hosts. The trainer saves the step and derives the sampler position from it.
+Batch layout. Global batch s (of B = G * k snippets) holds the G groups of the sampler's
+batch start_group / G + s (positions [start_group + s * G, start_group + (s + 1) * G) of its
+stream), in order, with no title (k = 1: no snippet) twice. Every host draws the batch's
+list of groups (cheap: no data is read) and reads only its contiguous share of G / P groups,
+and within the host each of its D local devices gets a contiguous run of whole groups, so
+every device's shard holds whole groups (B must be a multiple of k * P * D;
+`check_batch_layout` says which number does not divide). The trainer puts the host batches
+together with jax.make_array_from_process_local_data. The stream is a pure function of
+(seed, batch), and augmentation randomness is a pure function of (seed, position, slot):
+resuming after s steps with start_group = s * G reproduces the same batches, bit for bit, on
+any number of hosts. The trainer saves the step and derives the sampler position from it.
 
 Memory. Records are read on demand by byte offset (random access, no scan) and nothing is
 buffered per title: host memory is bounded by the prefetch depth, whatever the title
@@ -28,8 +29,9 @@ a wrong audio length or frame count) raise BadRecordError naming the dataset, ti
 snippet. Every record read is CRC-checked (`verify_records`, on by default; the cost is in
 docs/benchmarks.md). With `skip_bad_records` they are counted instead
 (`iterator.num_skipped`) and every group that holds one is replaced by a fresh draw of the
-sampler for the same position (`HierarchicalSampler.group(position, redraw)`), so batches
-keep whole groups and stay a pure function of (seed, step) given the data. The bad record
+sampler for the same place in the batch (`HierarchicalSampler.batch(b, bad)`), so batches
+keep whole groups of distinct titles and stay a pure function of (seed, step) given the
+data. The bad record
 is found when its batch fails; the pipeline then restarts at that batch.
 
 Before the first batch, every selected title's files are checked (stat + index: records and
@@ -56,6 +58,7 @@ from absl import logging
 from avjax.data import audio
 from avjax.data import ops
 from avjax.data import records
+from avjax.data import sampling
 from avjax.data import scene_sampling
 from avjax.data import titles as titles_lib
 
@@ -260,7 +263,10 @@ class TrainIterator(_RestartingIterator):
     self.start_group = int(start_group)
     if self.start_group < 0:
       raise ValueError(f"start_group={start_group}: must be >= 0")
-    self.sampler = scene_sampling.make_sampler(config, self.titles)
+    if self.start_group % self.groups_per_batch:
+      raise ValueError(f"start_group={start_group} is not at a batch boundary (a multiple of "
+                       f"B / k = {self.groups_per_batch})")
+    self.sampler = scene_sampling.make_sampler(config, self.titles, self.groups_per_batch)
     self.snippets_per_epoch = self.sampler.snippets_per_epoch
     self.steps_per_epoch = self.snippets_per_epoch // self.global_batch_size
     self._layout = (self.start_group, self.groups_per_batch,
@@ -273,8 +279,7 @@ class TrainIterator(_RestartingIterator):
 
   def _snippets_of_batch(self, step):
     out = []
-    for pos in _positions(self._layout, step):
-      n, idx = _draw_group(self.sampler, self.skipped, pos)
+    for _, (n, idx) in _host_groups(self.sampler, self.skipped, self._layout, step):
       out += [(n, int(m)) for m in idx]
     return out
 
@@ -287,8 +292,7 @@ class TrainIterator(_RestartingIterator):
     def generate():
       s = step
       while True:
-        for pos in _positions(layout, s):
-          n, idx = _draw_group(sampler, skipped, pos)
+        for pos, (n, idx) in _host_groups(sampler, skipped, layout, s):
           data = np.array([source.read(n, int(m)) for m in idx], dtype=object)
           keys = pos * k + np.arange(k, dtype=np.int64)  # augmentation seeds
           yield data, np.full(k, n, np.int32), idx.astype(np.int32), keys
@@ -299,20 +303,20 @@ class TrainIterator(_RestartingIterator):
     return self._dataset(generate, signature, self.batch_size, True, train=True)
 
 
-def _positions(layout, step):
-  """Sampler positions of this host's groups in batch `step`."""
+def _host_groups(sampler, skipped, layout, step):
+  """[(sampler position, (title, snippet indices))] of this host's groups in batch `step`;
+  groups holding a skipped record are redrawn (HierarchicalSampler.batch)."""
   start, groups_per_batch, host_offset, groups_per_host = layout
-  first = start + step * groups_per_batch + host_offset
-  return range(first, first + groups_per_host)
-
-
-def _draw_group(sampler, skipped, position):
-  """The sampler's group at `position`, redrawn while it holds a skipped record."""
-  for redraw in range(1000):
-    n, idx = sampler.group(position, redraw)
-    if not skipped or not any((n, int(m)) in skipped for m in idx):
-      return n, idx
-  raise BadRecordError(f"group {position}: 1000 draws all hold a skipped record")
+  bad = None
+  if skipped:
+    bad = lambda n, idx: any((n, int(m)) in skipped for m in idx)
+  index = start // groups_per_batch + step
+  try:
+    groups = sampler.batch(index, bad)[host_offset:host_offset + groups_per_host]
+  except sampling.BadGroupsError as e:
+    raise BadRecordError(str(e)) from None
+  first = index * groups_per_batch + host_offset
+  return list(zip(range(first, first + groups_per_host), groups))
 
 
 class EvalIterator(_RestartingIterator):

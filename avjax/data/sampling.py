@@ -4,18 +4,31 @@ A group is drawn in two stages. First a title n (uniformly, n ~ U(1, N), as in t
 proportionally to its length M_n). Then a set of k distinct snippet indices of that title,
 uniformly over all k-subsets of [0, M_n) whose span max - min + 1 is at most the window w
 (k <= max - min + 1 <= w <= M_n). w = M_n imposes no temporal constraint; w = k makes the
-k snippets temporally adjacent. Every element of a batch built from such groups sees
-2k - 2 negative pairs from its own title (Section 3).
+k snippets temporally adjacent.
 
-k = 1 is the paper's baseline: snippets drawn i.i.d. and uniformly from the union of all
-titles. To be exactly that, a k = 1 sampler weights titles by length whatever
-`title_weights` says (a uniform title followed by one uniform snippet would over-sample
-short titles).
+No snippet twice in a batch. A global batch holds G = B / k groups, and its titles are
+distinct: the batch's groups are drawn in turn, and group j's title is drawn from the
+first-stage law conditioned on not being one of the titles of groups 0..j-1 (rejection:
+draws of a title already in the batch are thrown away). A repeated snippet would be its own
+negative in Eq. 1 (a false negative the loss pushes apart), and with distinct titles every
+element of a batch sees exactly 2k - 2 negative pairs from its own title (Section 3). Given
+its title, a group's snippets follow the second stage above, independently of the rest.
+The law of a batch's ordered titles is therefore prod_j P(n_j) / (1 - sum_{i<j} P(n_i)).
 
-The stream of groups is a pure function of (seed, position): group p is drawn with its own
-generator seeded by (seed, p). Resuming is exact from the saved position alone, any group
-can be drawn out of order (`group(p)`), and hosts can each draw their own positions and
-together reproduce the single-host stream.
+k = 1 is the paper's baseline: snippets drawn uniformly from the union of all titles. A
+k = 1 batch is a simple random sample of B distinct snippets of that union (every B-subset
+equally likely, in uniformly random order), whatever `title_weights` says.
+
+A batch that cannot be filled without repeats (fewer than G titles with M_n >= k, or
+k = 1 and fewer than B snippets in all) is refused when the sampler is made, before step 1.
+
+The stream is a pure function of (seed, batch): group j of batch b is drawn with its own
+generator seeded by (seed, b, j), after the groups before it. Resuming is exact from the
+batch number alone, any batch can be drawn out of order (`batch(b)`), and hosts each draw
+the whole (cheap) list of a batch's groups and read only their share, so that together
+they reproduce the single-host stream. `groups_per_batch=1` makes every group a batch of
+its own: groups are then i.i.d. draws of the two-stage law (the law before batches kept
+titles distinct).
 """
 
 import math
@@ -24,6 +37,10 @@ import numpy as np
 from absl import logging
 
 TITLE_WEIGHTS = ("uniform", "length")
+
+
+class BadGroupsError(ValueError):
+  """A batch whose groups cannot avoid the records marked bad."""
 
 
 def _as_int(value, name):
@@ -47,23 +64,24 @@ def _span_table(k, top):
 
 
 class HierarchicalSampler:
-  """Draws groups (title_index, snippet_indices) of the hierarchical policy (Section 3).
+  """Draws batches of groups (title_index, snippet_indices) of the hierarchical policy.
 
   Args:
     counts: M_n, the number of snippets of each title n.
     k: snippets per group, >= 1.
     w: sampling window in snippets, >= k; None (or -1) means w = M_n for every title. A
       title shorter than w uses its whole length (w is capped at M_n, as w <= M_n).
-    seed: non-negative int; the stream is a pure function of (seed, position).
+    seed: non-negative int; the stream is a pure function of (seed, batch).
     title_weights: "uniform" (paper) or "length" (n drawn proportionally to M_n). Ignored
       for k = 1, which is the i.i.d. baseline over all snippets.
-    start: position of the first group that iteration yields (a saved `state()`).
+    groups_per_batch: G = B / k, the groups of one global batch, whose titles (k = 1: whose
+      snippets) are distinct.
 
   Titles with M_n < k cannot give k distinct snippets: they are left out (with a warning
-  that counts them) and never drawn; title indices still refer to `counts`.
+  that counts them, `num_dropped`) and never drawn; title indices still refer to `counts`.
   """
 
-  def __init__(self, counts, k, w=None, seed=0, title_weights="uniform", start=0):
+  def __init__(self, counts, k, w=None, seed=0, title_weights="uniform", groups_per_batch=1):
     counts = np.asarray(counts)
     if counts.ndim != 1 or not (counts.size == 0 or np.issubdtype(counts.dtype, np.integer)):
       raise ValueError(f"counts must be a 1-D sequence of ints (M_n per title), got "
@@ -90,9 +108,9 @@ class HierarchicalSampler:
     if title_weights not in TITLE_WEIGHTS:
       raise ValueError(f"title_weights={title_weights!r}: expected one of {TITLE_WEIGHTS}")
     self.title_weights = title_weights
-    self._position = _as_int(start, "start")
-    if self._position < 0:
-      raise ValueError(f"start={self._position}: must be >= 0")
+    self.groups_per_batch = _as_int(groups_per_batch, "groups_per_batch")
+    if self.groups_per_batch < 1:
+      raise ValueError(f"groups_per_batch={self.groups_per_batch}: must be >= 1")
 
     keep = self.counts >= self.k
     self.titles = np.flatnonzero(keep)  # original indices of the titles that are drawn
@@ -101,20 +119,36 @@ class HierarchicalSampler:
       logging.warning("sampler: left out %d of %d titles with fewer than k=%d snippets",
                       self.num_dropped, len(self.counts), self.k)
     if not len(self.titles):
-      raise ValueError(f"no title has at least k={self.k} snippets (counts: "
-                       f"{len(self.counts)} titles, longest {int(self.counts.max(initial=0))})")
+      raise ValueError(f"no title has at least k={self.k} snippets ({len(self.counts)} "
+                       f"titles, the longest has {int(self.counts.max(initial=0))}); use a "
+                       "smaller k or longer titles")
     kept = self.counts[self.titles]
     self.snippets_per_epoch = int(kept.sum())
+    self._check_batch_fits()
 
-    # Title draw: uniform (paper), or by length; k = 1 is the i.i.d. baseline over all
-    # snippets, i.e. titles by length.
+    # Title draw: uniform (paper), or by length; k = 1 draws snippets from the union.
     self._title_cdf = None
-    if self.title_weights == "length" or self.k == 1:
+    if self.title_weights == "length":
       self._title_cdf = np.cumsum(kept, dtype=np.float64) / kept.sum()
+    self._flat_offsets = np.cumsum(kept) - kept  # k = 1: first flat index of each title
 
     self._span_ca = self._span_cb = None
     if self.k >= 2 and self.w is not None:
       self._span_ca, self._span_cb = _span_table(self.k, int(min(self.w, kept.max())))
+    self._cache = (None, None)  # the last batch drawn: (batch, groups)
+
+  def _check_batch_fits(self):
+    g, k = self.groups_per_batch, self.k
+    if k == 1 and g > self.snippets_per_epoch:
+      raise ValueError(f"a batch of {g} snippets (k=1) cannot be filled without repeating "
+                       f"one: the titles hold {self.snippets_per_epoch} snippets in all; use a "
+                       "batch size of at most that, or more data")
+    if k > 1 and g > len(self.titles):
+      raise ValueError(f"a batch of {g} groups of k={k} snippets needs {g} distinct titles "
+                       f"with at least k snippets each (no snippet twice in a batch), and "
+                       f"only {len(self.titles)} of {len(self.counts)} titles have them; use "
+                       f"a batch size of at most {len(self.titles) * k}, a smaller k, or "
+                       "more titles")
 
   # -------------------------------------------------------------------------
   @property
@@ -132,31 +166,57 @@ class HierarchicalSampler:
     m = int(self.counts[title_index])
     return m if self.w is None else min(self.w, m)
 
-  def state(self):
-    """The position of the next group: pass it back as `start` to resume exactly."""
-    return self._position
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    group = self.group(self._position)
-    self._position += 1
-    return group
-
-  def group(self, position, redraw=0):
-    """The group at `position` of the stream: (title_index, sorted int64 snippet indices).
-
-    `redraw` > 0 gives further independent draws for the same position (the input
-    pipeline uses them to replace a group that holds a bad record).
-    """
+  def group(self, position):
+    """Group `position` of the stream (batch position // G, slot position % G):
+    (title_index, sorted int64 snippet indices)."""
     position = _as_int(position, "position")
     if position < 0:
       raise ValueError(f"position={position}: must be >= 0")
-    key = [self.seed, position] if not redraw else [self.seed, position, int(redraw)]
-    rng = np.random.default_rng(key)
-    n = self.draw_title(rng)
-    return n, self._snippets(rng, n)
+    return self.batch(position // self.groups_per_batch)[position % self.groups_per_batch]
+
+  def batch(self, index, bad=None):
+    """The G groups of global batch `index`: a list of (title_index, snippet indices).
+
+    `bad(title_index, snippet_indices) -> bool` marks groups to replace (the input pipeline
+    passes the records it skips): such a group is drawn again (redraw r = 1, 2, ... with
+    its own generator) under the same rule, distinct from the batch's other titles.
+    """
+    index = _as_int(index, "batch")
+    if index < 0:
+      raise ValueError(f"batch={index}: must be >= 0")
+    cached = self._cache  # one read: the pipeline's thread and the main thread share it
+    if bad is None and cached[0] == index:
+      return list(cached[1])
+    groups, used = [], set()
+    for j in range(self.groups_per_batch):
+      for redraw in range(1000):
+        key = [self.seed, index, j] + ([redraw] if redraw else [])
+        group = self._draw(np.random.default_rng(key), used)
+        if bad is None or not bad(*group):
+          break
+      else:
+        raise BadGroupsError(f"batch {index}, group {j}: 1000 draws all hold a bad record; "
+                             f"too few good titles to fill a batch of {self.groups_per_batch} "
+                             f"groups with distinct titles")
+      groups.append(group)
+      used.add(group[0] if self.k > 1 else (group[0], int(group[1][0])))
+    if bad is None:
+      self._cache = (index, groups)
+    return list(groups)
+
+  def _draw(self, rng, used):
+    """One group, distinct from the titles (k = 1: the snippets) in `used`."""
+    while True:
+      if self.k == 1:  # a uniform snippet of the union; its title and index
+        flat = int(rng.integers(self.snippets_per_epoch))
+        i = int(np.searchsorted(self._flat_offsets, flat, side="right")) - 1
+        n, m = int(self.titles[i]), flat - int(self._flat_offsets[i])
+        if (n, m) not in used:
+          return n, np.array([m], np.int64)
+      else:
+        n = self.draw_title(rng)
+        if n not in used:
+          return n, self._snippets(rng, n)
 
   def draw_title(self, rng):
     """The first stage: a title index, uniformly or by length (see the class docstring)."""
@@ -166,7 +226,11 @@ class HierarchicalSampler:
     return int(self.titles[min(i, len(self.titles) - 1)])
 
   def title_probabilities(self):
-    """P(n) of each drawn title (aligned with `titles`)."""
+    """P(n) of each drawn title in the first stage (aligned with `titles`); k = 1 draws
+    snippets, so its titles come by length."""
+    if self.k == 1:
+      kept = self.counts[self.titles]
+      return kept / kept.sum()
     if self._title_cdf is None:
       return np.full(len(self.titles), 1 / len(self.titles))
     return np.diff(self._title_cdf, prepend=0.0)
@@ -174,8 +238,6 @@ class HierarchicalSampler:
   def _snippets(self, rng, n):
     """k distinct indices of title n, uniform over the k-subsets with span <= w_n."""
     m, k = int(self.counts[n]), self.k
-    if k == 1:
-      return np.array([rng.integers(m)], np.int64)
     w = self.window(n)
     if w >= m:  # no temporal constraint: every k-subset of [0, M_n) qualifies.
       return np.sort(rng.choice(m, size=k, replace=False)).astype(np.int64)

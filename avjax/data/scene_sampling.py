@@ -20,11 +20,13 @@ Fallback, for a title with fewer scenes than k (S_n < k; both policies): every s
 one snippet (uniform inside it) and the other k - S_n are uniform over the title's remaining
 M_n - S_n snippets, so the group is as scene-diverse as the title allows. Law:
 P(set | n) = prod_s (|set & s| / |s|) / C(M_n - S_n, k - S_n) for every set that meets every
-scene. `fallback_rate` is the probability that a group's title falls back.
+scene. `fallback_rate` is the probability that a group's title falls back (the first-stage
+law's; with uniform title draws every group's title is uniform, batches or not).
 
-Titles are drawn as in HierarchicalSampler (uniformly, or by length), titles with M_n < k
-are left out, and the stream is a pure function of (seed, position): exact resume, random
-access, and hosts drawing their own positions, as for the scene-blind sampler.
+Titles are drawn as in HierarchicalSampler (uniformly, or by length, distinct within a
+batch), titles with M_n < k are left out, and the stream is a pure function of (seed,
+batch): exact resume, random access, and hosts reading their share, as for the scene-blind
+sampler.
 """
 
 import numpy as np
@@ -38,18 +40,19 @@ POLICIES = ("none", "distinct", "adaptive")
 class SceneSampler(sampling.HierarchicalSampler):
   """Draws groups (title_index, sorted snippet indices) by a scene-aware policy.
 
-  The title draw, the (seed, position) stream, resume and redraws are HierarchicalSampler's
-  (with w = M_n); only the snippets of a title are drawn differently.
+  The title draw (distinct titles in a batch), the (seed, batch) stream and redraws are
+  HierarchicalSampler's (with w = M_n); only the snippets of a title are drawn differently.
 
   Args:
     scene_ids: per title, the scene id of each of its snippets (non-decreasing ints; M_n =
       its length).
     k: snippets per group, >= 2.
     policy: "distinct" or "adaptive" (see the module docstring).
-    seed, title_weights, start: as for HierarchicalSampler.
+    seed, title_weights, groups_per_batch: as for HierarchicalSampler.
   """
 
-  def __init__(self, scene_ids, k, policy, seed=0, title_weights="uniform", start=0):
+  def __init__(self, scene_ids, k, policy, seed=0, title_weights="uniform",
+               groups_per_batch=1):
     if policy not in POLICIES[1:]:
       raise ValueError(f"scenes={policy!r}: a scene-aware policy is one of {POLICIES[1:]}")
     self.policy = policy
@@ -61,7 +64,7 @@ class SceneSampler(sampling.HierarchicalSampler):
       starts = np.flatnonzero(np.r_[True, np.diff(ids) != 0]) if ids.size else ids
       self._scenes.append((starts, np.diff(np.r_[starts, ids.size])))
     super().__init__([len(ids) for ids in scene_ids], k, None, seed=seed,
-                     title_weights=title_weights, start=start)
+                     title_weights=title_weights, groups_per_batch=groups_per_batch)
     if self.k < 2:
       raise ValueError(f"k={self.k}: scene-aware sampling draws k >= 2 snippets per title")
     self.num_scenes = np.array([len(s[0]) for s in self._scenes], np.int64)
@@ -88,15 +91,17 @@ class SceneSampler(sampling.HierarchicalSampler):
     return (starts[chosen] + np.minimum(inside, sizes[chosen] - 1)).astype(np.int64)
 
 
-def make_sampler(config, titles):
-  """The sampler config.data asks for, over `titles` (manifest entries, in order)."""
+def make_sampler(config, titles, groups_per_batch=1):
+  """The sampler config.data asks for, over `titles` (manifest entries, in order), with
+  `groups_per_batch` (B / k) groups of distinct titles per batch."""
   policy = config.get("scenes", "none")
   if policy not in POLICIES:
     raise ValueError(f"config.data.scenes={policy!r}: expected one of {POLICIES}")
   if policy == "none":
     return sampling.HierarchicalSampler([t["num_snippets"] for t in titles], int(config.k),
                                         config.w, seed=int(config.seed),
-                                        title_weights=config.title_weights)
+                                        title_weights=config.title_weights,
+                                        groups_per_batch=groups_per_batch)
   if config.w not in (None, -1):
     raise ValueError(f"config.data.w={config.w} with config.data.scenes={policy!r}: scene-aware "
                      "policies set their own window; use w=-1")
@@ -107,4 +112,5 @@ def make_sampler(config, titles):
         f"none (e.g. {missing[0]['id']!r} in {missing[0].get('dataset_dir', '?')}); add them "
         "with: python -m avjax.ingest.add_scenes --dataset=DIR")
   return SceneSampler([t["snippet_scenes"] for t in titles], int(config.k), policy,
-                      seed=int(config.seed), title_weights=config.title_weights)
+                      seed=int(config.seed), title_weights=config.title_weights,
+                      groups_per_batch=groups_per_batch)
