@@ -11,7 +11,10 @@ Measured for each (`input_identifiability`):
          (`title_identification`: nearest centroid of its other snippets), with chance;
   event  the linear event probe of avjax.evals.probe (same protocol as the learned
          features' probe: fit on training titles, scored on held-out ones), with the
-         majority class; only when the dataset has a labels.json.
+         majority class; only when the dataset has a labels.json;
+  genre  the same probe of the title's genre look (synthetic sets with genre looks): fit
+         on training titles, scored on held-out ones, so it reads only cues that generalise
+         across titles.
 The snippets come from an avjax.pretrain.EvalData-like `data`; this module reads no files.
 """
 
@@ -107,6 +110,14 @@ def input_identifiability(data, *, labels=None, batch_size=64, max_train_snippet
   for name in names:
     out["event"][name] = probe_lib.probe_accuracy(train[name], y_train, held_out[name], y_test,
                                                   num_classes, **fit_kwargs)
+  looks, num_looks = probe_lib.load_looks(path)
+  if num_looks:
+    g_train = probe_lib.title_labels(list(train_it.title_ids), train["title_index"], looks)
+    g_test = probe_lib.title_labels(list(held_out_it.title_ids), held_out["title_index"], looks)
+    out.update(num_looks=num_looks, genre_majority=probe_lib.majority_accuracy(g_train, g_test),
+               genre={name: probe_lib.probe_accuracy(train[name], g_train, held_out[name],
+                                                     g_test, num_looks, **fit_kwargs)
+                      for name in names})
   return out
 
 
@@ -120,4 +131,8 @@ def report_lines(out):
                  f"held-out snippets, {out['num_classes']} classes (majority "
                  f"{out['event_majority']:.3f}):")
     lines += [f"  {name:16s} {acc:.3f}" for name, acc in out["event"].items()]
+  if out.get("genre"):
+    lines.append(f"genre look probe top-1 on held-out titles, {out['num_looks']} looks "
+                 f"(majority {out['genre_majority']:.3f}):")
+    lines += [f"  {name:16s} {acc:.3f}" for name, acc in out["genre"].items()]
   return lines

@@ -60,6 +60,20 @@ def load_labels(path):
   return events, len(data["classes"])
 
 
+def load_looks(path):
+  """labels.json's genre look of each title ({title id: look}, titles with one), and the
+  number of looks; ({}, 0) for a collection without genre looks."""
+  data = fileio.read_json(path)
+  looks = {tid: int(t["look"]) for tid, t in data.get("titles", {}).items()
+           if t.get("look") is not None}
+  return looks, len(data.get("looks") or [])
+
+
+def title_labels(title_ids, title_index, per_title):
+  """A per-title label ({title id: int}) for each embedded snippet; -1 where none."""
+  return np.array([per_title.get(title_ids[int(n)], -1) for n in title_index], np.int64)
+
+
 def find_labels(titles):
   """The labels.json next to the ingested sources of `titles` (manifest entries), or None.
 

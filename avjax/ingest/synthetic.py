@@ -21,7 +21,8 @@ Output of `generate` (python -m avjax.synthetic):
   DIR/movies/<title>.mp4           H.264 + AAC (or FLAC: Options.audio_codec)
   DIR/shows/<show>/<episode>.mp4   title id <show>_<episode>
   DIR/titles.csv                   title_id, kind, show_id, genres ('|'-separated), path
-  DIR/labels.json                  per title: events (title, start, end, class) and scenes
+  DIR/labels.json                  per title: events (title, start, end, class), scenes and
+                                   its genre look (Options.genre_looks; null without)
 """
 
 import contextlib
@@ -35,7 +36,7 @@ from absl import logging
 from avjax import console
 from avjax import fileio
 from avjax.ingest import synthetic_render
-from avjax.ingest.synthetic_plan import Options, event_class, plan_collection
+from avjax.ingest.synthetic_plan import GENRE_LOOKS, Options, event_class, plan_collection
 
 LABELS = "labels.json"
 TITLES_CSV = "titles.csv"
@@ -46,7 +47,7 @@ def labels(plans, *, seed, options=Options()):
   titles = {}
   for p in plans:
     titles[p["id"]] = dict(
-        kind=p["kind"], show=p["show"], genres=p["genres"], path=p["path"],
+        kind=p["kind"], show=p["show"], genres=p["genres"], look=p.get("look"), path=p["path"],
         duration=p["duration"], sample_rate=p["style"]["sample_rate"],
         channels=p["style"]["channels"],
         events=[dict(title=p["id"], start=e["start"], end=e["end"], **{"class": e["cls"]},
@@ -58,6 +59,7 @@ def labels(plans, *, seed, options=Options()):
   return dict(format_version=1, seed=seed, snippet_seconds=options.snippet_seconds,
               artifact_strength=options.artifact_strength,
               classes=[event_class(c) for c in range(options.classes)],
+              looks=[dict(look) for look in GENRE_LOOKS[:options.genre_looks]],
               options={k: list(v) if isinstance(v, tuple) else v
                        for k, v in dataclasses.asdict(options).items()},
               titles=titles)

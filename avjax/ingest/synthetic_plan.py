@@ -19,6 +19,21 @@ ONSET_INTERVALS = (0.5, 1 / 3, 0.25)
 MAX_CLASSES = len(SHAPES) * len(MOTIONS) * 2
 GENRES = ("action", "animation", "comedy", "crime", "documentary", "drama", "family",
           "horror", "romance", "scifi", "thriller", "western")
+# Genre looks (Options.genre_looks): title-level cues that generalise across titles, as a
+# genre's palette and music do in films (a dark palette goes with low, brooding music).
+# Each look sets a palette family (hue, brightness, saturation) and a music register,
+# timbre and tempo; a title of the genre draws its own palette, grade, voice, theme and
+# motif inside them. Independent of the event classes.
+GENRE_LOOKS = (
+    dict(genre="crime", hue=0.62, value=(0.15, 0.45), saturation=(0.3, 0.6),
+         root_hz=(70.0, 95.0), timbre="saw", note_seconds=(0.45, 0.6)),
+    dict(genre="comedy", hue=0.12, value=(0.6, 0.95), saturation=(0.6, 0.9),
+         root_hz=(270.0, 330.0), timbre="sine", note_seconds=(0.2, 0.3)),
+    dict(genre="family", hue=0.33, value=(0.35, 0.7), saturation=(0.5, 0.85),
+         root_hz=(120.0, 150.0), timbre="square", note_seconds=(0.3, 0.42)),
+    dict(genre="romance", hue=0.92, value=(0.5, 0.85), saturation=(0.35, 0.7),
+         root_hz=(180.0, 220.0), timbre="bell", note_seconds=(0.36, 0.5)),
+)
 
 FADE = 0.05  # s; events fade in and out so that no event is a hard cut
 DECAY = 0.15  # s; envelope decay after each onset, shared by sound and picture
@@ -64,6 +79,10 @@ class Options:
   # film's room tone or a show's theme bed); 0 leaves them out. Scaled by artifact_strength.
   theme_level: float = 0.0
   audio_codec: str = "aac"  # or "flac": lossless and much faster to encode
+  # Genre looks (GENRE_LOOKS): 0 leaves them out; n > 0 gives every title (every show) one
+  # of the first n looks, drawn uniformly, which replaces its palette, music register,
+  # timbre and tempo by draws inside the look, and its genres by the look's genre.
+  genre_looks: int = 0
 
   def __post_init__(self):
     if self.event_color not in ("accent", "any", "class"):
@@ -72,6 +91,8 @@ class Options:
       raise ValueError(f"scene_shots={self.scene_shots}: expected 1 <= low <= high")
     if self.audio_codec not in ("aac", "flac"):
       raise ValueError(f"audio_codec={self.audio_codec!r}: expected 'aac' or 'flac'")
+    if not 0 <= self.genre_looks <= len(GENRE_LOOKS):
+      raise ValueError(f"genre_looks={self.genre_looks}: expected 0 to {len(GENRE_LOOKS)}")
 
 
 def event_class(c):
@@ -130,6 +151,20 @@ def _style(rng, options, extra_rng):
       theme_hz=sorted(float(f) for f in np.exp(extra_rng.uniform(
           np.log(1500), np.log(min(12000, 0.4 * rate)), 3))),
   )
+
+
+def _genre_style(style, look, rng):
+  """`style` with its palette and music redrawn inside a genre look (GENRE_LOOKS)."""
+  hue = look["hue"] + rng.uniform(-0.06, 0.06)  # the title's own shade of the look's hue
+  palette = [hsv(hue + rng.normal(0, 0.03), rng.uniform(*look["saturation"]),
+                 rng.uniform(*look["value"])) for _ in range(5)]
+  minor = rng.random() < 0.5
+  scale = np.array([1.0, 6 / 5, 4 / 3, 3 / 2, 9 / 5, 2.0] if minor else
+                   [1.0, 9 / 8, 5 / 4, 3 / 2, 5 / 3, 2.0])
+  return dict(style, palette=palette, accent=hsv(hue + 0.5, 0.8, 1.0),
+              music_hz=[float(f) for f in rng.uniform(*look["root_hz"]) * scale],
+              note_seconds=float(rng.uniform(*look["note_seconds"])),
+              music_timbre=look["timbre"])
 
 
 def _scenes(rng, num_spans, duration, options):
@@ -233,6 +268,12 @@ def plan_collection(*, movies, shows, episodes, minutes, seed, options=Options()
     style_rng = rng_for(seed, 0 if kind == "movie" else 1, i)  # shared by a show's episodes
     style = _style(style_rng, options, rng_for(seed, 3, 0 if kind == "movie" else 1, i))
     genres = sorted(style_rng.choice(GENRES, size=int(style_rng.integers(1, 4)), replace=False))
+    look = None
+    if options.genre_looks:  # generators of their own: other draws stay as they were
+      look = int(rng_for(seed, 6, 0 if kind == "movie" else 1, i).integers(options.genre_looks))
+      style = _genre_style(style, GENRE_LOOKS[look],
+                           rng_for(seed, 7, 0 if kind == "movie" else 1, i))
+      genres = [GENRE_LOOKS[look]["genre"]]
     if kind == "movie":
       tid, show, path = f"movie{i:03d}", None, f"movies/movie{i:03d}.mp4"
     else:
@@ -249,7 +290,7 @@ def plan_collection(*, movies, shows, episodes, minutes, seed, options=Options()
       shot_rng = rng_for(seed, 4, 0 if kind == "movie" else 1, i, 0 if e is None else e + 1)
       for scene in scenes:
         scene["shots"], scene["cameras"] = _shots(shot_rng, scene, options)
-    plans.append(dict(id=tid, kind=kind, show=show, genres=[str(g) for g in genres],
+    plans.append(dict(id=tid, kind=kind, show=show, genres=[str(g) for g in genres], look=look,
                       path=path, seed=int(rng.integers(2**31)), duration=duration,
                       num_frames=num_frames, style=style,
                       scenes=scenes, locations=locations, events=_events(rng, num_spans, options)))

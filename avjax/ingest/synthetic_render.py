@@ -263,7 +263,10 @@ def _render_audio(plan, scene, events, s0, s1, options):
     note = np.floor(t / style["note_seconds"]).astype(np.int64)
     freq = np.asarray(style["music_hz"])[np.asarray(style["motif"])[note % len(style["motif"])]]
     shape = np.sin(np.pi * np.mod(t / style["note_seconds"], 1)) ** 2
-    tone = np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t)
+    if "music_timbre" in style:  # a genre look's instrument (synthetic_plan.GENRE_LOOKS)
+      tone = 1.2 * _oscillator(style["music_timbre"], freq, t, shape, None)
+    else:
+      tone = np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t)
     root, fifth = style["music_hz"][0], style["music_hz"][3]
     drone = np.sin(np.pi * root * t) + 0.7 * np.sin(2 * np.pi * fifth * t)
     hum = np.sin(2 * np.pi * style["hum_hz"] * t) + 0.5 * np.sin(6 * np.pi * style["hum_hz"] * t)
