@@ -1,11 +1,15 @@
 r"""Discrepancy measures (paper Section 3, Eq. 2) and the event probe of a pretraining run.
 
   python -m avjax.discrepancy --workdir=runs/k16 [--step=N | --all_steps] [--max_pairs=1000000]
+  python -m avjax.discrepancy --workdir=runs/k16 --baseline
 
 Restores checkpoints of a pretraining workdir (config from WORKDIR/config.json), embeds
 every held-out snippet, and writes S+/S-/S!= KLs, figures and the linear probe
 (avjax.evals.discrepancy) into the workdir. During training,
-`--config.evals.discrepancy=N` computes the same every N steps.
+`--config.evals.discrepancy=N` computes the same every N steps. `--baseline` evaluates the
+run's random initialisation instead (needs only config.json): the step-0 encoders as they
+are and with BatchNorm recalibrated, and raw-input probes of the same snippets, into
+WORKDIR/baseline.json.
 """
 
 import os
@@ -24,6 +28,8 @@ flags.DEFINE_string("workdir", None, "A pretraining workdir (config.json, checkp
                     required=True)
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_bool("all_steps", False, "Evaluate every kept checkpoint (curves vs step).")
+flags.DEFINE_bool("baseline", False, "Evaluate the run's random initialisation (step-0 "
+                  "encoders, BatchNorm recalibrated or not, raw inputs) into baseline.json.")
 flags.DEFINE_integer("max_pairs", _D.max_pairs, "Pairs per set before uniform subsampling.")
 flags.DEFINE_integer("bins", _D.bins, "Shared histogram bins.")
 flags.DEFINE_float("smoothing", _D.smoothing, "Pseudo-counts per bin.")
@@ -57,6 +63,12 @@ def main(argv):
     from avjax import pretrain  # pylint: disable=g-import-not-at-top
   from avjax import validate  # pylint: disable=g-import-not-at-top
   try:
+    if f.baseline:
+      entry = pretrain.evaluate_baseline(f.workdir, overrides=overrides)
+      print("\n".join(summary.summary_lines(entry)))
+      console.done("random-initialisation baseline",
+                   results=os.path.join(os.path.abspath(f.workdir), "baseline.json"))
+      return
     entries = pretrain.evaluate_workdir(f.workdir, steps=steps, overrides=overrides)
   except validate.ConfigError as e:
     sys.exit(f"avjax.discrepancy: {e}")

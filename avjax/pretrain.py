@@ -188,6 +188,36 @@ def evaluate_workdir(workdir, *, steps=None, overrides=None, write=True):
     ckpt.close()
 
 
+def evaluate_baseline(workdir, *, overrides=None):
+  """The random-initialisation baseline of a pretraining workdir, at step 0, into
+  WORKDIR/baseline.json: the discrepancy measures and probes of the run's step-0 encoders,
+  the same with BatchNorm recalibrated on the probe's training snippets, and the probes on
+  raw-input statistics of the same snippets (avjax.evals.discrepancy). Needs config.json
+  only: every run of the same seed, model and probe options has this baseline."""
+  workdir = os.path.abspath(workdir)
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{config_path}: not a pretraining workdir (no config.json)")
+  config = ml_collections.ConfigDict(fileio.read_json(config_path))
+  options = discrepancy.options_from(config)
+  for key, value in (overrides or {}).items():
+    if key not in options:
+      raise ValueError(f"unknown discrepancy option {key!r}; known: {sorted(options)}")
+    options[key] = value
+  options.update(probe=True, random_init=False, random_bn=True, input_probes=True)
+  validate.check({"discrepancy": options, "batch_size": config.batch_size})
+  model = av.build_model(config.model)
+  mesh = sharding.make_mesh()
+  data = EvalData(config.data)
+  batch_size = discrepancy.eval_batch_size(config, options)
+  state = discrepancy.random_variables(model, config, next(iter(data.held_out(batch_size))))
+  entry, _, _ = discrepancy.evaluate_state(model, state, 0, config, data, mesh, options=options)
+  if jax.process_index() == 0:
+    fileio.write_json(os.path.join(workdir, discrepancy.BASELINE_FILE),
+                      dict(entry, seed=int(config.seed)))
+  return entry
+
+
 def train_and_evaluate(config, workdir, *, max_steps=None):
   """Pretrains (or resumes) in `workdir`; returns the final state once the schedule is
   complete (and the backbones are exported to WORKDIR/export), else None."""

@@ -3,44 +3,69 @@ readable summaries: pure functions, checked on data with a known answer."""
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from avjax.evals import inputs
 from avjax.evals import measures
 from avjax.evals import probe
 from avjax.evals import resampling
-from avjax.evals import study
+from avjax.evals import stats
 from avjax.evals import summary
 
 
-def _similarities(aligned, titles=30, per_title=12, seed=0):
-  """Embeddings of `titles` x `per_title` snippets; audio follows video when `aligned`."""
+def _embeddings(aligned, titles=30, per_title=12, seed=0, title_effect=0.0):
+  """Embeddings of `titles` x `per_title` snippets; audio follows video when `aligned`, and
+  both share a per-title offset of scale `title_effect`."""
   rng = np.random.default_rng(seed)
   title_index = np.repeat(np.arange(titles), per_title)
-  z_video = rng.normal(size=(len(title_index), 8))
-  z_audio = (z_video if aligned else rng.normal(size=z_video.shape)) + rng.normal(
+  offset = title_effect * rng.normal(size=(titles, 8))[title_index]
+  z_video = rng.normal(size=(len(title_index), 8)) + offset
+  z_audio = (z_video if aligned else rng.normal(size=z_video.shape) + offset) + rng.normal(
       size=z_video.shape)
+  return z_video, z_audio, title_index
+
+
+def _similarities(aligned, titles=30, per_title=12, seed=0, title_effect=0.0):
+  z_video, z_audio, title_index = _embeddings(aligned, titles, per_title, seed, title_effect)
   pairs, _ = measures.make_pairs(title_index, max_pairs=10**6)
   sims = {n: measures.pair_similarities(z_video, z_audio, pairs[n]) for n in measures.SETS}
   return sims, pairs, title_index
 
 
-def test_kl_floors_bound_the_null_and_not_a_real_difference():
-  sims, _, _ = _similarities(aligned=True)
+def _floors(aligned, rounds=10, **kwargs):
+  z_video, z_audio, title_index = _embeddings(aligned, **kwargs)
+  pairs, _ = measures.make_pairs(title_index, max_pairs=10**6)
+  sims = {n: measures.pair_similarities(z_video, z_audio, pairs[n]) for n in measures.SETS}
   result, edges, _ = measures.measures(sims)
-  floors = resampling.kl_floors(sims, edges, rounds=10)
+  floors = resampling.kl_floors(z_video, z_audio, title_index, pairs, edges, max_pairs=10**6,
+                                rounds=rounds)
+  return result, floors
+
+
+def test_kl_floors_bound_the_null_and_not_a_real_difference():
+  result, floors = _floors(aligned=True)
   assert set(floors) == set(result["kl"])
   # S+ (aligned pairs) differs from S- and S!= far beyond the floor...
   assert result["kl"]["KL(S-||S+)"] > 5 * floors["KL(S-||S+)"]["p95"]
+  assert result["kl"]["KL(S!=||S+)"] > 5 * floors["KL(S!=||S+)"]["p95"]
   # ...while S- and S!= are one distribution here: their KL sits at the floor.
   assert result["kl"]["KL(S-||S!=)"] < 2 * floors["KL(S-||S!=)"]["p95"]
   assert 0 < floors["KL(S-||S+)"]["mean"] <= floors["KL(S-||S+)"]["p95"]
 
 
+def test_kl_floor_of_s_minus_vs_s_neq_detects_a_shared_title_cue():
+  """Video and audio of a title share an offset (a title cue in both modalities): S- stands
+  above S!=, beyond the floor of shuffled title labels; without the cue it does not."""
+  result, floors = _floors(aligned=False, title_effect=1.0)
+  assert result["kl"]["KL(S-||S!=)"] > 5 * floors["KL(S-||S!=)"]["p95"]
+  result, floors = _floors(aligned=False, title_effect=0.0)
+  assert result["kl"]["KL(S-||S!=)"] < 2 * floors["KL(S-||S!=)"]["p95"]
+
+
 def test_kl_floor_shrinks_with_the_sample_size():
-  small, _, _ = _similarities(aligned=False, titles=10, per_title=6)
-  large, _, _ = _similarities(aligned=False, titles=40, per_title=12)
-  floor = lambda s: resampling.kl_floors(s, measures.measures(s)[1], rounds=10)
-  assert floor(large)["KL(S!=||S+)"]["p95"] < floor(small)["KL(S!=||S+)"]["p95"]
+  _, small = _floors(aligned=False, titles=10, per_title=6)
+  _, large = _floors(aligned=False, titles=40, per_title=12)
+  assert large["KL(S!=||S+)"]["p95"] < small["KL(S!=||S+)"]["p95"]
 
 
 def test_separation_interval_excludes_zero_only_when_s_plus_stands_out():
@@ -96,16 +121,40 @@ def test_input_title_identification():
       "audio_mel_grid": (2, 192)}
 
 
-def test_mean_ci_and_minimum_detectable_difference():
-  mean, half, n = study.mean_ci([0.5, 0.6, 0.7, None, float("nan")])
+def test_mean_ci():
+  mean, half, n = stats.mean_ci([0.5, 0.6, 0.7, None, float("nan")])
   assert n == 3 and mean == pytest.approx(0.6)
   assert half == pytest.approx(4.303 * 0.1 / np.sqrt(3), rel=1e-3)  # t(0.975, 2) = 4.303
-  rows = [dict(values={"event video": [0.5, 0.6, 0.7, 0.6, 0.6]}),
-          dict(values={"event video": [0.4, 0.5, 0.6, 0.5, 0.5]})]
-  sd = np.std([0.5, 0.6, 0.7, 0.6, 0.6], ddof=1)
-  # (t(0.975, 8) + t(0.8, 8)) * s * sqrt(2 / 5)
-  assert study.minimum_detectable_difference(rows, "event video") == pytest.approx(
-      (2.306 + 0.889) * sd * np.sqrt(2 / 5), rel=1e-3)
+
+
+def test_paired_t_matches_the_textbook_and_uses_only_shared_seeds():
+  a = {0: 70.0, 1: 65.0, 2: 72.0, 3: 68.0, 4: 75.0, 9: 99.0}
+  b = {0: 60.0, 1: 64.0, 2: 66.0, 3: 61.0, 4: 70.0, 5: 1.0}
+  out = stats.paired(a, b)
+  d = np.array([10.0, 1.0, 6.0, 7.0, 5.0])
+  t = d.mean() / (d.std(ddof=1) / np.sqrt(5))
+  assert out["n"] == 5 and out["seeds"] == [0, 1, 2, 3, 4]
+  assert out["diff"] == pytest.approx(5.8) and out["t"] == pytest.approx(t)
+  assert out["p"] == pytest.approx(2 * scipy_stats.t.sf(t, 4))
+  assert out["lo"] == pytest.approx(5.8 - 2.776 * d.std(ddof=1) / np.sqrt(5), rel=1e-3)
+  assert out["r"] == pytest.approx(np.corrcoef([70, 65, 72, 68, 75], [60, 64, 66, 61, 70])[0, 1])
+  # Pairing matters: the same numbers unpaired would not be told apart this clearly.
+  unpaired = scipy_stats.ttest_ind([70, 65, 72, 68, 75], [60, 64, 66, 61, 70]).pvalue
+  assert out["p"] < unpaired
+
+
+def test_holm_steps_down():
+  adjusted, rejected = stats.holm([0.01, 0.04, 0.03, float("nan")])
+  # Sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone.
+  assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+  assert rejected == [True, False, False, False]
+
+
+def test_seeds_for_power():
+  # Two-sided paired t, 80% power for a 6-point effect at sd 8.8: about 20 seeds.
+  n = stats.seeds_for_power(6.0, 8.8)
+  assert stats.paired_power(n, 6.0, 8.8) >= 0.8 > stats.paired_power(n - 1, 6.0, 8.8)
+  assert 18 <= n <= 21
 
 
 def test_summary_says_whether_it_learns():
@@ -114,12 +163,14 @@ def test_summary_says_whether_it_learns():
                separation={"titles": 12, "level": 0.95,
                            "S+ - S!=": dict(diff=1.5, lo=0.9, hi=2.1)},
                probe=dict(video=0.8, audio=0.9, num_classes=5, majority=0.2,
-                          random=dict(video=0.3, audio=0.85)))
+                          random=dict(video=0.3, audio=0.85),
+                          random_bn=dict(video=0.4, audio=0.88)))
   text = "\n".join(summary.summary_lines(entry))
   assert "KL(S-||S+) 0.500 (floor 0.030)" in text
   assert "separated" in text and "NOT separated" not in text
-  assert "+50.0 points" in text
+  assert "random init  30.0% (+50.0)" in text and "BN recalibrated  40.0% (+40.0)" in text
   verdict = summary.verdict_lines(entry)
-  assert "[0.900, 2.100]" in verdict[0] and "f 80.0% vs 30.0% (+50.0)" in verdict[1]
+  assert "[0.900, 2.100]" in verdict[0] and "f 80.0% vs 40.0% (+40.0)" in verdict[1]
+  assert "BN recalibrated" in verdict[1]
   entry["separation"]["S+ - S!="]["lo"] = -0.1
   assert "NOT separated" in summary.verdict_lines(entry)[0]

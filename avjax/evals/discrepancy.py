@@ -13,8 +13,19 @@ At the probe steps (the last of a run), linear probes (avjax.evals.probe) measur
   title   top-1 title id on the training titles' snippets, fit on each title's earlier
           snippets and scored on its later ones: how much content-exclusive information
           the features keep (paper Section 3's mechanism);
+  genre   top-1 genre look of held-out titles (synthetic sets with genre looks), fit on the
+          training titles: the title-level cues that generalise across titles;
 each beside the same probe, same protocol, on the run's randomly initialised encoders
-(its step-0 variables), so that learning is read against the features' starting point.
+(its step-0 variables; "random"), and on those with their BatchNorm statistics recalibrated
+on the probe's training snippets ("random_bn", the fair baseline: a trained model's
+statistics come from data too), so that learning is read against the features' starting
+point. With `input_probes`, the same probes on raw-input statistics of the same snippets
+(avjax.evals.inputs) join them ("inputs").
+
+`evaluate_baseline` (python -m avjax.discrepancy --baseline) evaluates a run's random
+initialisation alone, at step 0, into baseline.json: the measures and probes of the
+step-0 encoders, recalibrated and not, and the raw-input probes. Runs that share the seed
+share it (same initialisation, same probe snippets).
 
 Outputs in WORKDIR: discrepancy.json (one entry per step, merged into the file
 atomically), TensorBoard scalars under "discrepancy/" and "probe/", discrepancy_hist.png
@@ -44,6 +55,7 @@ from avjax.evals import summary
 from avjax.models import av
 
 RESULTS_FILE = "discrepancy.json"
+BASELINE_FILE = "baseline.json"  # the run's random initialisation (evaluate_baseline)
 HIST_FIGURE = "discrepancy_hist.png"
 CURVES_FIGURE = "discrepancy_curves.png"
 FIGURE_DIR = "discrepancy"
@@ -66,6 +78,8 @@ def default_config():
       probe_learning_rate=0.05,
       title_probe=True,  # the title-identity probe on the training titles' snippets
       random_init=True,  # every probe also on the run's step-0 (random) encoders
+      random_bn=True,  # ... and on them with BatchNorm recalibrated on training snippets
+      input_probes=False,  # the probes on raw-input statistics of the same snippets
       floor_rounds=20,  # random splits per KL noise floor (0: none)
       bootstrap_rounds=1000,  # title bootstrap replicates of the S+ gaps (0: none)
   ))
@@ -104,11 +118,12 @@ def _labels_path(options, titles):
 
 
 FEATURES = (("video", "f"), ("audio", "g"), ("video_z", "z_video"), ("audio_z", "z_audio"))
+PROBES = ("probe", "title_probe", "genre_probe")  # entry keys: event, title, genre look
+BASELINES = ("random", "random_bn", "inputs")  # rows beside the learned features
 
 
-def random_variables(model, config, data, batch_size):
+def random_variables(model, config, batch):
   """The run's step-0 variables (av.init_variables with its seed): the random-init row."""
-  batch = next(iter(data.held_out(batch_size)))
   shape = lambda x: (1,) + tuple(x.shape[1:])
   # One compiled init (cached on disk with the compilation cache), not hundreds of eager ops.
   init = jax.jit(functools.partial(av.init_variables, model), static_argnums=(1, 2))
@@ -116,63 +131,110 @@ def random_variables(model, config, data, batch_size):
                              shape(batch["audio"])))
 
 
-def _event_probes(train, held_out, y_train, y_test, num_classes, fit):
-  return {name: probe_lib.probe_accuracy(train[key], y_train, held_out[key], y_test,
-                                         num_classes, **fit) for name, key in FEATURES}
+def _fit(options):
+  return dict(l2=options.probe_l2, steps=options.probe_steps,
+              learning_rate=options.probe_learning_rate)
 
 
-def _title_probes(train, fit):
-  return {name: probe_lib.title_probe_accuracy(train[key], train["title_index"],
-                                               train["snippet_index"], **fit)
-          for name, key in FEATURES}
+def _features(embedded):
+  """{name in the entry: features} of an embedding: f, g, z (and raw inputs, if there)."""
+  out = {name: embedded[key] for name, key in FEATURES}
+  out.update({k.split("/", 1)[1]: v for k, v in embedded.items() if k.startswith("input/")})
+  return out
 
 
-def run_probes(model, variables, options, data, mesh, held_out, held_out_iter, batch_size):
-  """Event and title probes of `variables`: (event dict or {"skipped": why}, title dict).
+def _probe_all(train, held_out, targets, fit):
+  """The three probes of every feature set of `train` / `held_out` embeddings.
 
-  `held_out` is the held-out embedding of `variables` (None: embedded here)."""
-  fit = dict(l2=options.probe_l2, steps=options.probe_steps,
-             learning_rate=options.probe_learning_rate)
-  train_iter = data.training_titles(batch_size, seed=int(options.seed),
-                                    max_snippets=int(options.probe_max_train_snippets))
-  train = embed.embed_iterator(model, variables, train_iter, mesh)
-  title = None
-  if options.title_probe:
-    title = dict(_title_probes(train, fit), titles=len(train_iter.title_ids),
-                 chance=1.0 / max(1, len(train_iter.title_ids)))
+  targets: dict(event=(y_train, y_test, classes) or None, genre=... or None).
+  """
+  tr, te = _features(train), _features(held_out)
+  out = {"title_probe": {name: probe_lib.title_probe_accuracy(x, train["title_index"],
+                                                              train["snippet_index"], **fit)
+                         for name, x in tr.items()}}
+  for key, target in (("probe", targets["event"]), ("genre_probe", targets["genre"])):
+    if target is not None:
+      y_train, y_test, classes = target
+      out[key] = {name: probe_lib.probe_accuracy(tr[name], y_train, te[name], y_test,
+                                                 classes, **fit) for name in tr}
+  return out
+
+
+def _targets(options, data, train, train_ids, held_out, held_out_iter):
+  """Event and genre labels of the probe's snippets, with what describes them in the entry."""
   path = _labels_path(options, held_out_iter.titles)
   if path is None:
-    return {"skipped": "no labels.json next to the dataset's sources (set "
-                       "discrepancy.labels or --labels)"}, title
-  if held_out is None:
-    held_out = embed.embed_iterator(model, variables, held_out_iter, mesh)
+    return dict(event=None, genre=None), {
+        "probe": {"skipped": "no labels.json next to the dataset's sources (set "
+                             "discrepancy.labels or --labels)"}}
+  test_ids = list(held_out_iter.title_ids)
   events, num_classes = probe_lib.load_labels(path)
-  y_train = probe_lib.labels_for(list(train_iter.title_ids), train["title_index"],
-                                 train["snippet_index"], events, data.snippet_seconds)
-  y_test = probe_lib.labels_for(list(held_out_iter.title_ids), held_out["title_index"],
-                                held_out["snippet_index"], events, data.snippet_seconds)
-  event = dict(labels=os.path.abspath(path), num_classes=int(num_classes),
-               num_train=int((y_train >= 0).sum()), num_test=int((y_test >= 0).sum()),
-               majority=probe_lib.majority_accuracy(y_train, y_test),
-               **_event_probes(train, held_out, y_train, y_test, num_classes, fit))
-  return event, title
+  y_train = probe_lib.labels_for(train_ids, train["title_index"], train["snippet_index"],
+                                 events, data.snippet_seconds)
+  y_test = probe_lib.labels_for(test_ids, held_out["title_index"], held_out["snippet_index"],
+                                events, data.snippet_seconds)
+  info = {"probe": dict(labels=os.path.abspath(path), num_classes=int(num_classes),
+                        num_train=int((y_train >= 0).sum()), num_test=int((y_test >= 0).sum()),
+                        majority=probe_lib.majority_accuracy(y_train, y_test))}
+  targets = dict(event=(y_train, y_test, num_classes), genre=None)
+  looks, num_looks = probe_lib.load_looks(path)
+  if num_looks:
+    g_train = probe_lib.title_labels(train_ids, train["title_index"], looks)
+    g_test = probe_lib.title_labels(test_ids, held_out["title_index"], looks)
+    targets["genre"] = (g_train, g_test, num_looks)
+    info["genre_probe"] = dict(num_looks=int(num_looks),
+                               majority=probe_lib.majority_accuracy(g_train, g_test))
+  return targets, info
 
 
-def probe_entry(model, state, config, options, data, mesh, held_out, held_out_iter, batch_size):
-  """entry["probe"] (event) and entry["title_probe"], each with a "random" row."""
-  event, title = run_probes(model, _variables(state), options, data, mesh, held_out,
-                            held_out_iter, batch_size)
-  if options.random_init:
-    random_event, random_title = run_probes(
-        model, random_variables(model, config, data, batch_size), options, data, mesh, None,
-        data.held_out(batch_size), batch_size)
-    if "skipped" not in event:
-      event["random"] = {name: random_event[name] for name, _ in FEATURES}
-    if title is not None:
-      title["random"] = {name: random_title[name] for name, _ in FEATURES}
-  out = dict(probe=event)
-  if title is not None:
-    out["title_probe"] = title
+def probe_entry(model, variables, config, options, data, mesh, held_out, held_out_iter,
+                batch_size):
+  """entry["probe"] (event), entry["title_probe"] and entry["genre_probe"] of `variables`,
+  each with its baseline rows (BASELINES) where options ask for them.
+
+  `held_out` is the held-out embedding of `variables` (with its raw inputs when
+  options.input_probes).
+  """
+  fit = _fit(options)
+  probe_titles = functools.partial(data.training_titles, batch_size, seed=int(options.seed),
+                                   max_snippets=int(options.probe_max_train_snippets))
+  train_iter = probe_titles()
+  train = embed.embed_iterator(model, variables, train_iter, mesh,
+                               with_inputs=bool(options.input_probes),
+                               desc="probe: embedding training titles")
+  train_ids = list(train_iter.title_ids)
+  targets, out = _targets(options, data, train, train_ids, held_out, held_out_iter)
+  if not options.title_probe:
+    out.pop("title_probe", None)
+  rows = {"": _probe_all(train, held_out, targets, fit)}
+  if options.input_probes:
+    rows["inputs"] = {key: {k: v for k, v in probes.items() if k not in dict(FEATURES)}
+                      for key, probes in rows[""].items()}
+  baselines = []
+  if options.random_init or options.random_bn:
+    start = random_variables(model, config, next(iter(data.held_out(batch_size))))
+    if options.random_init:
+      baselines.append(("random", start))
+    if options.random_bn:
+      calibrated = embed.recalibrate_batch_stats(model, start, probe_titles(), mesh)
+      baselines.append(("random_bn", calibrated))
+  for name, variables_ in baselines:
+    rows[name] = _probe_all(
+        embed.embed_iterator(model, variables_, probe_titles(), mesh, desc=f"probe: {name}"),
+        embed.embed_iterator(model, variables_, data.held_out(batch_size), mesh,
+                             desc=f"probe: {name}, held-out"), targets, fit)
+  for key in PROBES:
+    if key not in rows[""] or (key == "title_probe" and not options.title_probe):
+      continue
+    learned = rows[""][key]
+    entry = dict(out.get(key, {}), **{name: learned[name] for name, _ in FEATURES})
+    for name, row in rows.items():
+      if name and key in row:
+        entry[name] = {f: v for f, v in row[key].items() if name == "inputs" or
+                       f in dict(FEATURES)}
+    if key == "title_probe":
+      entry.update(titles=len(train_ids), chance=1.0 / max(1, len(train_ids)))
+    out[key] = entry
   return out
 
 
@@ -187,7 +249,8 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
   batch_size = eval_batch_size(config, options)
   held_out_iter = data.held_out(batch_size)
   held_out = embed.embed_iterator(model, _variables(state), held_out_iter, mesh,
-                                  desc=f"discrepancy step {step}: embedding held-out titles")
+                                  desc=f"discrepancy step {step}: embedding held-out titles",
+                                  with_inputs=bool(with_probe and options.input_probes))
   pairs, info = measures.make_pairs(held_out["title_index"], max_pairs=int(options.max_pairs),
                                     seed=int(options.seed))
   sims = {n: measures.pair_similarities(held_out["z_video"], held_out["z_audio"], pairs[n])
@@ -196,17 +259,21 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
                                           smoothing=float(options.smoothing),
                                           quantile=float(options.quantile))
   entry = dict(step=int(step), **result, pairs=info, num_titles=len(held_out_iter.title_ids),
-               num_snippets=int(len(held_out["title_index"])))
+               num_snippets=int(len(held_out["title_index"])),
+               hist=dict(lo=float(edges[0]), hi=float(edges[-1]), bins=len(edges) - 1,
+                         smoothing=float(options.smoothing),
+                         mass={n: [float(x) for x in mass[n]] for n in measures.SETS}))
   if options.floor_rounds:
-    entry["kl_floor"] = resampling.kl_floors(sims, edges, smoothing=float(options.smoothing),
-                                             rounds=int(options.floor_rounds),
-                                             seed=int(options.seed))
+    entry["kl_floor"] = resampling.kl_floors(
+        held_out["z_video"], held_out["z_audio"], held_out["title_index"], pairs, edges,
+        max_pairs=int(options.max_pairs), smoothing=float(options.smoothing),
+        rounds=int(options.floor_rounds), seed=int(options.seed))
   if options.bootstrap_rounds:
     entry["separation"] = resampling.gap_intervals(sims, pairs, held_out["title_index"],
                                                    rounds=int(options.bootstrap_rounds),
                                                    seed=int(options.seed))
   if with_probe and options.probe:
-    entry.update(probe_entry(model, state, config, options, data, mesh, held_out,
+    entry.update(probe_entry(model, _variables(state), config, options, data, mesh, held_out,
                              held_out_iter, batch_size))
   entry["seconds"] = round(time.time() - t0, 2)
   return entry, edges, mass
@@ -218,7 +285,7 @@ def merge_results(path, entry, header):
   data.update(header)
   steps = {int(e["step"]): e for e in data.get("steps", [])}
   old = steps.get(int(entry["step"]), {})
-  for key in ("probe", "title_probe"):  # a later measures-only pass keeps the probes
+  for key in PROBES:  # a later measures-only pass keeps the probes
     if key in old and key not in entry:
       entry = dict(entry, **{key: old[key]})
   steps[int(entry["step"])] = entry
@@ -251,13 +318,15 @@ def scalars(entry):
   for name, interval in (entry.get("separation") or {}).items():
     if isinstance(interval, dict):
       out[f"discrepancy/{name}"] = interval["diff"]
-  for group, prefix in (("probe", "probe/"), ("title_probe", "title_probe/")):
+  for group in PROBES:
     values = entry.get(group) or {}
+    prefix = "probe/" if group == "probe" else f"{group}/"
     for key, _ in FEATURES:
       if key in values:
         out[prefix + key] = values[key]
-      if key in (values.get("random") or {}):
-        out[f"{prefix}random_{key}"] = values["random"][key]
+      for baseline in ("random", "random_bn"):
+        if key in (values.get(baseline) or {}):
+          out[f"{prefix}{baseline}_{key}"] = values[baseline][key]
   return out
 
 

@@ -1,11 +1,19 @@
 """How much of a measure is noise: permutation floors of the KLs, title bootstraps of S+ gaps.
 
 Noise floor of a KL(P || Q) (paper Section 3 measures): the KL the same estimator
-(avjax.evals.measures: shared bins, pseudo-counts) gives at the same sample sizes when P and
-Q are one distribution: the pooled similarities are split at random into samples of |P|
-and |Q|, `rounds` times. A measured KL inside that spread says nothing about the features.
-Pairs share snippets, so they are not independent draws, and the floor is a lower bound on
-the true sampling noise.
+(avjax.evals.measures: shared bins, pseudo-counts) gives when the structure that tells P
+from Q is broken by permuting snippets, the units the pairs are made of (pairs share
+snippets and cluster by title, so permuting pairs one by one would make the null too
+narrow):
+  KL(S- || S+)   each title's audio embeddings permuted among its own snippets: video and
+                 audio still come from the same title, their correspondence is random;
+  KL(S!= || S+)  the audio embeddings permuted over all snippets: correspondence and title
+                 both random;
+  KL(S- || S!=)  the snippets' title labels permuted (title sizes kept): "same title" no
+                 longer means anything, every other property of the embedding stays.
+Each null keeps the sets' sizes and the pairs' sampling (`max_pairs`). The floor is the null's
+95th percentile over `rounds` permutations; a measured KL inside that spread says nothing
+about the features.
 
 Confidence interval of mean S+ - mean S!= (and S+ - S-): a bootstrap over held-out titles,
 the independent units. Each replicate draws the titles with replacement (multiplicities
@@ -19,34 +27,45 @@ import numpy as np
 from avjax.evals import measures as measures_lib
 
 
-def kl_floors(similarities, edges, *, smoothing=0.5, rounds=20, seed=0):
-  """{KL name: dict(mean, p95)} of each KL of measures.DIVERGENCES under the null.
+def kl_floors(z_video, z_audio, title_index, pairs, edges, *, max_pairs, smoothing=0.5,
+              rounds=20, seed=0):
+  """{KL name: dict(mean, p95)} of each KL of measures.DIVERGENCES under its null (above).
 
-  Only the smaller sample of each random split is drawn and binned; the larger one's
-  counts are the pooled counts minus it, so a floor costs little even for 10^6 pairs.
+  Args:
+    z_video, z_audio: the embeddings [S, d] of the held-out snippets.
+    title_index: title of each snippet [S].
+    pairs: the observed {set name: (i, j)} (measures.make_pairs), reused where the null
+      permutes embeddings only.
+    edges: the observed measure's shared bin edges.
   """
+  title_index = np.asarray(title_index)
   rng = np.random.default_rng([int(seed), 0xF100])
-  out = {}
-  for p, q in measures_lib.DIVERGENCES:
-    a, b = np.asarray(similarities[p]), np.asarray(similarities[q])
-    name = measures_lib.kl_name(p, q)
-    if not len(a) or not len(b):
-      out[name] = dict(mean=float("nan"), p95=float("nan"))
-      continue
-    pooled = np.concatenate([a, b])
-    total = measures_lib.histogram_counts(pooled, edges)
-    small = min(len(a), len(b))
-    values = []
-    for _ in range(int(rounds)):
-      part = measures_lib.histogram_counts(
-          pooled[rng.choice(len(pooled), size=small, replace=False)], edges)
-      rest = total - part
-      count_a, count_b = (part, rest) if len(a) <= len(b) else (rest, part)
-      values.append(measures_lib.kl_divergence(
-          measures_lib.mass_from_counts(count_a, smoothing),
-          measures_lib.mass_from_counts(count_b, smoothing)))
-    out[name] = dict(mean=float(np.mean(values)), p95=float(np.percentile(values, 95)))
-  return out
+  within = [np.flatnonzero(title_index == n) for n in np.unique(title_index)]
+
+  def kl(sims, p, q):
+    if not len(sims[p]) or not len(sims[q]):
+      return float("nan")
+    return measures_lib.kl_divergence(
+        *(measures_lib.histogram_mass(sims[x], edges, smoothing) for x in (p, q)))
+
+  values = {measures_lib.kl_name(p, q): [] for p, q in measures_lib.DIVERGENCES}
+  for r in range(int(rounds)):
+    in_title = np.arange(len(title_index))
+    for rows in within:
+      in_title[rows] = rng.permutation(rows)
+    anywhere = rng.permutation(len(title_index))
+    for p, q in (("S-", "S+"), ("S!=", "S+")):
+      audio = z_audio[in_title if p == "S-" else anywhere]
+      sims = {n: measures_lib.pair_similarities(z_video, audio, pairs[n]) for n in (p, q)}
+      values[measures_lib.kl_name(p, q)].append(kl(sims, p, q))
+    shuffled, _ = measures_lib.make_pairs(rng.permutation(title_index), max_pairs=max_pairs,
+                                          seed=int(seed) + r + 1)
+    sims = {n: measures_lib.pair_similarities(z_video, z_audio, shuffled[n])
+            for n in ("S-", "S!=")}
+    values[measures_lib.kl_name("S-", "S!=")].append(kl(sims, "S-", "S!="))
+  return {name: dict(mean=float(np.mean(v)), p95=float(np.percentile(v, 95)))
+          if v and np.all(np.isfinite(v)) else dict(mean=float("nan"), p95=float("nan"))
+          for name, v in values.items()}
 
 
 def _title_sums(pairs, sims, title_index, num_titles):

@@ -35,16 +35,19 @@ def separation_line(entry):
           f"{verdict}")
 
 
+_BASELINES = (("random", "random init"), ("random_bn", "random init, BN recalibrated"))
+
+
 def _probe_lines(probe, what, reference):
   lines = []
-  random = probe.get("random") or {}
   for key, short in _FEATURES:
     if key not in probe:
       continue
     line = f"  {what} probe {short:3s} {_pct(probe[key])}%"
-    if key in random:
-      delta = 100 * (probe[key] - random[key])
-      line += f"   random init {_pct(random[key])}%   ({delta:+.1f} points)"
+    for row, name in _BASELINES:
+      base = (probe.get(row) or {}).get(key)
+      if base is not None:
+        line += f"   {name} {_pct(base)}% ({100 * (probe[key] - base):+.1f})"
     lines.append(line)
   if lines:
     lines.insert(0, f"{what} probe, top-1 ({reference}):")
@@ -67,6 +70,10 @@ def summary_lines(entry):
   if title:
     lines += _probe_lines(title, "title", f"{title['titles']} training titles, later "
                           f"snippets, chance {_pct(title['chance']).strip()}%")
+  genre = entry.get("genre_probe") or {}
+  if genre:
+    lines += _probe_lines(genre, "genre", f"held-out titles, {genre['num_looks']} looks, "
+                          f"majority {_pct(genre['majority']).strip()}%")
   return lines
 
 
@@ -78,22 +85,24 @@ def short_line(entry):
     parts.append(f"S+-S!= {sep['diff']:.3f} [{sep['lo']:.3f}, {sep['hi']:.3f}]")
   probe = entry.get("probe") or {}
   if "video" in probe:
-    random = probe.get("random") or {}
+    random = probe.get("random_bn") or probe.get("random") or {}
     parts.append(f"probe f {probe['video']:.3f} g {probe['audio']:.3f}" + (
         f" (random {random['video']:.3f} / {random['audio']:.3f})" if random else ""))
   return "  ".join(parts)
 
 
 def verdict_lines(entry):
-  """Does it learn, in three lines: S+ separation, event probe against random init."""
+  """Does it learn, in three lines: S+ separation, event probe against random init (with
+  BatchNorm recalibrated when measured, the fair baseline)."""
   lines = [separation_line(entry) or "held-out S+ vs S!=: not measured"]
   probe = entry.get("probe") or {}
-  random = probe.get("random") or {}
-  if "video" in probe and random:
+  row, name = next(((r, n) for r, n in _BASELINES[::-1] if probe.get(r)), (None, None))
+  if "video" in probe and row:
+    random = probe[row]
     gains = ", ".join(f"{short} {_pct(probe[key]).strip()}% vs {_pct(random[key]).strip()}% "
                       f"({100 * (probe[key] - random[key]):+.1f})"
                       for key, short in _FEATURES[:2])
-    lines.append(f"event probe on held-out titles, learned vs random init: {gains}")
+    lines.append(f"event probe on held-out titles, learned vs {name}: {gains}")
   elif "skipped" in probe:
     lines.append(f"event probe skipped: {probe['skipped']}")
   return lines
