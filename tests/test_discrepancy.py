@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,11 +12,12 @@ import pytest
 import tiny_dataset
 from avjax import pretrain
 from avjax.configs import pretrain as pretrain_config_file
+from avjax.evals import archive
 from avjax.evals import discrepancy
 from avjax.evals import measures
 from avjax.evals import plots
 from avjax.evals import probe
-from avjax.evals import study as study_lib
+from avjax.evals import study_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -239,8 +241,9 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   assert last["pairs"]["S!="]["total"] == sum(held_out) ** 2 - sum(m * m for m in held_out)
   p = last["probe"]
   assert p["num_classes"] == 3 and p["num_test"] == sum(held_out) and 0 <= p["video"] <= 1
-  # Beside every probe, the same probe on the run's random init (its step-0 variables).
-  assert set(p["random"]) == {"video", "audio", "video_z", "audio_z"}
+  # Beside every probe, the same probe on the run's random init (its step-0 variables), as
+  # initialised and with BatchNorm recalibrated on the probe's training snippets.
+  assert set(p["random"]) == set(p["random_bn"]) == {"video", "audio", "video_z", "audio_z"}
   title = last["title_probe"]
   train_titles = [t for t in manifest["titles"] if t["split"] == "train"]
   assert title["titles"] == len(train_titles) and title["chance"] == 1 / len(train_titles)
@@ -285,19 +288,35 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
       "--xla_force_host_platform_device_count=8", "").strip()
   env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
   root = tmp_path / "study"
-  proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "study_sampling.sh"), str(root)],
-                        env=env, capture_output=True, text=True, timeout=900, check=False)
+  script = os.path.join(ROOT, "launch", "study_sampling.sh")
+  proc = subprocess.run(["bash", script, str(root)], env=env, capture_output=True, text=True,
+                        timeout=900, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   doc = (root / "study_sampling.md").read_text()
-  assert study_lib.BEGIN.format(name="study_sampling") in doc and "TOY SIZE" in doc
-  assert study_lib.END.format(name="study_sampling") in doc
-  rows = [l for l in doc.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
-  assert len(rows) == 4  # the probe table and the discrepancy table, a row per setting
-  probe_row, discrepancy_row = rows[0].split("|"), rows[2].split("|")
-  assert "–" not in probe_row[4] and "–" not in probe_row[5]  # event f, and its random init
-  assert "(" in discrepancy_row[3]  # the KL with its noise floor
+  assert study_report.BEGIN.format(name="study_v3") in doc and "TOY SIZE" in doc
+  assert study_report.END.format(name="study_v3") in doc
+  # Two settings x two seeds, and each seed's random-initialisation baseline, archived.
+  path = root / "figures" / "runs.jsonl"
+  header, runs, baselines = archive.load(str(path))
+  assert [s["label"] for s in header["settings"]] == ["k=1", "k=2, distinct scenes"]
+  assert sorted((r["setting"], r["seed"]) for r in runs) == [
+      ("k1", 0), ("k1", 1), ("k2_distinct", 0), ("k2_distinct", 1)]
+  assert sorted(b["seed"] for b in baselines) == [0, 1]
+  assert {"random_bn", "inputs"} <= set(baselines[0]["final"]["probe"])
+  assert "genre_probe" in runs[0]["final"] and "random_bn" not in runs[0]["final"]["probe"]
+  assert "| k=2, distinct scenes vs k=1 | event f | 2 |" in doc  # family S1, paired
   assert "What the inputs alone say" in doc and "video_pixels" in doc
-  for name in ("loss.png", "divergences.png", "probes.png"):
+  for name in ("loss.png", "divergences.png", "probes.png", "differences.png"):
     assert os.path.exists(root / "figures" / name)
-  study = json.load(open(root / "study.json"))
-  assert [s["label"] for s in study["settings"]] == ["k=1", "k=2, distinct scenes"]
+  # The study goes on from its archive: nothing recorded is run again...
+  again = subprocess.run(["bash", script, str(root)], env=env, capture_output=True, text=True,
+                         timeout=900, check=False)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert again.stdout.count("in the archive, skipped") == 4 and "pretraining" not in again.stdout
+  # ...and the archive alone makes the same report, without the runs' workdirs.
+  shutil.rmtree(root / "runs")
+  copy = root / "copy.md"
+  subprocess.run([sys.executable, "-m", "avjax.plots", f"--study={path}", f"--doc={copy}",
+                  f"--figures={root / 'figures'}"], env=env, check=True, capture_output=True)
+  block = lambda text: text[text.index("<!-- study_v3:begin"):]
+  assert block(copy.read_text()) == block(doc)

@@ -189,18 +189,19 @@ def plot_losses(groups, path, *, title="self-supervised training loss", smooth=1
   """Training loss against step, one line per label (mean over its runs, +-std band).
 
   Args:
-    groups: {label: [workdir, ...]} (several workdirs: seeds of one setting).
+    groups: {label: [run, ...]}, a run a workdir or its {step: loss} (several runs: seeds
+      of one setting).
     path: PNG to write.
     title: figure title.
     smooth: moving-average window over logged steps.
   """
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6, 3.5))
-  for i, (label, workdirs) in enumerate(groups.items()):
-    steps, mean, std = _mean_curve([read_losses(w) for w in workdirs])
+  for i, (label, runs) in enumerate(groups.items()):
+    steps, mean, std = _mean_curve([r if isinstance(r, dict) else read_losses(r) for r in runs])
     mean, std = _smooth(mean, smooth), _smooth(std, smooth)
     ax.plot(steps, mean, color=f"C{i}", label=label)
-    if len(workdirs) > 1:
+    if len(runs) > 1:
       ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
   ax.set_xlabel("training step")
   ax.set_ylabel("NCE loss (Eq. 1)")
@@ -243,4 +244,29 @@ def plot_bars(panels, path, *, title=""):
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
+  _save(fig, path)
+
+
+def plot_differences(rows, path, *, title=""):
+  """A forest plot: one row per comparison, its difference and interval.
+
+  Args:
+    rows: [(label, difference, lo, hi, significant)]; significant rows get a filled marker.
+    path: PNG to write.
+    title: figure title.
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
+  y = np.arange(len(rows))[::-1]
+  for yi, (label, diff, lo, hi, significant) in zip(y, rows):
+    if not np.isfinite(diff):
+      continue
+    ax.plot([lo, hi], [yi, yi], color="C0", lw=2)
+    ax.plot([diff], [yi], "o", ms=7, color="C0", mfc="C0" if significant else "white")
+  ax.axvline(0, color="gray", lw=1, ls="--")
+  ax.set_yticks(y)
+  ax.set_yticklabels([r[0] for r in rows], fontsize=8)
+  ax.set_xlabel("paired difference (points for probes)")
+  ax.grid(axis="x", alpha=0.3)
+  ax.set_title(title, fontsize=9)
   _save(fig, path)
