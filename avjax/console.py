@@ -18,7 +18,6 @@ processes started inside `children_output_to_log()` write their stderr to the lo
 import contextlib
 import logging as std_logging
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -229,11 +228,6 @@ def children_output_to_log():
   finally:
     os.dup2(saved, 2)
     os.close(saved)
-
-
-def ignore_interrupts():
-  """Pool-worker initializer: Ctrl-C goes to the parent, which stops the pool."""
-  signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def progress(iterable=None, **kwargs):

@@ -223,7 +223,7 @@ def _start(task, config, ckpt, start_step, mesh, writer):
     logging.info("resumed from step %d (%s)", start_step, json.dumps(meta))
   else:
     logging.info("initialising the model (compiling its initialiser)...")
-    state = sharding.init_state(task.init, jax.random.PRNGKey(config.seed), shardings,
+    state = sharding.init_state(task.init, jax.random.key(config.seed), shardings,
                                 *task.init_args)
     if jax.process_index() == 0:
       _log_parameters(state["params"])

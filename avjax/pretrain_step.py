@@ -28,19 +28,21 @@ def init_state(rng, *, model, tx, video_shape, audio_shape):
   """A fresh train state, plain data: step, params, batch_stats, opt_state, rng.
 
   Called under jit with replicated out_shardings, so it is built in place on every device.
+  The state keeps its key as raw key data (jax.random.key_data): plain uint32, as
+  checkpoints store it.
   """
   variables = av.init_variables(model, rng, video_shape, audio_shape)
   _, state_rng = jax.random.split(rng)
   params = variables["params"]
   return dict(step=jnp.zeros((), jnp.int32), params=params,
               batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-              rng=state_rng)
+              rng=jax.random.key_data(state_rng))
 
 
 def update_step(state, batch, *, model, tx, schedule, loss_config, remat="none"):
   """One step of Adam on Eq. 1 over the global batch. Pure; jitted with donated state."""
   # Model randomness (none in the default model) would come from fold_in(rng, step).
-  step_rng = jax.random.fold_in(state["rng"], state["step"])
+  step_rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
   def forward(variables, video, audio):
     return model.apply(variables, video, audio, train=True, mutable=["batch_stats"],

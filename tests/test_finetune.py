@@ -34,7 +34,7 @@ class Passthrough(nn.Module):
 def test_predictions_are_averaged_over_views():
   rng = np.random.default_rng(0)
   logits = rng.standard_normal((2, 30, 5)).astype(np.float32)
-  got = finetune.predict_views(lambda x: x, jnp.asarray(logits))
+  got = finetune.average_view_predictions(jnp.asarray(logits))
   probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   np.testing.assert_allclose(got, probs.mean(1), rtol=1e-5)
 
@@ -84,7 +84,7 @@ def test_linear_probe_learns_planted_signal_and_keeps_backbone_frozen():
       momentum=0.9, weight_decay=1e-4, nesterov=False)))
   schedule = optax.constant_schedule(0.05)
   tx = finetune.make_optimizer(config, schedule)
-  state = finetune.init_state(jax.random.PRNGKey(0), None, model=model, tx=tx,
+  state = finetune.init_state(jax.random.key(0), None, model=model, tx=tx,
                               input_shape=(1, dim))
   before = jax.tree.map(np.asarray, (state["params"]["encoder"], state["batch_stats"]))
   step = jax.jit(lambda s, b: finetune.update_step(s, b, model=model, tx=tx,
@@ -111,7 +111,7 @@ def test_gradient_accumulation_matches_one_big_batch():
   model = finetune_model.Classifier(DenseEncoder(), num_classes=3)
   schedule = optax.constant_schedule(0.1)
   tx = optax.sgd(schedule, momentum=0.9)
-  state = finetune.init_state(jax.random.PRNGKey(0), None, model=model, tx=tx,
+  state = finetune.init_state(jax.random.key(0), None, model=model, tx=tx,
                               input_shape=(1, 6))
   outs = []
   for k in (1, 4):
@@ -153,7 +153,7 @@ def export_dir(tmp_path_factory):
   model_config = tiny_model_config()
   model = av.build_model(model_config)
   abstract = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(1), jnp.zeros((1, 4, 16, 16, 3)), jnp.zeros((1, 96, 16, 1)),
+      jax.random.key(1), jnp.zeros((1, 4, 16, 16, 3)), jnp.zeros((1, 96, 16, 1)),
       train=False))
   rng = np.random.default_rng(1)
 
@@ -186,7 +186,7 @@ def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
   # The fresh state carries the loaded backbone; the classifier is new.
   model = finetune_model.build_classifier(config, 3, finetune_model.model_config_for(config, model_config))
   tx = optax.sgd(0.1)
-  state = jax.jit(lambda b: finetune.init_state(jax.random.PRNGKey(0), b, model=model, tx=tx,
+  state = jax.jit(lambda b: finetune.init_state(jax.random.key(0), b, model=model, tx=tx,
                                                 input_shape=(1, 96, 16, 1)))(loaded)
   jax.tree.map(np.testing.assert_array_equal, state["params"]["encoder"], loaded["params"])
   jax.tree.map(np.testing.assert_array_equal, state["batch_stats"]["encoder"],

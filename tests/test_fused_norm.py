@@ -31,7 +31,7 @@ LOSS = ml_collections.ConfigDict(dict(normalize=False, temperature=1.0))
 def random_variables(model, *input_shapes, seed=0, **kwargs):
   """Variables of `model`'s tree drawn in numpy (fast; random BN statistics test more)."""
   inputs = [jax.ShapeDtypeStruct(s, jnp.float32) for s in input_shapes]
-  abstract = jax.eval_shape(lambda *xs: model.init(jax.random.PRNGKey(0), *xs, **kwargs),
+  abstract = jax.eval_shape(lambda *xs: model.init(jax.random.key(0), *xs, **kwargs),
                             *inputs)
   rng = np.random.default_rng(seed)
 
@@ -151,7 +151,7 @@ def test_layer_rejects_a_residual_of_another_shape():
   norm = fused_norm.FusedBatchNorm(use_running_average=False, name="bn2")
   x = jnp.ones((2, 3, 4))
   with pytest.raises(ValueError, match=r"bn2: residual shape \(2, 3, 5\)"):
-    norm.init(jax.random.PRNGKey(0), x, jnp.ones((2, 3, 5)))
+    norm.init(jax.random.key(0), x, jnp.ones((2, 3, 5)))
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_both_norms_have_the_same_variables():
     config.norm = norm
     model = av.build_model(config)
     trees[norm] = jax.eval_shape(
-        functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+        functools.partial(model.init, train=False), jax.random.key(0),
         jnp.zeros((1, 16, 112, 112, 3)), jnp.zeros((1, 96, 300, 1)))
   as_spec = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
   assert as_spec(trees["flax"]) == as_spec(trees["fused"])
@@ -265,7 +265,7 @@ def step_results(model_config, variables, batch, mesh=None):
   tx = capture_gradients()
   state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
                batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
-               rng=jax.random.PRNGKey(0))
+               rng=jax.random.key_data(jax.random.key(0)))
   kwargs = dict(model=model, tx=tx, schedule=lambda step: 0.0, loss_config=LOSS,
                 remat=model_config.remat)
   if mesh is None:
@@ -390,7 +390,7 @@ def test_remat_convs_saves_the_fused_statistics():
   named = [r for r in found if r["source"] == "name"]
   model = av.build_model(config)
   video, audio = (jax.ShapeDtypeStruct((2,) + s, jnp.float32) for s in (TINY_VIDEO, TINY_AUDIO))
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                              video, audio)
   encoder_norms = sum(len(jax.tree.leaves(variables["batch_stats"][e])) // 2
                       for e in ("video_encoder", "audio_encoder"))

@@ -204,7 +204,7 @@ def test_eight_devices_match_one(dataset):
     init = functools.partial(pretrain_step.init_state, model=model, tx=tx,
                              video_shape=(1, 4, 32, 32, 3), audio_shape=(1, 96, 30, 1))
     _, shardings = sharding.replicated_state(init, mesh)
-    state = sharding.init_state(init, jax.random.PRNGKey(0), shardings)
+    state = sharding.init_state(init, jax.random.key(0), shardings)
     step = sharding.jit_update(functools.partial(
         pretrain_step.update_step, model=model, tx=tx, schedule=schedule,
         loss_config=config.loss), mesh, shardings)
@@ -241,7 +241,7 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
 def test_remat_gives_the_same_step(dataset):
   config, model, schedule, tx = step_parts(dataset)
   batch = random_batch(np.random.default_rng(1), 4)
-  state = pretrain_step.init_state(jax.random.PRNGKey(0), model=model, tx=tx,
+  state = pretrain_step.init_state(jax.random.key(0), model=model, tx=tx,
                            video_shape=(1, 4, 32, 32, 3), audio_shape=(1, 96, 30, 1))
   results = {}
   for remat in ("none", "convs"):

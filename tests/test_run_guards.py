@@ -122,7 +122,8 @@ def toy_task(starts):
     width = config.model.width
 
     def init(rng):
-      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)), rng=rng)
+      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)),
+                  rng=jax.random.key_data(rng))
 
     def update(state, batch):
       w = state["params"]["w"] + batch["x"].mean()

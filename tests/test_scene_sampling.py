@@ -79,8 +79,8 @@ def test_groups_are_in_one_title_and_from_distinct_scenes(policy):
             for s, m in ((20, 60), (40, 200), (18, 30), (25, 25))]
   titles = [np.unique(t, return_inverse=True)[1].tolist() for t in titles]  # dense ids
   sampler = SceneSampler(titles, 16, policy, seed=3)
-  for _ in range(2000):
-    n, idx = next(sampler)
+  for position in range(2000):
+    n, idx = sampler.group(position)
     assert idx.shape == (16,) and idx.dtype == np.int64 and np.all(np.diff(idx) > 0)
     assert 0 <= idx[0] and idx[-1] < len(titles[n])
     scenes = [titles[n][i] for i in idx]
@@ -108,14 +108,11 @@ def test_deterministic_and_exact_resume():
   ids = [TITLE_A, TITLE_B, list(range(12))]
   for policy in ("distinct", "adaptive"):
     a = SceneSampler(ids, 3, policy, seed=7)
-    first = [next(a) for _ in range(40)]
-    assert a.state() == 40
-    resumed = SceneSampler(ids, 3, policy, seed=7, start=a.state())
-    for _ in range(25):
-      x, y = next(a), next(resumed)
-      assert x[0] == y[0] and np.array_equal(x[1], y[1])
-    n, idx = SceneSampler(ids, 3, policy, seed=7).group(17)
-    assert n == first[17][0] and np.array_equal(idx, first[17][1])
+    first = [a.group(p) for p in range(65)]
+    resumed = SceneSampler(ids, 3, policy, seed=7)  # a restarted run: position alone
+    for p in [40 + i for i in range(25)] + [17]:
+      n, idx = resumed.group(p)
+      assert n == first[p][0] and np.array_equal(idx, first[p][1])
     redrawn = {tuple(a.group(5, r)[1]) for r in range(6)}
     assert len(redrawn) > 1 and a.group(5, 0)[0] == a.group(5)[0]
 

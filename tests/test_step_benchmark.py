@@ -106,7 +106,7 @@ def test_flops_of_a_tiny_conv_net_match_a_hand_count():
   # The jaxpr of the forward pass multiplies exactly as much.
   model = TinyConvNet()
   x = jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32)
-  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  params = jax.eval_shape(model.init, jax.random.key(0), x)
   assert flops.jaxpr_flops(jax.make_jaxpr(model.apply)(params, x)) == 2 * sum(hand)
 
 
@@ -136,7 +136,7 @@ def test_flops_of_one_factorized_r2plus1d_block_match_a_hand_count():
   # The differentiated block (gradients w.r.t. parameters only) skips the input gradient
   # of the two convs that read x: 3 x forward minus those.
   x = jnp.ones(x_shape)
-  variables = jax.eval_shape(block.init, jax.random.PRNGKey(0), x)
+  variables = jax.eval_shape(block.init, jax.random.key(0), x)
   loss = lambda p, stats: jnp.sum(block.apply({"params": p, "batch_stats": stats}, x))
   jaxpr = jax.make_jaxpr(jax.grad(loss))(variables["params"], variables["batch_stats"])
   skipped = hand["conv1/spatial"] + hand["downsample_conv"]
@@ -157,7 +157,7 @@ def test_compiled_step_all_reduces_gradients_and_gathers_embeddings(bench):
   config = tiny_config()
   model = av.build_model(config.model)
   video_shape, audio_shape = step_benchmark.input_shapes(config, 1)
-  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(video_shape),
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(video_shape),
                                                 jnp.zeros(audio_shape), train=False))
   params = jax.tree.leaves(variables["params"])
   param_bytes = sum(_nbytes(p) for p in params)

@@ -79,7 +79,7 @@ def residuals(model_config, loss_config, video_shape, audio_shape):
   init_video = jax.ShapeDtypeStruct((1,) + tuple(video_shape[1:]), jnp.float32)
   init_audio = jax.ShapeDtypeStruct((1,) + tuple(audio_shape[1:]), jnp.float32)
   variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.PRNGKey(0), init_video, init_audio)
+                             jax.random.key(0), init_video, init_audio)
 
   def vjp(params, batch_stats, video, audio):
     return jax.vjp(lambda p: loss(p, batch_stats, video, audio), params)

@@ -99,7 +99,7 @@ def setup_step(config, per_device_batch, mesh=None):
   init = functools.partial(pretrain_step.init_state, model=model, tx=tx,
                            video_shape=(1,) + video_shape[1:],
                            audio_shape=(1,) + audio_shape[1:])
-  rng = jax.random.PRNGKey(config.get("seed", 0))
+  rng = jax.random.key(config.get("seed", 0))
   _, state_shardings = sharding.replicated_state(init, mesh)
   state = sharding.init_state(init, rng, state_shardings)
   batch = jax.jit(functools.partial(synthetic_batch, video_shape=video_shape,

@@ -57,13 +57,12 @@ class HierarchicalSampler:
     seed: non-negative int; the stream is a pure function of (seed, position).
     title_weights: "uniform" (paper) or "length" (n drawn proportionally to M_n). Ignored
       for k = 1, which is the i.i.d. baseline over all snippets.
-    start: position of the first group that iteration yields (a saved `state()`).
 
   Titles with M_n < k cannot give k distinct snippets: they are left out (with a warning
   that counts them) and never drawn; title indices still refer to `counts`.
   """
 
-  def __init__(self, counts, k, w=None, seed=0, title_weights="uniform", start=0):
+  def __init__(self, counts, k, w=None, seed=0, title_weights="uniform"):
     counts = np.asarray(counts)
     if counts.ndim != 1 or not (counts.size == 0 or np.issubdtype(counts.dtype, np.integer)):
       raise ValueError(f"counts must be a 1-D sequence of ints (M_n per title), got "
@@ -90,9 +89,6 @@ class HierarchicalSampler:
     if title_weights not in TITLE_WEIGHTS:
       raise ValueError(f"title_weights={title_weights!r}: expected one of {TITLE_WEIGHTS}")
     self.title_weights = title_weights
-    self._position = _as_int(start, "start")
-    if self._position < 0:
-      raise ValueError(f"start={self._position}: must be >= 0")
 
     keep = self.counts >= self.k
     self.titles = np.flatnonzero(keep)  # original indices of the titles that are drawn
@@ -131,18 +127,6 @@ class HierarchicalSampler:
     """The window w_n = min(w, M_n) used for a title."""
     m = int(self.counts[title_index])
     return m if self.w is None else min(self.w, m)
-
-  def state(self):
-    """The position of the next group: pass it back as `start` to resume exactly."""
-    return self._position
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    group = self.group(self._position)
-    self._position += 1
-    return group
 
   def group(self, position, redraw=0):
     """The group at `position` of the stream: (title_index, sorted int64 snippet indices).

@@ -46,10 +46,10 @@ class SceneSampler(sampling.HierarchicalSampler):
       its length).
     k: snippets per group, >= 2.
     policy: "distinct" or "adaptive" (see the module docstring).
-    seed, title_weights, start: as for HierarchicalSampler.
+    seed, title_weights: as for HierarchicalSampler.
   """
 
-  def __init__(self, scene_ids, k, policy, seed=0, title_weights="uniform", start=0):
+  def __init__(self, scene_ids, k, policy, seed=0, title_weights="uniform"):
     if policy not in POLICIES[1:]:
       raise ValueError(f"scenes={policy!r}: a scene-aware policy is one of {POLICIES[1:]}")
     self.policy = policy
@@ -61,7 +61,7 @@ class SceneSampler(sampling.HierarchicalSampler):
       starts = np.flatnonzero(np.r_[True, np.diff(ids) != 0]) if ids.size else ids
       self._scenes.append((starts, np.diff(np.r_[starts, ids.size])))
     super().__init__([len(ids) for ids in scene_ids], k, None, seed=seed,
-                     title_weights=title_weights, start=start)
+                     title_weights=title_weights)
     if self.k < 2:
       raise ValueError(f"k={self.k}: scene-aware sampling draws k >= 2 snippets per title")
     self.num_scenes = np.array([len(s[0]) for s in self._scenes], np.int64)

@@ -76,7 +76,7 @@ def init_state(rng, backbone, *, model, tx, input_shape):
       batch_stats["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
                                             backbone["batch_stats"], batch_stats["encoder"])
   return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-              opt_state=tx.init(params), rng=state_rng)
+              opt_state=tx.init(params), rng=jax.random.key_data(state_rng))
 
 
 def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
@@ -87,7 +87,7 @@ def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
   activation memory. BatchNorm then normalizes over each micro-batch, as per-GPU
   BatchNorm does in a multi-GPU run of the paper's batch of 96.
   """
-  step_rng = jax.random.fold_in(state["rng"], state["step"])
+  step_rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
   def grads_of(params, batch_stats, micro, rng):
     def loss_fn(params):
@@ -139,13 +139,6 @@ def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
 def average_view_predictions(logits):
   """[B, V, K] logits of V views per clip -> [B, K] mean of the views' softmax (Section 4.1)."""
   return jnp.mean(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=1)
-
-
-def predict_views(apply_fn, views):
-  """Averaged predictions [B, K] of clips' views [B, V, ...]; apply_fn maps [N, ...] -> logits."""
-  b, v = views.shape[:2]
-  logits = apply_fn(views.reshape((b * v,) + views.shape[2:]))
-  return average_view_predictions(logits.reshape(b, v, -1))
 
 
 def eval_step(state, batch, *, model, kind):
@@ -255,7 +248,7 @@ def build_task(config, workdir, *, start_step, writer, mesh):
                            input_shape=(1,) + first[kind].shape[1:])
   backbone = None
   if not start_step:
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0), None)
+    abstract = jax.eval_shape(init, jax.random.key(0), None)
     backbone = _initial_backbone(config, kind, {
         "params": abstract["params"]["encoder"],
         "batch_stats": abstract["batch_stats"].get("encoder", {})}, mesh)

@@ -112,7 +112,7 @@ def random_variables(model, config, data, batch_size):
   shape = lambda x: (1,) + tuple(x.shape[1:])
   # One compiled init (cached on disk with the compilation cache), not hundreds of eager ops.
   init = jax.jit(functools.partial(av.init_variables, model), static_argnums=(1, 2))
-  return jax.device_get(init(jax.random.PRNGKey(int(config.seed)), shape(batch["video"]),
+  return jax.device_get(init(jax.random.key(int(config.seed)), shape(batch["video"]),
                              shape(batch["audio"])))
 
 
