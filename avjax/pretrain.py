@@ -44,7 +44,7 @@ class EvalData:
 
   def __init__(self, data_config):
     self.config = data_config
-    self.manifest = titles_lib.load_manifest(data_config.dataset)
+    self.manifest = titles_lib.pooled_manifest(data_config.dataset)
     self.snippet_seconds = records.snippet_seconds(self.manifest["params"])
 
   def held_out(self, batch_size):
@@ -104,7 +104,7 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   snippets = train_iter.snippets_per_epoch
   model = av.build_model(config.model)
   schedule = optim.make_schedule(config, snippets)
-  tx = pretrain_step.make_optimizer(config, schedule)
+  tx = optim.adam(config, schedule)
   num_steps = optim.total_steps(config, snippets)
   groups_per_batch = config.batch_size // config.data.k
 

@@ -14,16 +14,6 @@ from avjax.models import av
 from avjax.models import remat as remat_lib
 
 
-def make_optimizer(config, schedule):
-  """Adam (paper Section 7.2), optionally after global-norm gradient clipping."""
-  opt = config.optimizer
-  chain = []
-  if opt.get("grad_clip_norm", 0):
-    chain.append(optax.clip_by_global_norm(opt.grad_clip_norm))
-  chain.append(optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
-  return optax.chain(*chain)
-
-
 def init_state(rng, *, model, tx, video_shape, audio_shape):
   """A fresh train state, plain data: step, params, batch_stats, opt_state, rng.
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import pretrain
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.evals import discrepancy
@@ -156,7 +156,7 @@ def test_find_labels_next_to_the_sources(tmp_path):
 
 def _pretrain_config(dataset):
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
-  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.batch_size = 16
   config.total_steps = 4
   config.log_every_steps = 1
@@ -213,7 +213,7 @@ def _event_pairs(logdir):
 @pytest.mark.slow
 def test_periodic_hook_in_a_tiny_training_run(tmp_path):
   dataset = str(tmp_path / "dataset")
-  manifest = tiny_dataset.make_tiny_dataset(dataset)
+  manifest = helpers.make_tiny_dataset(dataset)
   labels = str(tmp_path / "labels.json")
   params = manifest["params"]
   _write_labels(labels, manifest, params["frames_per_snippet"] / params["fps"])

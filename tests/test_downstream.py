@@ -2,9 +2,7 @@
 
 import json
 import os
-import wave
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,109 +14,8 @@ from avjax.downstream import layouts
 from avjax.downstream import prepare as downstream_prepare
 from avjax.downstream import views as views_lib
 from avjax.media import decode
-
-# ---------------------------------------------------------------------------
-# Tiny datasets in each standard layout (also used by test_finetune.py).
-
-FPS = 25
-SIZE = (32, 40)  # (height, width)
-
-
-def write_video(path, *, seconds=2.0, fps=FPS, size=SIZE, seed=0, levels=None, codec="mpeg4"):
-  """An AVI (MPEG-4 by default); frame i is a flat grey of `levels[i]` if given, else a
-  moving bar."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  rng = np.random.default_rng(seed)
-  base = rng.integers(40, 200, 3).astype(np.uint8)
-  with av.open(path, "w") as container:
-    stream = container.add_stream(codec, rate=fps)
-    stream.height, stream.width = size
-    stream.pix_fmt = "yuv420p"
-    for i in range(int(round(seconds * fps))):
-      if levels is not None:
-        img = np.full(size + (3,), levels[i], np.uint8)
-      else:
-        img = np.broadcast_to(base, size + (3,)).copy()
-        img[:, : (3 * i) % size[1]] = 255 - base
-      for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-
-
-def write_wav(path, *, seconds=1.0, rate=44100, freq=440.0):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  t = np.arange(int(seconds * rate)) / rate
-  pcm = (0.3 * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
-  with wave.open(path, "wb") as w:
-    w.setnchannels(1)
-    w.setsampwidth(2)
-    w.setframerate(rate)
-    w.writeframes(pcm.tobytes())
-
-
-UCF_CLASSES = ("ApplyEyeMakeup", "HandstandPushups")
-
-
-def make_ucf101(root, clips_per_class=3):
-  """UCF101 layout; split s tests on the s-th clip of each class. File names of the second
-  class spell it "HandStandPushups", as in the real dataset."""
-  lists = os.path.join(root, "ucfTrainTestlist")
-  os.makedirs(lists, exist_ok=True)
-  with open(os.path.join(lists, "classInd.txt"), "w", newline="") as f:
-    f.writelines(f"{i + 1} {c}\r\n" for i, c in enumerate(UCF_CLASSES))
-  files = {c: [f"v_{c.replace('Handstand', 'HandStand')}_g{g:02d}_c01.avi"
-               for g in range(1, clips_per_class + 1)] for c in UCF_CLASSES}
-  for i, c in enumerate(UCF_CLASSES):
-    for j, name in enumerate(files[c]):
-      write_video(os.path.join(root, "UCF-101", c, name), seed=10 * i + j)
-  for s in (1, 2, 3):
-    with open(os.path.join(lists, f"trainlist0{s}.txt"), "w", newline="") as train, \
-         open(os.path.join(lists, f"testlist0{s}.txt"), "w", newline="") as test:
-      for i, c in enumerate(UCF_CLASSES):
-        for j, name in enumerate(files[c]):
-          if j == s - 1:
-            test.write(f"{c}/{name}\r\n")
-          else:
-            train.write(f"{c}/{name} {i + 1}\r\n")
-  return root
-
-
-HMDB_CLASSES = ("brush_hair", "cartwheel")
-
-
-def make_hmdb51(root, clips_per_class=3):
-  """HMDB51 layout; in split s the s-th clip is test (2), the others train (1)."""
-  split_dir = os.path.join(root, "testTrainMulti_7030_splits")
-  os.makedirs(split_dir, exist_ok=True)
-  for i, c in enumerate(HMDB_CLASSES):
-    names = [f"{c}_clip{j}.avi" for j in range(clips_per_class)]
-    for j, name in enumerate(names):
-      write_video(os.path.join(root, c, name), fps=30, seed=100 + 10 * i + j)
-    for s in (1, 2, 3):
-      with open(os.path.join(split_dir, f"{c}_test_split{s}.txt"), "w") as f:
-        f.writelines(f"{name} {2 if j == s - 1 else 1} \n" for j, name in enumerate(names))
-  return root
-
-
-ESC_CLASSES = ("dog", "rain")
-
-
-def make_esc50(root, seconds=1.0):
-  """ESC-50 layout: per class one clip in each of the 5 folds (class 0 at 440 Hz, 1 at 2 kHz)."""
-  meta = os.path.join(root, "meta")
-  os.makedirs(meta, exist_ok=True)
-  rows = ["filename,fold,target,category,esc10,src_file,take"]
-  for target, category in enumerate(ESC_CLASSES):
-    for fold in range(1, 6):
-      name = f"{fold}-{1000 + target}-A-{target}.wav"
-      write_wav(os.path.join(root, "audio", name), seconds=seconds,
-                freq=440.0 if target == 0 else 2000.0)
-      rows.append(f"{name},{fold},{target},{category},False,{1000 + target},A")
-  with open(os.path.join(meta, "esc50.csv"), "w") as f:
-    f.write("\n".join(rows) + "\n")
-  return root
-
+from helpers import (ESC_CLASSES, HMDB_CLASSES, UCF_CLASSES, make_esc50, make_hmdb51,
+                     make_ucf101, write_video)
 
 def tiny_video_config(data_dir, **overrides):
   c = downstream_config.default_config("ucf101")
@@ -261,7 +158,7 @@ def test_decode_video_picks_frames_by_timestamp(tmp_path):
 def test_prepare_writes_records_manifest_and_report(ucf_root, ucf_prepared, tmp_path):
   out, report = ucf_prepared
   assert report["counts"] == dict(listed=6, prepared=6, missing=0, unreadable=0, unlisted=0)
-  manifest = downstream_prepare.load_manifest(out)
+  manifest = downstream_prepare.load_prepared(out)
   assert manifest["classes"] == list(UCF_CLASSES) and len(manifest["clips"]) == 6
   assert [s["num_clips"] for s in manifest["shards"]] == [3, 3]  # clip j in shard j mod 2
   assert all(c["num_frames"] == 20 for c in manifest["clips"])  # 2 s at 10 fps
@@ -282,7 +179,7 @@ def test_prepare_writes_records_manifest_and_report(ucf_root, ucf_prepared, tmp_
   assert report["unreadable"][0]["id"] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01"
   with open(os.path.join(out2, downstream_prepare.REPORT)) as f:
     assert json.load(f)["counts"]["unreadable"] == 1
-  manifest = downstream_prepare.load_manifest(out2)
+  manifest = downstream_prepare.load_prepared(out2)
   assert "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01" not in manifest["splits"]["2"]["test"]
 
   # A rerun keeps finished shards (their summaries are not rewritten).
@@ -298,7 +195,7 @@ def test_prepare_esc50_audio(tmp_path):
   out = str(tmp_path / "out")
   report = downstream_prepare.prepare("esc50", root, out, progress=False)
   assert report["counts"]["prepared"] == 10
-  manifest = downstream_prepare.load_manifest(out)
+  manifest = downstream_prepare.load_prepared(out)
   # 0.5 s at 44.1 kHz resampled to 48 kHz.
   assert all(abs(c["num_samples"] - 24000) <= 64 for c in manifest["clips"])
 

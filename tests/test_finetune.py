@@ -13,6 +13,7 @@ import pytest
 
 from avjax import checkpoint
 from avjax import metrics
+from avjax import optim
 from avjax.downstream import finetune_all
 from avjax.downstream import model as finetune_model
 from avjax.downstream import prepare as downstream_prepare
@@ -20,7 +21,7 @@ from avjax.downstream import task as finetune
 from avjax.models import av
 from avjax.models import convert
 
-from test_downstream import make_esc50, make_ucf101  # pylint: disable=g-bad-import-order
+from helpers import make_esc50, make_ucf101
 
 
 class Passthrough(nn.Module):
@@ -83,7 +84,7 @@ def test_linear_probe_learns_planted_signal_and_keeps_backbone_frozen():
   config = ml_collections.ConfigDict(dict(mode="linear", optimizer=dict(
       momentum=0.9, weight_decay=1e-4, nesterov=False)))
   schedule = optax.constant_schedule(0.05)
-  tx = finetune.make_optimizer(config, schedule)
+  tx = optim.sgd(config, schedule, frozen=("encoder",))
   state = finetune.init_state(jax.random.key(0), None, model=model, tx=tx,
                               input_shape=(1, dim))
   before = jax.tree.map(np.asarray, (state["params"]["encoder"], state["batch_stats"]))

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
 from avjax import loop
 from avjax import pretrain
@@ -15,7 +15,6 @@ from avjax.configs.downstream import esc50
 from avjax.downstream import prepare
 from avjax.downstream import task as finetune
 
-from test_downstream import make_esc50  # pylint: disable=g-bad-import-order
 
 
 class _Hooked:
@@ -49,16 +48,16 @@ def with_hook(build_task, hook):
 
 def _pretraining(tmp_path):
   dataset = str(tmp_path / "dataset")
-  tiny_dataset.make_tiny_dataset(dataset)
+  helpers.make_tiny_dataset(dataset)
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
-  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.update(batch_size=16, total_steps=4, log_every_steps=1)
   return pretrain.build_task, config, "video"
 
 
 def _finetuning(tmp_path):
   data = str(tmp_path / "esc50_prepared")
-  prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
+  prepare.prepare("esc50", helpers.make_esc50(str(tmp_path / "esc50")), data, progress=False)
   config = esc50.get_config(f"data={data},runlocal")
   return finetune.build_task, config, "audio"
 

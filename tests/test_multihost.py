@@ -37,7 +37,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
 from avjax import fileio
 from avjax import metrics
@@ -256,7 +256,7 @@ def _restore(workdir, step):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
   path = tmp_path_factory.mktemp("dataset")
-  tiny_dataset.make_tiny_dataset(path)
+  helpers.make_tiny_dataset(path)
   return str(path)
 
 
@@ -430,9 +430,8 @@ def test_finetuning_completes_and_tests_as_one_process(export_two, tmp_path):
   the fine-tuned checkpoint in one process gives the same top-1."""
   from avjax.downstream import prepare as downstream_prepare  # pylint: disable=g-import-not-at-top
   from avjax.downstream import task as finetune  # pylint: disable=g-import-not-at-top
-  from test_downstream import make_esc50  # pylint: disable=g-import-not-at-top
   data = str(tmp_path / "esc50_prepared")
-  downstream_prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data,
+  downstream_prepare.prepare("esc50", helpers.make_esc50(str(tmp_path / "esc50")), data,
                              progress=False)
   export = export_two["path"]
   run_dir = str(tmp_path / "finetune")
@@ -514,7 +513,7 @@ def test_an_error_in_one_process_stops_the_other(dataset, tmp_path):
   others, _ = _first_batches(dataset, 0, 4)
   n, m = sorted(mine - set().union(*others))[0]
   bad = tmp_path / "bad"
-  tiny_dataset.make_tiny_dataset(bad, corrupt={(titles[n], m): "jpeg"})
+  helpers.make_tiny_dataset(bad, corrupt={(titles[n], m): "jpeg"})
   heartbeat = 10
   launch = Launch(["--processes=2", "--grace=120", f"--heartbeat_timeout={heartbeat}"],
                   _pretrain_command(str(bad), str(tmp_path / "run")), env=_env())

@@ -13,7 +13,7 @@ from avjax.data import ops
 from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
-from tiny_dataset import make_tiny_dataset, tiny_data_config
+from helpers import make_tiny_dataset, tiny_data_config
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_batch_layout_errors(dataset, batch, kwargs, match):
 
 
 def test_select_titles(dataset):
-  manifest = titles_lib.load_manifest([str(dataset)])
+  manifest = titles_lib.pooled_manifest([str(dataset)])
   ids = lambda titles: [t["id"] for t in titles]  # pylint: disable=unnecessary-lambda-assignment
   config = tiny_data_config(dataset)
   assert ids(titles_lib.select_titles(manifest, config, split="val")) == [

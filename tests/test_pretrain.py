@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
 from avjax import loop
 from avjax import metrics
@@ -27,7 +27,7 @@ from avjax.models import av
 
 def pretrain_config(dataset, **overrides):
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
-  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.batch_size = 16  # 8 groups: one per simulated device
   config.total_steps = 4
   config.log_every_steps = 1
@@ -49,7 +49,7 @@ def losses_by_step(workdir):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
   path = tmp_path_factory.mktemp("dataset")
-  tiny_dataset.make_tiny_dataset(path)
+  helpers.make_tiny_dataset(path)
   return str(path)
 
 
@@ -186,7 +186,7 @@ def step_parts(dataset):
   config = pretrain_config(dataset)
   schedule = optim.make_schedule(config, 64)
   return (config, av.build_model(config.model), schedule,
-          pretrain_step.make_optimizer(config, schedule))
+          optim.adam(config, schedule))
 
 
 def random_batch(rng, size):

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
 from avjax import loop
 from avjax import resume
@@ -273,7 +273,7 @@ def test_no_intact_checkpoint_stops_with_a_clear_error(toy_run):
 @pytest.mark.slow
 def test_sigterm_saves_and_exits_promptly(tmp_path):
   dataset = str(tmp_path / "dataset")
-  tiny_dataset.make_tiny_dataset(dataset)
+  helpers.make_tiny_dataset(dataset)
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "avjax.main",
          f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", f"--workdir={workdir}",

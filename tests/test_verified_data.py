@@ -13,7 +13,7 @@ from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
 from avjax.ingest import verify
-from tiny_dataset import make_tiny_dataset, tiny_data_config
+from helpers import make_tiny_dataset, tiny_data_config
 
 TITLES = [dict(id=f"m{i}", kind="movie", genres=["Drama"], split="train", num_snippets=4)
           for i in range(4)] + [dict(id="v0", kind="movie", genres=["Drama"], split="val",

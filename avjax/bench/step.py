@@ -74,7 +74,7 @@ def _schedule_and_optimizer(config, global_batch):
       batch_size=global_batch, num_epochs=1, total_steps=1000,
       optimizer=config.optimizer.to_dict()))
   schedule = optim.make_schedule(opt_config, global_batch * 1000)
-  return schedule, pretrain_step.make_optimizer(opt_config, schedule)
+  return schedule, optim.adam(opt_config, schedule)
 
 
 def synthetic_batch(rng, video_shape, audio_shape):

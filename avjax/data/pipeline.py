@@ -388,7 +388,7 @@ def make_train_iterator(config, *, global_batch_size, start_group=0, process_ind
   """
   process_index, process_count, num_local_devices = _process_defaults(
       process_index, process_count, num_local_devices)
-  manifest = titles_lib.load_manifest(config.dataset)
+  manifest = titles_lib.pooled_manifest(config.dataset)
   titles_lib.check_format(config, manifest["params"])
   titles = titles_lib.select_titles(manifest, config)
   return TrainIterator(config, titles, manifest["params"], global_batch_size=global_batch_size,
@@ -406,7 +406,7 @@ def make_eval_iterator(config, *, batch_size, split=None, process_index=None,
   """
   process_index, process_count, num_local_devices = _process_defaults(
       process_index, process_count, num_local_devices)
-  manifest = titles_lib.load_manifest(config.dataset)
+  manifest = titles_lib.pooled_manifest(config.dataset)
   titles_lib.check_format(config, manifest["params"])
   split = config.eval_split if split is None else split
   titles = titles_lib.select_titles(manifest, config, split=split, budget=0)

@@ -24,7 +24,7 @@ def _paths(dataset):
   return paths
 
 
-def load_manifest(dataset):
+def pooled_manifest(dataset):
   """Manifest of one dataset dir or the pooled titles of several.
 
   Each title entry gets a "dataset_dir" key. Pooled datasets must share the snippet
@@ -68,7 +68,7 @@ def select_titles(manifest, config, *, split=None, budget=None):
   titles at random; a genre that runs out drops out of the rotation).
 
   Args:
-    manifest: from `load_manifest` (or records.load_manifest).
+    manifest: from `pooled_manifest` (or records.load_manifest).
     config: the data config.
     split: overrides config.split.
     budget: overrides config.title_budget.

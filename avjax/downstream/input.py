@@ -51,7 +51,7 @@ def _split_key(split, available, where):
 
 
 def _records_info(c, split):
-  manifest = prepare.load_manifest(c.data_dir)
+  manifest = prepare.load_prepared(c.data_dir)
   path = os.path.join(c.data_dir, prepare.MANIFEST)
   if manifest["dataset"] != c.dataset:
     raise ValueError(f"{path}: prepared for {manifest['dataset']!r}, config says {c.dataset!r}")

@@ -35,28 +35,6 @@ RESULTS = "results.json"
 
 
 # ---------------------------------------------------------------------------
-# Optimizer (Section 7.2).
-
-
-def make_optimizer(config, schedule):
-  """SGD with momentum and weight decay (torch-style: decay added to the gradient).
-
-  In linear mode only the classifier is trained; the backbone gets zero updates (no
-  weight decay either).
-  """
-  opt = config.optimizer
-  sgd = optax.chain(optax.add_decayed_weights(opt.weight_decay),
-                    optax.sgd(schedule, momentum=opt.momentum,
-                              nesterov=opt.get("nesterov", False)))
-  if config.mode == "finetune":
-    return sgd
-  if config.mode == "linear":
-    labels = lambda params: {k: "frozen" if k == "encoder" else "trained" for k in params}
-    return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)
-  raise ValueError(f"config.mode {config.mode!r}: expected one of {downstream_config.MODES}")
-
-
-# ---------------------------------------------------------------------------
 # State, update step, evaluation step.
 
 
@@ -242,7 +220,8 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   model_config = model_lib.model_config_for(config, model_lib.export_model_config(config))
   model = model_lib.build_classifier(config, info["num_classes"], model_config)
   schedule = optim.make_schedule(config, info["num_train"])
-  tx = make_optimizer(config, schedule)
+  # Linear evaluation (mode=linear) trains the classifier alone: the encoder is frozen.
+  tx = optim.sgd(config, schedule, frozen=("encoder",) if config.mode == "linear" else ())
   first = next(train_iter)
   init = functools.partial(init_state, model=model, tx=tx,
                            input_shape=(1,) + first[kind].shape[1:])
