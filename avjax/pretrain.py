@@ -73,14 +73,10 @@ def describe(m):
 
 
 def train_iterator(config, start_step):
-  """The input stream from step `start_step` on.
-
-  The sampler stream is a pure function of the group position, so a run resumed after s
-  steps starts at group s * B / k (paper Section 3 policy) and reads the same batches.
-  """
+  """The input stream from step `start_step` on: the batches a run that never stopped
+  reads there (the iterator owns the sampler position)."""
   return pipeline.make_train_iterator(
-      config.data, global_batch_size=config.batch_size,
-      start_group=start_step * (config.batch_size // config.data.k),
+      config.data, global_batch_size=config.batch_size, start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_local_devices=jax.local_device_count())
 
@@ -106,10 +102,9 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   schedule = optim.make_schedule(config, snippets)
   tx = optim.adam(config, schedule)
   num_steps = optim.total_steps(config, snippets)
-  groups_per_batch = config.batch_size // config.data.k
 
   def meta(step):
-    return dict(step=int(step), sampler_group=int(step * groups_per_batch),
+    return dict(step=int(step), sampler_group=int(train_iter.sampler_position(step)),
                 k=int(config.data.k), batch_size=int(config.batch_size))
 
   def finish(state, step):

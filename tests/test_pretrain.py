@@ -151,6 +151,7 @@ def with_batch_hook(monkeypatch, hook):
     def __init__(self, *args, **kwargs):
       self._it = make(*args, **kwargs)
       self.snippets_per_epoch = self._it.snippets_per_epoch
+      self.sampler_position = self._it.sampler_position
       self._i = 0
 
     def __iter__(self):

@@ -5,16 +5,14 @@ Training (paper Sections 3 and 4.1):
   tf.data (parse, decode + crop JPEGs, colour jitter, log-mel, band dropout; parallel,
   order-preserving) ──▶ batches of whole groups ──▶ prefetch ──▶ numpy dicts
 
-Batch layout. Global batch s (of B = G * k snippets) holds the groups at positions
-[start_group + s * G, start_group + (s + 1) * G) of the sampler stream, in order. Host p of
-P reads only its contiguous share of G / P groups, and within the host each of its D local
-devices gets a contiguous run of whole groups, so every device's shard holds whole groups
-(B must be a multiple of k * P * D; `check_batch_layout` says which number does not
-divide). The trainer puts the host batches together with
-jax.make_array_from_process_local_data. The stream is a pure function of (seed, position),
-and augmentation randomness is a pure function of (seed, position, slot): resuming after s
-steps with start_group = s * G reproduces the same batches, bit for bit, on any number of
-hosts. The trainer saves the step and derives the sampler position from it.
+Batch layout (avjax.data.batch_layout). Global batch s (of B = G * k snippets) holds the
+groups at positions [s G, (s + 1) G) of the sampler stream, in order; each host reads its
+share, each device's shard holds whole groups. The trainer puts the host batches together
+with jax.make_array_from_process_local_data. The stream is a pure function of (seed,
+position), and augmentation randomness is a pure function of (seed, position, slot): the
+iterator of a run resumed after s steps (`start_step=s`) reproduces the same batches, bit
+for bit, on any number of hosts. The iterator owns the sampler position
+(`sampler_position(step)`); the trainer saves it with each checkpoint.
 
 Memory. Records are read on demand by byte offset (random access, no scan) and nothing is
 buffered per title: host memory is bounded by the prefetch depth, whatever the title
@@ -54,6 +52,7 @@ import tensorflow as tf
 from absl import logging
 
 from avjax.data import audio
+from avjax.data import batch_layout
 from avjax.data import ops
 from avjax.data import records
 from avjax.data import scene_sampling
@@ -62,34 +61,6 @@ from avjax.data import titles as titles_lib
 
 class BadRecordError(ValueError):
   """A snippet record that cannot be decoded or has the wrong shape."""
-
-
-# ---------------------------------------------------------------------------
-# Batch layout.
-
-
-def check_batch_layout(global_batch_size, k, process_count=1, num_local_devices=1):
-  """Validates that a global batch splits into whole groups per host and per device.
-
-  Returns (groups per global batch G, groups per host, host batch size).
-  """
-  b, p, d = int(global_batch_size), int(process_count), int(num_local_devices)
-  if b <= 0 or k <= 0 or p <= 0 or d <= 0:
-    raise ValueError(f"need positive sizes, got global batch {b}, k={k}, {p} processes, "
-                     f"{d} local devices")
-  if b % k:
-    raise ValueError(f"global batch size {b} is not a multiple of k={k}: a batch holds "
-                     "whole groups of k snippets of one title (Section 3)")
-  groups = b // k
-  if groups % p:
-    raise ValueError(f"the {groups} groups of a global batch ({b} / k={k}) do not split "
-                     f"evenly over {p} processes")
-  if (groups // p) % d:
-    raise ValueError(f"the {groups // p} groups of a host batch ({b} / k={k} / {p} "
-                     f"processes) do not split evenly over {d} local devices: each device's "
-                     f"shard must hold whole groups, so the global batch must be a multiple "
-                     f"of k * processes * devices = {k * p * d}")
-  return groups, groups // p, b // p
 
 
 def _process_defaults(process_index, process_count, num_local_devices):
@@ -249,27 +220,28 @@ class TrainIterator(_RestartingIterator):
   1], "title_index" int32 [b] (into `title_ids`), "snippet_index" int32 [b].
   """
 
-  def __init__(self, config, titles, params, *, global_batch_size, start_group,
+  def __init__(self, config, titles, params, *, global_batch_size, start_step,
                process_index, process_count, num_local_devices):
     super().__init__(config, titles, params)
     self.k = int(config.k)
     self.global_batch_size = int(global_batch_size)
-    self.groups_per_batch, self.groups_per_host, self.batch_size = check_batch_layout(
-        global_batch_size, self.k, process_count, num_local_devices)
+    self.groups_per_batch, self.groups_per_host, self.batch_size = (
+        batch_layout.check_batch_layout(global_batch_size, self.k, process_count,
+                                        num_local_devices))
     self.process_index, self.process_count = process_index, process_count
-    self.start_group = int(start_group)
-    if self.start_group < 0:
-      raise ValueError(f"start_group={start_group}: must be >= 0")
+    self.start_step = int(start_step)
+    if self.start_step < 0:
+      raise ValueError(f"start_step={start_step}: must be >= 0")
     self.sampler = scene_sampling.make_sampler(config, self.titles)
     self.snippets_per_epoch = self.sampler.snippets_per_epoch
-    self.steps_per_epoch = self.snippets_per_epoch // self.global_batch_size
-    self._layout = (self.start_group, self.groups_per_batch,
-                    process_index * self.groups_per_host, self.groups_per_host)
+    # Global batch (start_step + i) is the i-th this iterator yields.
+    self._layout = (self.start_step, self.groups_per_batch, self.groups_per_host,
+                    process_index)
 
-  @property
-  def next_group(self):
-    """Sampler position of the first group of the next global batch."""
-    return self.start_group + self._step * self.groups_per_batch
+  def sampler_position(self, step):
+    """Sampler position of the first group of global batch `step`: where a run resumed
+    after `step` steps draws from (saved with each checkpoint)."""
+    return batch_layout.first_position(step, self.groups_per_batch)
 
   def _snippets_of_batch(self, step):
     out = []
@@ -300,10 +272,10 @@ class TrainIterator(_RestartingIterator):
 
 
 def _positions(layout, step):
-  """Sampler positions of this host's groups in batch `step`."""
-  start, groups_per_batch, host_offset, groups_per_host = layout
-  first = start + step * groups_per_batch + host_offset
-  return range(first, first + groups_per_host)
+  """Sampler positions of this host's groups in the iterator's batch `step`."""
+  start_step, groups_per_batch, groups_per_host, process_index = layout
+  return batch_layout.host_positions(start_step + step, groups_per_batch, groups_per_host,
+                                     process_index)
 
 
 def _draw_group(sampler, skipped, position):
@@ -370,21 +342,21 @@ class EvalIterator(_RestartingIterator):
                 title_index=np.zeros((0,), np.int32), snippet_index=np.zeros((0,), np.int32))
 
 
-def make_train_iterator(config, *, global_batch_size, start_group=0, process_index=None,
+def make_train_iterator(config, *, global_batch_size, start_step=0, process_index=None,
                         process_count=None, num_local_devices=None):
   """Host-local training batches of the hierarchical policy (module docstring: layout).
 
   Args:
     config: the data config (`default_config()`).
     global_batch_size: B, over all hosts; a multiple of k * processes * local devices.
-    start_group: sampler position of the first group; to resume after s steps pass
-      s * B / k (the trainer saves the step and derives this).
+    start_step: the global batch to start at (a resumed run's step); the iterator draws
+      from sampler position start_step * B / k on.
     process_index, process_count, num_local_devices: default to JAX's.
   Returns:
     A TrainIterator: yields dicts "video" float32 [b, T, crop, crop, 3], "audio" float32
     [b, mel_bins, frames, 1], "title_index" int32 [b], "snippet_index" int32 [b] with
     b = B / process_count; attributes title_ids, sampler, snippets_per_epoch,
-    steps_per_epoch, groups_per_batch, next_group, num_skipped.
+    groups_per_batch, num_skipped, and sampler_position(step).
   """
   process_index, process_count, num_local_devices = _process_defaults(
       process_index, process_count, num_local_devices)
@@ -392,7 +364,7 @@ def make_train_iterator(config, *, global_batch_size, start_group=0, process_ind
   titles_lib.check_format(config, manifest["params"])
   titles = titles_lib.select_titles(manifest, config)
   return TrainIterator(config, titles, manifest["params"], global_batch_size=global_batch_size,
-                       start_group=start_group, process_index=process_index,
+                       start_step=start_step, process_index=process_index,
                        process_count=process_count, num_local_devices=num_local_devices)
 
 
