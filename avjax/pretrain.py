@@ -9,60 +9,21 @@ cosine schedule, the pure update step (avjax.pretrain_step), the evaluators name
 """
 
 import functools
-import os
 
 import jax
-import ml_collections
-import numpy as np
 
 from avjax import checkpoint
-from avjax import fileio
 from avjax import loop
-from avjax import metrics as metrics_lib
 from avjax import optim
 from avjax import pretrain_step
-from avjax import sharding
-from avjax import validate
 from avjax.configs import pretrain as pretrain_config_file
+from avjax.data import eval_data
 from avjax.data import pipeline
-from avjax.data import records
-from avjax.data import titles as titles_lib
 from avjax.evals import discrepancy
 from avjax.models import av
 
 # config.evals names evaluators; each entry is "name: every N steps" (0: off).
 EVALUATORS = {"discrepancy": discrepancy.Evaluator}
-
-
-class EvalData:
-  """The snippets evaluations embed, from a pretraining config's data (one pass each).
-
-  held_out: every snippet of the held-out titles (config.data.eval_split).
-  training_titles: whole training titles drawn by seed up to a snippet budget (the
-    probe's training set).
-  """
-
-  def __init__(self, data_config):
-    self.config = data_config
-    self.manifest = titles_lib.pooled_manifest(data_config.dataset)
-    self.snippet_seconds = records.snippet_seconds(self.manifest["params"])
-
-  def held_out(self, batch_size):
-    return pipeline.make_eval_iterator(self.config, batch_size=batch_size)
-
-  def training_titles(self, batch_size, *, seed, max_snippets):
-    titles = titles_lib.select_titles(self.manifest, self.config, budget=0)
-    rng = np.random.default_rng([int(seed), 0x9B0B])
-    chosen, total = [], 0
-    for n in rng.permutation(len(titles)):
-      if chosen and total + titles[n]["num_snippets"] > max_snippets:
-        continue
-      chosen.append(int(n))
-      total += titles[n]["num_snippets"]
-    return pipeline.EvalIterator(
-        self.config, [titles[n] for n in sorted(chosen)], self.manifest["params"],
-        global_batch_size=batch_size, process_index=jax.process_index(),
-        process_count=jax.process_count(), num_local_devices=jax.local_device_count())
 
 
 def describe(m):
@@ -88,7 +49,7 @@ def evaluators(config, model, *, workdir, writer, mesh, final_step):
       raise ValueError(f"config.evals.{name}: no such evaluator; known: {sorted(EVALUATORS)}")
     if every:
       out.append(EVALUATORS[name](every=every, model=model, config=config,
-                                  data=EvalData(config.data), mesh=mesh, workdir=workdir,
+                                  data=eval_data.EvalData(config.data), mesh=mesh, workdir=workdir,
                                   writer=writer, final_step=final_step))
   return out
 
@@ -127,60 +88,6 @@ def build_task(config, workdir, *, start_step, writer, mesh):
                             final_step=num_steps),
       counters=lambda: dict(skipped_records=getattr(train_iter, "num_skipped", 0),
                             left_out_titles=len(getattr(train_iter, "left_out", ()))))
-
-
-def evaluate_workdir(workdir, *, steps=None, overrides=None, write=True):
-  """Restores checkpoints of a pretraining workdir and runs the discrepancy evaluation.
-
-  Args:
-    workdir: holds config.json and checkpoints/.
-    steps: list of checkpoint steps; None: the latest; "all": every kept checkpoint.
-    overrides: dict of discrepancy.default_config() fields to change.
-    write: write discrepancy.json, scalars and figures into the workdir.
-  Returns:
-    The list of step entries.
-  """
-  workdir = os.path.abspath(workdir)
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{config_path}: not a pretraining workdir (no config.json)")
-  config = ml_collections.ConfigDict(fileio.read_json(config_path))
-  options = discrepancy.options_from(config)
-  for key, value in (overrides or {}).items():
-    if key not in options:
-      raise ValueError(f"unknown discrepancy option {key!r}; known: {sorted(options)}")
-    options[key] = value
-  validate.check({"discrepancy": options, "batch_size": config.batch_size})
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=1)
-  try:
-    available = ckpt.all_steps()
-    if not available:
-      raise FileNotFoundError(f"{workdir}: no checkpoints to evaluate")
-    if steps is None:
-      steps = available[-1:]
-    elif steps == "all":
-      steps = available
-    missing = [s for s in steps if s not in available]
-    if missing:
-      raise FileNotFoundError(f"{workdir}: no checkpoint for step(s) {missing}; "
-                              f"available: {available}")
-    model = av.build_model(config.model)
-    mesh = sharding.make_mesh()
-    data = EvalData(config.data)
-    writer = metrics_lib.MetricWriter(workdir) if write else None
-    entries = []
-    for step in steps:
-      state, _ = ckpt.restore(None, step=step)
-      entry, edges, mass = discrepancy.evaluate_state(
-          model, state, step, config, data, mesh, options=options,
-          with_probe=step == steps[-1])
-      if write:
-        discrepancy.write_outputs(workdir, entry, edges, mass, options, writer)
-      discrepancy.log_entry(entry)
-      entries.append(entry)
-    return entries
-  finally:
-    ckpt.close()
 
 
 def train_and_evaluate(config, workdir, *, max_steps=None):

@@ -21,8 +21,9 @@ atomically), TensorBoard scalars under "discrepancy/" and "probe/", discrepancy_
 (the three densities of the latest step; per step in discrepancy/hist_step_N.png) and
 discrepancy_curves.png (the divergences against training step, Figure 1 style).
 
-The snippets come from a `data` object the caller gives (the pretraining task's
-avjax.pretrain.EvalData): this module reads no files of the dataset itself.
+The snippets come from a `data` object the caller gives (avjax.data.eval_data.EvalData):
+this module reads no files of the dataset itself. `evaluate_workdir` evaluates the kept
+checkpoints of a finished or running pretraining workdir (python -m avjax.discrepancy).
 """
 
 import functools
@@ -34,7 +35,11 @@ import jax
 import ml_collections
 from absl import logging
 
+from avjax import checkpoint
 from avjax import fileio
+from avjax import metrics as metrics_lib
+from avjax import sharding
+from avjax import validate
 from avjax.evals import embed
 from avjax.evals import measures
 from avjax.evals import plots
@@ -301,3 +306,63 @@ class Evaluator:
     write_outputs(self.workdir, entry, edges, mass, self.options, self.writer)
     log_entry(entry)
     return entry
+
+
+# ---------------------------------------------------------------------------
+# Offline: the kept checkpoints of a pretraining workdir (python -m avjax.discrepancy).
+
+
+def evaluate_workdir(workdir, data_source, *, steps=None, overrides=None, write=True):
+  """Restores checkpoints of a pretraining workdir and runs the discrepancy evaluation.
+
+  Args:
+    workdir: holds config.json and checkpoints/.
+    data_source: the run's data config -> the snippets to embed
+      (avjax.data.eval_data.EvalData).
+    steps: list of checkpoint steps; None: the latest; "all": every kept checkpoint.
+    overrides: dict of discrepancy.default_config() fields to change.
+    write: write discrepancy.json, scalars and figures into the workdir.
+  Returns:
+    The list of step entries.
+  """
+  workdir = os.path.abspath(workdir)
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{config_path}: not a pretraining workdir (no config.json)")
+  config = ml_collections.ConfigDict(fileio.read_json(config_path))
+  options = options_from(config)
+  for key, value in (overrides or {}).items():
+    if key not in options:
+      raise ValueError(f"unknown discrepancy option {key!r}; known: {sorted(options)}")
+    options[key] = value
+  validate.check({"discrepancy": options, "batch_size": config.batch_size})
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=1)
+  try:
+    available = ckpt.all_steps()
+    if not available:
+      raise FileNotFoundError(f"{workdir}: no checkpoints to evaluate")
+    if steps is None:
+      steps = available[-1:]
+    elif steps == "all":
+      steps = available
+    missing = [s for s in steps if s not in available]
+    if missing:
+      raise FileNotFoundError(f"{workdir}: no checkpoint for step(s) {missing}; "
+                              f"available: {available}")
+    model = av.build_model(config.model)
+    mesh = sharding.make_mesh()
+    data = data_source(config.data)
+    writer = metrics_lib.MetricWriter(workdir) if write else None
+    entries = []
+    for step in steps:
+      state, _ = ckpt.restore(None, step=step)
+      entry, edges, mass = evaluate_state(
+          model, state, step, config, data, mesh, options=options,
+          with_probe=step == steps[-1])
+      if write:
+        write_outputs(workdir, entry, edges, mass, options, writer)
+      log_entry(entry)
+      entries.append(entry)
+    return entries
+  finally:
+    ckpt.close()
