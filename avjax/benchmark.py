@@ -20,6 +20,8 @@ from avjax import console
 from avjax.bench import report
 
 SUBCOMMANDS = ("ingest", "ingest_beam", "input", "step", "scenes")
+# The step benchmark's config when --config names none: the paper model and input shapes.
+STEP_CONFIG = "configs/step_benchmark.py"
 
 config_args.define_config_flag("config", "Training config (step).", lock_config=False)
 flags.DEFINE_string("dataset", None, "Dataset directory (input).")
@@ -60,6 +62,8 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(f"usage: python -m avjax.benchmark {{{','.join(SUBCOMMANDS)}}} [flags]")
   console.setup()
+  if argv[1] == "step" and flags.FLAGS.config is None:
+    flags.FLAGS.config = config_args.load_config(STEP_CONFIG)
   if flags.FLAGS.config is not None:  # the same check as every training command
     from avjax import validate  # pylint: disable=g-import-not-at-top
     try:

@@ -15,6 +15,7 @@ import sys
 from absl import app
 from absl import flags
 
+from avjax import config_args
 from avjax import console
 from avjax import sharding
 
@@ -31,6 +32,11 @@ flags.DEFINE_integer("workers", 1, "Processes for preparing raw roots.")
 flags.mark_flags_as_required(["roots", "workdir"])
 
 
+def load_config(dataset, arg):
+  """The run config of the shipped configs/downstream/<dataset>.py:ARGS."""
+  return config_args.load_config(f"configs/downstream/{dataset}.py:{arg}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
@@ -45,7 +51,7 @@ def main(argv):
   console.attach_log(f.workdir)
   splits = {int(s) for s in f.splits.split(",") if s.strip()} or None
   try:
-    summary = finetune_all.run_all(f.init, roots, f.workdir,
+    summary = finetune_all.run_all(f.init, roots, f.workdir, load_config=load_config,
                                    mode=f.mode, runlocal=f.runlocal, splits=splits,
                                    overrides=f.overrides, name=f.name, workers=f.workers)
   except finetune_all.Preempted as e:

@@ -4,7 +4,7 @@ Read top to bottom: mesh -> where the run starts (latest checkpoint) -> the task
 model, optimizer, pure update step; it checks its config and data) -> only then the
 workdir (config.json, log file, checkpoints, events) -> state built sharded -> restore or
 init -> loop (compile, step, log, evaluate, checkpoint, preemption) -> the task's finish
-(export, test). A task (avjax.pretrain, avjax.downstream.task) is plain data: the loop owns
+(export, test). A task (avjax.pretrain.task, avjax.downstream.task) is plain data: the loop owns
 the mesh, the jit, the checkpoints, SIGTERM and the console; the task owns what is learned.
 
 On any exit, an error included, the loop waits for in-flight checkpoint saves, so the last

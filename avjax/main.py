@@ -33,10 +33,10 @@ def main(argv):
   # Imported here, not at the top: TensorFlow (the input pipeline) loads only when a run
   # starts, so --help stays fast.
   with console.native_output_to_log():
-    from avjax import pretrain  # pylint: disable=g-import-not-at-top
+    from avjax.pretrain import task  # pylint: disable=g-import-not-at-top
   from avjax import loop  # pylint: disable=g-import-not-at-top
   try:
-    state = pretrain.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    state = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except loop.STOPPING_ERRORS as e:
     sys.exit(f"avjax.main: {e}")
   workdir = os.path.abspath(FLAGS.workdir)

@@ -14,6 +14,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from avjax import config_args
 from avjax.data import config as data_config
 from avjax.data import fake
 from avjax.media import writer as media_writer
@@ -225,3 +226,17 @@ def chi2_bound(dof):
   # Mean dof, sd sqrt(2 dof): 6 sd is far beyond chance for a fixed seed, yet catches any
   # real bias at these sample sizes.
   return dof + 6 * math.sqrt(2 * dof)
+
+
+# ---------------------------------------------------------------------------
+# Shipped configs, read as the commands read them.
+
+
+def load_config(spec):
+  """`configs/...py[:ARGS]` -> its get_config(ARGS), found as every command finds it."""
+  return config_args.load_config(spec)
+
+
+def downstream_config(dataset, arg=""):
+  """The run config of configs/downstream/<dataset>.py:ARGS (python -m avjax.finetune_all's)."""
+  return config_args.load_config(f"configs/downstream/{dataset}.py:{arg}")

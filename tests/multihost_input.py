@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   joined = sharding.maybe_initialize_distributed()
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.pretrain import task as pretrain  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(fileio.read_json(os.path.join(FLAGS.workdir,
                                                                    "config.json")))
   iterator = pretrain.train_iterator(config, start_step=0)

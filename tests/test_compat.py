@@ -16,7 +16,7 @@ import pytest
 
 import helpers
 from avjax import checkpoint
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.models import av
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "workdir_v1.tar.gz")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import helpers
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.data import eval_data
 from avjax.evals import discrepancy

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+import helpers
 from avjax import checkpoint
 from avjax import metrics
 from avjax import optim
@@ -21,7 +22,6 @@ from avjax.downstream import task as finetune
 from avjax.models import av
 from avjax.models import convert
 
-from helpers import make_esc50, make_ucf101
 
 
 class Passthrough(nn.Module):
@@ -173,7 +173,7 @@ def export_dir(tmp_path_factory):
 
 
 def _config(dataset, arg, overrides=""):
-  return finetune_all.apply_overrides(finetune_all.load_config(dataset, arg), overrides)
+  return finetune_all.apply_overrides(helpers.downstream_config(dataset, arg), overrides)
 
 
 def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
@@ -233,7 +233,7 @@ def _read_metrics(run_dir):
 @pytest.mark.slow
 def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir, tmp_path):
   data = str(tmp_path / "esc50_prepared")
-  downstream_prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
+  downstream_prepare.prepare("esc50", helpers.make_esc50(str(tmp_path / "esc50")), data, progress=False)
   workdir = str(tmp_path / "runs")
   run_dir = os.path.join(workdir, "esc50", "split1")
   overrides = "data.test_clips=10,grad_accum_steps=1"
@@ -245,7 +245,8 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
   assert not os.path.exists(os.path.join(run_dir, finetune.RESULTS))
 
   # ... and finetune_all resumes it from its checkpoint, finishes and tests it.
-  summary = finetune_all.run_all(export_dir, {"esc50": data}, workdir, runlocal=True,
+  summary = finetune_all.run_all(export_dir, {"esc50": data}, workdir,
+                                 load_config=helpers.downstream_config, runlocal=True,
                                  splits={1}, overrides=overrides)
   assert [m["step"] for m in _read_metrics(run_dir)] == [2, 4]
   with open(os.path.join(run_dir, finetune.RESULTS)) as f:
@@ -260,7 +261,8 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
 
   # A finished run is skipped on the next call.
   before = os.stat(os.path.join(run_dir, finetune.RESULTS)).st_mtime_ns
-  finetune_all.run_all(export_dir, {"esc50": data}, workdir, runlocal=True, splits={1},
+  finetune_all.run_all(export_dir, {"esc50": data}, workdir,
+                       load_config=helpers.downstream_config, runlocal=True, splits={1},
                        overrides=overrides)
   assert os.stat(os.path.join(run_dir, finetune.RESULTS)).st_mtime_ns == before
 
@@ -268,7 +270,7 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
 @pytest.mark.slow
 def test_linear_video_run_keeps_the_exported_backbone(export_dir, tmp_path):
   data = str(tmp_path / "ucf101_prepared")
-  downstream_prepare.prepare("ucf101", make_ucf101(str(tmp_path / "ucf101")), data,
+  downstream_prepare.prepare("ucf101", helpers.make_ucf101(str(tmp_path / "ucf101")), data,
                              short_side=24, progress=False)
   config = _config("ucf101", f"data={data},mode=linear,init={export_dir},runlocal",
                    "total_steps=2,data.test_clips=10")
@@ -294,15 +296,15 @@ def test_linear_video_run_keeps_the_exported_backbone(export_dir, tmp_path):
 
 @pytest.mark.parametrize("dataset", ["ucf101", "hmdb51", "esc50"])
 def test_configs_build(dataset):
-  config = finetune_all.load_config(dataset, "split=2,mode=linear,init=/e")
+  config = helpers.downstream_config(dataset, "split=2,mode=linear,init=/e")
   assert (config.split, config.mode, config.init) == (2, "linear", "/e")
   assert config.batch_size == 96 and config.optimizer.lr_peak == 0.2
   assert config.optimizer.warmup_epochs == 25 and config.optimizer.weight_decay == 1e-4
   assert config.num_epochs == {"ucf101": 150, "hmdb51": 200, "esc50": 200}[dataset]
-  local = finetune_all.load_config(dataset, "runlocal")
+  local = helpers.downstream_config(dataset, "runlocal")
   assert local.model[local.data.kind].name.endswith("tiny") and local.total_steps > 0
   with pytest.raises(ValueError, match="unknown config arg"):
-    finetune_all.load_config(dataset, "splt=2")
+    helpers.downstream_config(dataset, "splt=2")
 
 
 def test_bad_mode_is_an_error(tmp_path):

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from avjax import sharding
-from avjax import pretrain_step
+from avjax.pretrain import step as pretrain_step
 from avjax.bench import memory as step_memory
 from avjax.models import av
 from avjax.models import fused_norm

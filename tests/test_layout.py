@@ -14,20 +14,22 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "avjax")
 
-# Stages of the data flow, lowest first: a module may import only modules of its own or a
-# lower rank (the longest matching prefix decides). Within a rank, no cycles.
+# Stages of the data flow, lowest first: each folder or root module has one rank, and a
+# module may import only modules of its own or a lower rank. Within a rank, no cycles.
 RANKS = {
     "avjax": 0, "avjax.fileio": 0, "avjax.storage": 0, "avjax.config_args": 0,
+    "avjax.console": 0,
     "avjax.media": 1, "avjax.models": 1, "avjax.losses": 1, "avjax.sharding": 1,
     "avjax.optim": 1, "avjax.metrics": 1,
-    "avjax.data": 2, "avjax.checkpoint": 2, "avjax.resume": 3, "avjax.downstream.config": 2,
-    "avjax.downstream.layouts": 2,
-    "avjax.ingest": 3, "avjax.evals": 3, "avjax.pretrain_step": 3,
-    "avjax.loop": 4, "avjax.configs": 4,
+    "avjax.data": 2, "avjax.checkpoint": 2,
+    "avjax.ingest": 3, "avjax.evals": 3, "avjax.resume": 3, "avjax.validate": 3,
+    "avjax.loop": 4,
     "avjax.pretrain": 5, "avjax.downstream": 5,
     "avjax.bench": 6,
+    # On top: the run configs (get_config files the commands read) and the commands
+    # (python -m avjax.<verb>), thin entry points. Nothing below imports them.
+    "avjax.configs": 7,
 }
-# The commands (python -m avjax.<verb>): thin entry points on top of everything.
 ENTRY_POINTS = {"avjax.main", "avjax.export", "avjax.discrepancy", "avjax.plots",
                 "avjax.synthetic", "avjax.prepare_downstream", "avjax.finetune",
                 "avjax.finetune_all", "avjax.benchmark", "avjax.ingest.__main__",
@@ -43,12 +45,14 @@ TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_
 # What must run on an accelerator host without TensorFlow: no import at any nesting level
 # may reach TensorFlow, directly or through another module.
 TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
-           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
+           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.pretrain.step",
+           "avjax.pretrain.config", "avjax.evals",
            "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
            "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.console", "avjax.storage",
            "avjax.media",
            "avjax.data.config",
-           "avjax.data.records", "avjax.data.sampling", "avjax.data.titles",
+           "avjax.data.records", "avjax.data.sampling", "avjax.data.scene_sampling",
+           "avjax.data.titles", "avjax.data.batch_layout",
            "avjax.ingest.params", "avjax.ingest.lock", "avjax.ingest.verify",
            "avjax.downstream.config", "avjax.validate")
 

@@ -11,7 +11,7 @@ S+ inside S!= (measured when each was broken on purpose).
 import pytest
 
 from avjax import fileio
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.ingest import run as ingest_run
 from avjax.ingest import synthetic

@@ -9,7 +9,7 @@ import pytest
 import helpers
 from avjax import checkpoint
 from avjax import loop
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.configs.downstream import esc50
 from avjax.downstream import prepare

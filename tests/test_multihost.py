@@ -327,7 +327,7 @@ def test_sigterm_to_one_process_saves_and_stops_both(pretraining):
 def reference(pretraining, tmp_path_factory):
   """One process, 8 devices, the same config (config.json of the two-process run), up to
   the step where the two-process run was preempted."""
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.pretrain import task as pretrain  # pylint: disable=g-import-not-at-top
   workdir = pretraining["workdir"]
   config = ml_collections.ConfigDict(fileio.read_json(os.path.join(workdir, "config.json")))
   stop = checkpoint.Checkpointer(workdir, every_steps=1).latest_step()
@@ -534,7 +534,7 @@ def test_an_error_in_one_process_stops_the_other(dataset, tmp_path):
 def test_slurm_variables_and_each_process_reads_its_share(dataset, tmp_path):
   """Under srun's variables (pointing at localhost) the processes join one program, and
   each reads only its share of the k-groups: together exactly the one-process stream."""
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.pretrain import task as pretrain  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path)
   config = _pretrain_config(dataset)
   fileio.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))

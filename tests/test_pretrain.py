@@ -17,8 +17,8 @@ from avjax import checkpoint
 from avjax import loop
 from avjax import metrics
 from avjax import optim
-from avjax import pretrain
-from avjax import pretrain_step
+from avjax.pretrain import task as pretrain
+from avjax.pretrain import step as pretrain_step
 from avjax import sharding
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.data import pipeline

@@ -19,7 +19,7 @@ batch 1, which separates what scales with the batch from what does not (conv ker
 backward pass needs for input gradients, per-channel vectors): that fixed part is
 reported apart.
 
-The loss differentiated here is `avjax.pretrain_step.update_step`'s (forward with mutable
+The loss differentiated here is `avjax.pretrain.step.update_step`'s (forward with mutable
 batch_stats, the remat policy of config.model.remat, Eq. 1 NCE), rebuilt from the same
 parts; tests/test_fused_norm.py checks that both give the same loss and gradients.
 Imports no TensorFlow.
@@ -36,7 +36,6 @@ import numpy as np
 
 from avjax import losses
 from avjax.bench import step as step_bench
-from avjax.configs import step_benchmark as step_config
 from avjax.models import av
 from avjax.models import remat as remat_lib
 
@@ -193,9 +192,9 @@ def to_markdown(r):
 
 def run(flags_values):
   """`python -m avjax.benchmark step --memory`: the table; step_memory.json to --workdir."""
-  # The step benchmark's config: the paper model, optimizer and input shapes.
-  config = (flags_values.config if flags_values.config is not None
-            else step_config.get_config())
+  # The step benchmark's config (configs/step_benchmark.py unless --config names another):
+  # the paper model, optimizer and input shapes.
+  config = flags_values.config
   video_shape, audio_shape = step_bench.input_shapes(config, 1)
   result = measure(config, video_shape[1:], audio_shape[1:])
   workdir = getattr(flags_values, "workdir", None)

@@ -9,12 +9,12 @@ r"""Training-step benchmark: the jitted update step on synthetic on-device batch
 
 No input pipeline: a batch of random video (B, T, S, S, 3) and log-mel audio
 (B, mel_bins, audio_frames, 1) is made on the devices once, sharded like the trainer's,
-and fed to `avjax.pretrain_step.update_step` jitted exactly as the training loop jits it
+and fed to `avjax.pretrain.step.update_step` jitted exactly as the training loop jits it
 (avjax.sharding.jit_update: state replicated and donated, batch split over the "data"
 mesh axis). B = --batch (per device) x devices. The step is traced, lowered and compiled
 explicitly, so compile time is measured apart from the steps; after warm-up, every step is
-timed to `block_until_ready` and the median is reported. With no --config,
-configs/step_benchmark.py is used. Nothing here imports TensorFlow.
+timed to `block_until_ready` and the median is reported. With no --config, the command
+reads configs/step_benchmark.py. Nothing here imports TensorFlow.
 The encoders' BatchNorm: --config.model.norm=flax|fused (avjax/models/fused_norm.py).
 """
 
@@ -31,12 +31,11 @@ import ml_collections
 import numpy as np
 
 from avjax import optim
-from avjax import pretrain_step
 from avjax import sharding
 from avjax.bench import flops
 from avjax.bench import hlo as hlo_lib
-from avjax.configs import step_benchmark
 from avjax.models import av
+from avjax.pretrain import step as pretrain_step
 
 TITLE = "Training step"
 
@@ -275,8 +274,7 @@ def to_markdown(r):
 
 def run(flags_values):
   """`python -m avjax.benchmark step`: measures, writes step.json to --workdir if set."""
-  config = (flags_values.config if flags_values.config is not None
-            else step_benchmark.get_config())
+  config = flags_values.config  # configs/step_benchmark.py unless --config names another
   result = measure(config, per_device_batch=flags_values.batch, steps=flags_values.steps)
   workdir = getattr(flags_values, "workdir", None)
   if workdir:

@@ -26,7 +26,7 @@ from avjax import fileio
 from avjax import loop
 from avjax import optim
 from avjax import sharding
-from avjax.configs.downstream import esc50, hmdb51, ucf101
+from avjax import validate
 from avjax.downstream import config as downstream_config
 from avjax.downstream import input as downstream_input
 from avjax.downstream import model as model_lib
@@ -201,8 +201,10 @@ def _initial_backbone(config, kind, abstract_encoder, mesh):
 
 
 def build_task(config, workdir, *, start_step, writer, mesh):
-  """The fine-tuning task of `config` (configs/downstream/*.py) for avjax.loop.run, which
-  has checked the config's numbers and batch sizes (avjax.validate)."""
+  """The fine-tuning task of `config` (avjax.downstream.config, as configs/downstream/*.py
+  override it) for avjax.loop.run, which has checked the config's numbers and batch sizes
+  (avjax.validate); what only this task knows (the mode) is checked here, first."""
+  validate.raise_problems(downstream_config.problems(config))
   kind = config.data.kind
   info = downstream_input.describe(config.data, config.split)  # checks the data first
   # A resumed run reseeds the stream (order and augmentations) by its step.
@@ -255,12 +257,9 @@ def build_task(config, workdir, *, start_step, writer, mesh):
       meta=lambda step: dict(step=int(step), num_train=int(info["num_train"])))
 
 
-PROTOCOLS = {"esc50": esc50, "hmdb51": hmdb51, "ucf101": ucf101}  # configs/downstream/*.py
-
-
 def train_and_evaluate(config, workdir, *, max_steps=None):
   """Fine-tunes (or resumes) in `workdir`, then tests; returns the results dict written to
   WORKDIR/results.json, or None when stopped before the end of the schedule."""
-  protocol = PROTOCOLS.get(config.get("dataset"))
+  known = config.get("dataset") in downstream_config.PROTOCOLS
   return loop.run(build_task, config, workdir, max_steps=max_steps,
-                  defaults=protocol.get_config() if protocol else None)
+                  defaults=downstream_config.protocol_config(config.dataset) if known else None)

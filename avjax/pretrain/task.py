@@ -2,8 +2,9 @@
 
 `build_task` wires the parts of paper Sections 3 and 4.1 for the loop: the input stream
 of k-snippet groups (resumed at the saved step), the model and Adam with the warm-up +
-cosine schedule, the pure update step (avjax.pretrain_step), the evaluators named in
-`config.evals`, and at the end the export of the backbones f and g.
+cosine schedule, the pure update step (avjax.pretrain.step), the evaluators named in
+`config.evals`, and at the end the export of the backbones f and g. The run's defaults are
+avjax.pretrain.config's.
 
   python -m avjax.main --config=configs/pretrain.py:dataset=data/movie,k=16 --workdir=runs/k16
 """
@@ -15,12 +16,12 @@ import jax
 from avjax import checkpoint
 from avjax import loop
 from avjax import optim
-from avjax import pretrain_step
-from avjax.configs import pretrain as pretrain_config_file
 from avjax.data import eval_data
 from avjax.data import pipeline
 from avjax.evals import discrepancy
 from avjax.models import av
+from avjax.pretrain import config as pretrain_config
+from avjax.pretrain import step as pretrain_step
 
 # config.evals names evaluators; each entry is "name: every N steps" (0: off).
 EVALUATORS = {"discrepancy": discrepancy.Evaluator}
@@ -55,7 +56,8 @@ def evaluators(config, model, *, workdir, writer, mesh, final_step):
 
 
 def build_task(config, workdir, *, start_step, writer, mesh):
-  """The pretraining task of `config` (configs/pretrain.py) for avjax.loop.run."""
+  """The pretraining task of `config` (avjax.pretrain.config, as configs/pretrain.py
+  overrides it) for avjax.loop.run."""
   train_iter = train_iterator(config, start_step)
   first = next(train_iter)
   snippets = train_iter.snippets_per_epoch
@@ -94,4 +96,4 @@ def train_and_evaluate(config, workdir, *, max_steps=None):
   """Pretrains (or resumes) in `workdir`; returns the final state once the schedule is
   complete (and the backbones are exported to WORKDIR/export), else None."""
   return loop.run(build_task, config, workdir, max_steps=max_steps,
-                  defaults=pretrain_config_file.get_config())
+                  defaults=pretrain_config.default_config())

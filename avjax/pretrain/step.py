@@ -1,17 +1,33 @@
 """The pretraining update: f, g and their heads under Adam on the NCE loss (paper Eq. 1).
 
 Pure functions of plain data, free of TensorFlow: the training loop jits them
-(avjax.pretrain) and so does the step benchmark (avjax.bench.step), on hosts that have
-only JAX. State is a dict: step, params, batch_stats, opt_state, rng.
+(avjax.pretrain.task) and so does the step benchmark (avjax.bench.step), on hosts that
+have only JAX. State is a dict: step, params, batch_stats, opt_state, rng.
+`default_config` holds what the update learns with: model, loss and optimizer.
 """
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from avjax import losses
 from avjax.models import av
 from avjax.models import remat as remat_lib
+
+
+def default_config():
+  """Model, loss and optimizer of pretraining (paper Sections 3, 7.2).
+
+  The unnormalized loss without temperature (Section 3; normalize=True with a temperature
+  is Table 2's ablation); Adam with lr 1e-4 warming up linearly to 0.002 over the first
+  epoch, then a cosine (Section 7.2).
+  """
+  return ml_collections.ConfigDict(dict(
+      model=av.default_config(),
+      loss=dict(normalize=False, temperature=1.0),
+      optimizer=dict(lr_init=1e-4, lr_peak=2e-3, lr_end=0.0, warmup_epochs=1.0, b1=0.9,
+                     b2=0.999, eps=1e-8, grad_clip_norm=0.0)))
 
 
 def init_state(rng, *, model, tx, video_shape, audio_shape):
