@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from avjax.data import audio as audio_lib
+from avjax.data import ops
 from avjax.downstream import config as downstream_config
 from avjax.downstream import input as downstream_input
 from avjax.downstream import layouts
@@ -230,6 +231,11 @@ def test_train_and_test_batches_from_prepared_records(ucf_prepared):
   assert sorted(seen) == [0, 1]
 
 
+def _pixels(video, c):
+  """Normalized views back to pixel values 0..255."""
+  return (video * np.asarray(c.video_std) + np.asarray(c.video_mean)) * 255
+
+
 def _coordinate_frames(length, height, width):
   """uint8 frames whose channels encode (frame index, column, row): 10 t, 6 x, 6 y."""
   t, y, x = np.meshgrid(np.arange(length), np.arange(height), np.arange(width), indexing="ij")
@@ -240,7 +246,7 @@ def test_video_test_views_are_10_clips_by_3_crops():
   length, num_frames, crop = 25, 4, 16
   c = tiny_video_config("", num_frames=num_frames, crop_size=crop, test_short_side=crop)
   frames = tf.constant(_coordinate_frames(length, crop, 40))  # no resize: pixels exact
-  views = np.round(views_lib.video_test_views(frames, 1.0, c).numpy() * 255)
+  views = np.round(_pixels(views_lib.video_test_views(frames, 1.0, c).numpy(), c))
   assert views.shape == (30, num_frames, crop, crop, 3)
   starts = np.floor(np.linspace(0, length - num_frames, 10))  # first to last fitting start
   for v in range(30):
@@ -254,7 +260,7 @@ def test_video_test_views_portrait_and_source_frame_rate():
   # Portrait frames crop top / center / bottom; a 25 fps source is read at 10 fps.
   c = tiny_video_config("", num_frames=4, crop_size=16, test_short_side=16, test_clips=2)
   frames = tf.constant(_coordinate_frames(25, 40, 16))
-  views = np.round(views_lib.video_test_views(frames, 2.5, c).numpy() * 255)
+  views = np.round(_pixels(views_lib.video_test_views(frames, 2.5, c).numpy(), c))
   assert views.shape == (6, 4, 16, 16, 3)
   for v, y0 in zip(range(3), (0, 12, 24)):
     np.testing.assert_array_equal(views[v, 0, :, 0, 2], 6 * (y0 + np.arange(16)))
@@ -267,13 +273,14 @@ def test_video_train_view_crop_flip_and_jitter():
   frames = tf.constant(_coordinate_frames(30, 32, 40))
   a = views_lib.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
   b = views_lib.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
-  assert a.shape == (4, 16, 16, 3) and 0 <= a.min() and a.max() <= 1
+  assert a.shape == (4, 16, 16, 3)
+  assert -1e-3 <= _pixels(a, c).min() and _pixels(a, c).max() <= 255 + 1e-3
   np.testing.assert_array_equal(a, b)  # a pure function of the seed
   # Consecutive frames of a clip: the frame-index channel grows by one source frame.
   c.color_jitter = 0.0
   c.flip = False
   v = views_lib.video_train_view(frames, 1.0, tf.constant([3, 4], tf.int64), c).numpy()
-  np.testing.assert_allclose(np.diff(v[:, 8, 8, 0] * 255), 10, atol=1e-3)
+  np.testing.assert_allclose(np.diff(_pixels(v, c)[:, 8, 8, 0]), 10, atol=1e-3)
 
 
 def test_audio_test_views_are_10_uniform_clips():
@@ -294,7 +301,7 @@ def test_time_frequency_mask_bounds():
   spec = tf.ones([96, 100, 1])
   widths = []
   for i in range(40):
-    out = views_lib.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
+    out = ops.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
     out = out.numpy()[..., 0]
     zero_rows = np.where((out == 0).all(1))[0]
     zero_cols = np.where((out == 0).all(0))[0]

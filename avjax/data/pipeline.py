@@ -56,6 +56,7 @@ from avjax.data import batch_layout
 from avjax.data import ops
 from avjax.data import records
 from avjax.data import scene_sampling
+from avjax.data import snippets
 from avjax.data import titles as titles_lib
 
 
@@ -173,8 +174,8 @@ class _RestartingIterator:
       except records.CorruptRecordError as e:
         bad.append((n, m, [e.detail]))
         continue
-      problems = ops.check_record(serialized, self.title_ids[n], m, self.params,
-                              self.config.crop_size)
+      problems = snippets.check_record(serialized, self.title_ids[n], m, self.params,
+                                       self.config.crop_size)
       if problems:
         bad.append((n, m, problems))
     if not bad:
@@ -191,7 +192,7 @@ class _RestartingIterator:
 
   def _dataset(self, generator, signature, batch_size, drop_remainder, train):
     if self._snippet_fn is None:
-      self._snippet_fn = ops.snippet_fn(self.config, self.params, train)
+      self._snippet_fn = snippets.snippet_fn(self.config, self.params, train)
     num_parallel = self.config.num_parallel
     num_parallel = tf.data.AUTOTUNE if num_parallel in (None, -1) else int(num_parallel)
     ds = tf.data.Dataset.from_generator(generator, output_signature=signature).unbatch()
