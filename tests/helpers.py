@@ -1,10 +1,13 @@
-"""Helpers the tests share: tiny datasets, downstream layouts, clock videos, chi-square.
+"""Helpers the tests share: tiny datasets, downstream layouts, clock videos, chi-square, the
+package's imports as its source states them, and the shipped configs.
 
 Tiny snippet datasets are written straight as records; the downstream datasets and the
 clock videos are real media files (PyAV). tests/conftest.py makes the ones many test files
 read once per test session.
 """
 
+import ast
+import collections
 import io
 import math
 import os
@@ -240,3 +243,82 @@ def load_config(spec):
 def downstream_config(dataset, arg=""):
   """The run config of configs/downstream/<dataset>.py:ARGS (python -m avjax.finetune_all's)."""
   return config_args.load_config(f"configs/downstream/{dataset}.py:{arg}")
+
+
+# ---------------------------------------------------------------------------
+# The package's imports, read from its source with `ast` (tests/test_layout.py).
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "avjax")
+
+
+def _modules():
+  """{module name: path} of every .py file of the package."""
+  out = {}
+  for folder, _, files in os.walk(PACKAGE):
+    for f in files:
+      if f.endswith(".py"):
+        path = os.path.join(folder, f)
+        parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
+        if parts[-1] == "__init__":
+          parts = parts[:-1]
+        out[".".join(parts)] = path
+  return out
+
+
+MODULES = _modules()
+Import = collections.namedtuple("Import", "target line local optional")
+
+
+def _catches_import_error(handler):
+  names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+  return any(getattr(n, "id", "") in ("ImportError", "ModuleNotFoundError") for n in names)
+
+
+def _target(name):
+  """An imported name -> the avjax module it loads (or the name itself if not avjax)."""
+  while name.startswith("avjax") and name not in MODULES and "." in name:
+    name = name.rsplit(".", 1)[0]
+  return name
+
+
+def imports_of(module):
+  """[Import(imported module, line, function-local?, optional?)] of `module`, every nesting
+  level; an import is optional inside a `try` that catches ImportError."""
+  path = MODULES[module]
+  tree = ast.parse(open(path, encoding="utf-8").read(), path)
+  package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+  found = []
+
+  def visit(node, local, optional=False):
+    for child in ast.iter_child_nodes(node):
+      inner = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+      if isinstance(child, ast.Try) and any(_catches_import_error(h) for h in child.handlers):
+        for stmt in child.body:
+          visit(ast.Module(body=[stmt], type_ignores=[]), inner, True)
+        for part in child.handlers + child.orelse + child.finalbody:
+          visit(ast.Module(body=[part], type_ignores=[]), inner, optional)
+        continue
+      if isinstance(child, ast.Import):
+        found.extend(Import(_target(a.name), child.lineno, local, optional)
+                     for a in child.names)
+      elif isinstance(child, ast.ImportFrom):
+        base = child.module or ""
+        if child.level:
+          base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1]
+                          + ([base] if base else []))
+        for a in child.names:  # `from avjax.x import y` loads avjax.x.y when it is a module
+          full = f"{base}.{a.name}"
+          found.append(Import(_target(full if full in MODULES else base), child.lineno, local,
+                              optional))
+      elif isinstance(child, ast.Call):
+        f = child.func
+        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+        if name in ("import_module", "__import__") and child.args and isinstance(
+            child.args[0], ast.Constant) and isinstance(child.args[0].value, str):
+          found.append(Import(_target(child.args[0].value), child.lineno, local, optional))
+        elif name in ("import_module", "__import__"):
+          found.append(Import("<dynamic>", child.lineno, local, optional))
+      visit(child, inner, optional)
+  visit(tree, False)
+  return found

@@ -16,7 +16,7 @@ from avjax.data import titles as titles_lib
 from avjax.ingest import discover
 from avjax.ingest import params as ingest_params
 from avjax.ingest import run as run_lib
-from avjax.ingest import synthetic
+from avjax.synthetic import generator as synthetic
 
 beam_ingest = pytest.importorskip("avjax.ingest.beam")
 

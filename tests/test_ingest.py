@@ -18,7 +18,7 @@ from avjax.data import records
 from avjax.ingest import discover
 from avjax.ingest import params as ingest_params
 from avjax.ingest import run as ingest
-from avjax.ingest import synthetic
+from avjax.synthetic import generator as synthetic
 from avjax.ingest import title as ingest_title
 from helpers import burst_times, read_clock, write_clock
 

@@ -18,9 +18,9 @@ from avjax.data import titles as titles_lib
 from avjax.ingest import add_scenes
 from avjax.ingest import run as ingest_run
 from avjax.ingest import scenes
-from avjax.ingest import synthetic
-from avjax.ingest import synthetic_presets
-from avjax.ingest.synthetic_plan import plan_collection
+from avjax.synthetic import generator as synthetic
+from avjax.synthetic import presets as synthetic_presets
+from avjax.synthetic.plan import plan_collection
 from helpers import make_tiny_dataset, tiny_data_config
 
 

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from avjax.ingest.synthetic_plan import DECAY, FADE, Options, event_class, hsv, rng_for
+from avjax.synthetic.plan import DECAY, FADE, Options, event_class, hsv, rng_for
 from avjax.media import writer as media_writer
 
 def _grade(rgb, style, strength):

@@ -19,7 +19,7 @@ are not comparable (docs/study_sampling.md records when it was frozen).
 
 import dataclasses
 
-from avjax.ingest.synthetic_plan import Options
+from avjax.synthetic.plan import Options
 
 _STUDY_LOOK = dict(width=48, height=32, fps=5.0, sample_rate=24000, crf=18, event_scale=3.5,
                    event_x=(0.38, 0.62), event_margin=(0.05, 0.15), event_color="class",

@@ -1,0 +1,53 @@
+r"""Downstream evaluation: fine-tuning or linear probing of f (video) or g (audio).
+
+  python -m avjax.finetune --config=configs/downstream/ucf101.py:data=data/ucf101_prep \
+      --config.init=runs/k16/export --workdir=runs/k16/ucf101_split1 \
+      [--config.split=1] [--config.mode=finetune|linear]
+
+The protocol is the paper's (Sections 4.1 and 7.2; avjax.downstream.config). Restarting
+the same command in the same workdir resumes from the latest checkpoint; the results
+(top-1 over 30 or 10 views per clip) go to WORKDIR/results.json.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from avjax import config_args
+from avjax import console
+from avjax import sharding
+
+flags.DEFINE_string("workdir", None, "Checkpoints, logs, config.json and results.json.")
+config_args.define_config_flag("config",
+                               "Downstream config, e.g. configs/downstream/ucf101.py:ARGS.")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  console.setup()  # the log file opens in WORKDIR once the config and data are checked
+  # Before any other JAX call: join the other processes of a multi-host launch.
+  sharding.maybe_initialize_distributed()
+  # Imported here, not at the top: TensorFlow loads only when the command runs.
+  with console.native_output_to_log():
+    from avjax.downstream import task  # pylint: disable=g-import-not-at-top
+  from avjax import loop  # pylint: disable=g-import-not-at-top
+  try:
+    results = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except loop.STOPPING_ERRORS as e:
+    sys.exit(f"avjax.finetune: {e}")
+  workdir = os.path.abspath(FLAGS.workdir)
+  if results is None:
+    console.done("stopped before the end of the schedule; the same command resumes",
+                 checkpoints=os.path.join(workdir, "checkpoints"))
+    loop.exit_promptly(0)  # after a preemption: no slow teardown (grace periods)
+  else:
+    console.done(f"{results['dataset']} split {results['split']} ({results['mode']}): test "
+                 f"top-1 {results['top1']:.4f} over {results['num_test']} clips "
+                 f"({results['views_per_clip']} views each; one view {results['view_top1']:.4f})",
+                 results=os.path.join(workdir, task.RESULTS))
+
