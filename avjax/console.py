@@ -269,13 +269,10 @@ class _NoBar:
   def update(self, n=1):
     self.n += n
 
-  def set_postfix(self, *args, **kwargs):
+  def close(self, *args, **kwargs):
     pass
 
-  set_postfix_str = set_postfix
-
-  def close(self):
-    pass
+  set_postfix = set_postfix_str = close
 
 
 def duration(seconds):

@@ -4,9 +4,12 @@ An epoch is one pass over the examples (pretraining: sum_n M_n snippets, paper S
 4.1); the schedule warms up linearly from lr_init to lr_peak over warmup_epochs, then
 decays with a cosine to lr_end (Section 7.2, both for pretraining and downstream).
 Pretraining uses Adam (`adam`), fine-tuning SGD with momentum and weight decay (`sgd`),
-both from config.optimizer and the schedule (Section 7.2).
+both from config.optimizer and the schedule (Section 7.2). A train state is plain data:
+step, params, batch_stats, opt_state and rng (`new_state`, `apply_gradients`).
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -58,3 +61,19 @@ def sgd(config, schedule, *, frozen=()):
     return tx
   labels = lambda params: {k: "frozen" if k in frozen else "trained" for k in params}
   return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def new_state(params, batch_stats, tx, rng):
+  """A fresh train state; the key is kept as raw key data, as checkpoints store it."""
+  return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+              opt_state=tx.init(params), rng=jax.random.key_data(rng))
+
+
+def apply_gradients(state, grads, tx, batch_stats):
+  """The state after one optimizer step on `grads`, and the norms every step reports."""
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  norms = dict(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
+               update_norm=optax.global_norm(updates))
+  return dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
+              opt_state=opt_state), norms

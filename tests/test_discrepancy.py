@@ -11,7 +11,7 @@ import pytest
 import helpers
 from avjax.pretrain import task as pretrain
 from avjax.configs import pretrain as pretrain_config_file
-from avjax.data import eval_data
+from avjax.data import pipeline
 from avjax.evals import discrepancy
 from avjax.evals import measures
 from avjax.evals import plots
@@ -256,7 +256,7 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
   # The command-line path: re-evaluate a kept checkpoint, merged into the same file.
-  entries = discrepancy.evaluate_workdir(workdir, eval_data.EvalData, steps=[2],
+  entries = discrepancy.evaluate_workdir(workdir, pipeline.EvalData, steps=[2],
                                          overrides=dict(probe=False))
   assert entries[0]["step"] == 2 and "probe" not in entries[0]
   merged = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
@@ -264,7 +264,7 @@ def test_periodic_hook_in_a_tiny_training_run(tmp_path):
 
   # One TensorBoard stream: a standalone evaluation of steps the training run already
   # evaluated adds no second point at the same step, also when run twice.
-  discrepancy.evaluate_workdir(workdir, eval_data.EvalData, steps="all",
+  discrepancy.evaluate_workdir(workdir, pipeline.EvalData, steps="all",
                                overrides=dict(probe=False))
   pairs = _event_pairs(workdir)
   assert {("discrepancy/gap", 2), ("discrepancy/gap", 4), ("loss", 4)} <= set(pairs)

@@ -388,7 +388,7 @@ def export_two(pretraining, tmp_path_factory):
 def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_path):
   """The export, and python -m avjax.discrepancy, as two processes against the same
   commands' code in one process."""
-  from avjax.data import eval_data  # pylint: disable=g-import-not-at-top
+  from avjax.data import pipeline  # pylint: disable=g-import-not-at-top
   from avjax.evals import discrepancy  # pylint: disable=g-import-not-at-top
   workdir = pretraining["workdir"]
   step = checkpoint.Checkpointer(workdir, every_steps=1).latest_step()
@@ -410,7 +410,7 @@ def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_p
   two_s = time.time() - t0
   (got,) = fileio.read_json(os.path.join(workdir, "discrepancy.json"))["steps"]
   t0 = time.time()
-  (want,) = discrepancy.evaluate_workdir(str(one_dir), eval_data.EvalData, write=False)
+  (want,) = discrepancy.evaluate_workdir(str(one_dir), pipeline.EvalData, write=False)
   print(f"\ndiscrepancy of step {step}: 2 processes {two_s:.0f} s, 1 process "
         f"{time.time() - t0:.0f} s; kl {got['kl']} vs {want['kl']}")
   assert got["step"] == want["step"] == step

@@ -27,13 +27,13 @@ Imports no TensorFlow.
 
 import collections
 import functools
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avjax import fileio
 from avjax import losses
 from avjax.bench import step as step_bench
 from avjax.models import av
@@ -199,7 +199,5 @@ def run(flags_values):
   result = measure(config, video_shape[1:], audio_shape[1:])
   workdir = getattr(flags_values, "workdir", None)
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "step_memory.json"), "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
+    fileio.write_json(os.path.join(workdir, "step_memory.json"), result)
   return to_markdown(result)

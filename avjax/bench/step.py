@@ -19,7 +19,6 @@ The encoders' BatchNorm: --config.model.norm=flax|fused (avjax/models/fused_norm
 """
 
 import functools
-import json
 import math
 import os
 import statistics
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from avjax import fileio
 from avjax import optim
 from avjax import sharding
 from avjax.bench import flops
@@ -278,7 +278,5 @@ def run(flags_values):
   result = measure(config, per_device_batch=flags_values.batch, steps=flags_values.steps)
   workdir = getattr(flags_values, "workdir", None)
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "step.json"), "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
+    fileio.write_json(os.path.join(workdir, "step.json"), result)
   return to_markdown(result)

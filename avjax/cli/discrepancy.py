@@ -54,10 +54,10 @@ def main(argv):
   steps = "all" if f.all_steps else None if f.step is None else [f.step]
   # Imported here, not at the top: TensorFlow (the eval input) loads only when it runs.
   with console.native_output_to_log():
-    from avjax.data import eval_data  # pylint: disable=g-import-not-at-top
+    from avjax.data import pipeline  # pylint: disable=g-import-not-at-top
   from avjax import validate  # pylint: disable=g-import-not-at-top
   try:
-    entries = discrepancy.evaluate_workdir(f.workdir, eval_data.EvalData, steps=steps,
+    entries = discrepancy.evaluate_workdir(f.workdir, pipeline.EvalData, steps=steps,
                                            overrides=overrides)
   except validate.ConfigError as e:
     sys.exit(f"avjax.discrepancy: {e}")

@@ -10,14 +10,13 @@ the same command in the same workdir resumes from the latest checkpoint; the res
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 from avjax import config_args
 from avjax import console
-from avjax import sharding
+from avjax.cli import training
 
 flags.DEFINE_string("workdir", None, "Checkpoints, logs, config.json and results.json.")
 config_args.define_config_flag("config",
@@ -26,28 +25,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
+def _task():
+  from avjax.downstream import task  # pylint: disable=g-import-not-at-top
+  return task
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  console.setup()  # the log file opens in WORKDIR once the config and data are checked
-  # Before any other JAX call: join the other processes of a multi-host launch.
-  sharding.maybe_initialize_distributed()
-  # Imported here, not at the top: TensorFlow loads only when the command runs.
-  with console.native_output_to_log():
-    from avjax.downstream import task  # pylint: disable=g-import-not-at-top
-  from avjax import loop  # pylint: disable=g-import-not-at-top
-  try:
-    results = task.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except loop.STOPPING_ERRORS as e:
-    sys.exit(f"avjax.finetune: {e}")
-  workdir = os.path.abspath(FLAGS.workdir)
-  if results is None:
-    console.done("stopped before the end of the schedule; the same command resumes",
-                 checkpoints=os.path.join(workdir, "checkpoints"))
-    loop.exit_promptly(0)  # after a preemption: no slow teardown (grace periods)
-  else:
-    console.done(f"{results['dataset']} split {results['split']} ({results['mode']}): test "
-                 f"top-1 {results['top1']:.4f} over {results['num_test']} clips "
-                 f"({results['views_per_clip']} views each; one view {results['view_top1']:.4f})",
-                 results=os.path.join(workdir, task.RESULTS))
-
+  task, results = training.train("finetune", _task, FLAGS.config, FLAGS.workdir)
+  console.done(f"{results['dataset']} split {results['split']} ({results['mode']}): test "
+               f"top-1 {results['top1']:.4f} over {results['num_test']} clips "
+               f"({results['views_per_clip']} views each; one view {results['view_top1']:.4f})",
+               results=os.path.join(os.path.abspath(FLAGS.workdir), task.RESULTS))

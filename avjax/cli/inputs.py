@@ -35,8 +35,8 @@ def main(argv):
   for name in ("short_side", "crop_size", "num_frames", "hop"):
     config[name] = f[name].value
   # Imported here: TensorFlow (the eval input) loads only when it runs.
-  from avjax.data import eval_data  # pylint: disable=g-import-not-at-top
-  out = inputs.input_identifiability(eval_data.EvalData(config), labels=f.labels or None)
+  from avjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  out = inputs.input_identifiability(pipeline.EvalData(config), labels=f.labels or None)
   print("\n".join(inputs.report_lines(out)))
   if f.output:
     fileio.write_json(f.output, out)

@@ -53,8 +53,7 @@ def init_state(rng, backbone, *, model, tx, input_shape):
     if "encoder" in batch_stats:
       batch_stats["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
                                             backbone["batch_stats"], batch_stats["encoder"])
-  return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-              opt_state=tx.init(params), rng=jax.random.key_data(state_rng))
+  return optim.new_state(params, batch_stats, tx, state_rng)
 
 
 def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
@@ -100,18 +99,9 @@ def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
     grads = jax.tree.map(lambda g: g / accum_steps, grads)
     loss, accuracy = loss / accum_steps, accuracy / accum_steps
 
-  updates, opt_state = tx.update(grads, state["opt_state"], params)
-  params = optax.apply_updates(params, updates)
-  measurements = dict(
-      loss=loss,
-      accuracy=accuracy,
-      learning_rate=schedule(state["step"]),
-      grad_norm=optax.global_norm(grads),
-      param_norm=optax.global_norm(params),
-      update_norm=optax.global_norm(updates))
-  new_state = dict(step=state["step"] + 1, params=params, batch_stats=batch_stats,
-                   opt_state=opt_state, rng=state["rng"])
-  return new_state, measurements
+  new_state, norms = optim.apply_gradients(state, grads, tx, batch_stats)
+  return new_state, dict(loss=loss, accuracy=accuracy, learning_rate=schedule(state["step"]),
+                         **norms)
 
 
 def average_view_predictions(logits):

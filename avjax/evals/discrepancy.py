@@ -21,7 +21,7 @@ atomically), TensorBoard scalars under "discrepancy/" and "probe/", discrepancy_
 (the three densities of the latest step; per step in discrepancy/hist_step_N.png) and
 discrepancy_curves.png (the divergences against training step, Figure 1 style).
 
-The snippets come from a `data` object the caller gives (avjax.data.eval_data.EvalData):
+The snippets come from a `data` object the caller gives (avjax.data.pipeline.EvalData):
 this module reads no files of the dataset itself. `evaluate_workdir` evaluates the kept
 checkpoints of a finished or running pretraining workdir (python -m avjax.discrepancy).
 """
@@ -318,7 +318,7 @@ def evaluate_workdir(workdir, data_source, *, steps=None, overrides=None, write=
   Args:
     workdir: holds config.json and checkpoints/.
     data_source: the run's data config -> the snippets to embed
-      (avjax.data.eval_data.EvalData).
+      (avjax.data.pipeline.EvalData).
     steps: list of checkpoint steps; None: the latest; "all": every kept checkpoint.
     overrides: dict of discrepancy.default_config() fields to change.
     write: write discrepancy.json, scalars and figures into the workdir.

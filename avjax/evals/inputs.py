@@ -12,7 +12,7 @@ Measured for each (`input_identifiability`):
   event  the linear event probe of avjax.evals.probe (same protocol as the learned
          features' probe: fit on training titles, scored on held-out ones), with the
          majority class; only when the dataset has a labels.json.
-The snippets come from an avjax.data.eval_data.EvalData-like `data`; this module reads no files.
+The snippets come from an avjax.data.pipeline.EvalData-like `data`; this module reads no files.
 """
 
 import os

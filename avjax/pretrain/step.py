@@ -7,11 +7,10 @@ have only JAX. State is a dict: step, params, batch_stats, opt_state, rng.
 """
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import optax
 
 from avjax import losses
+from avjax import optim
 from avjax.models import av
 from avjax.models import remat as remat_lib
 
@@ -34,15 +33,10 @@ def init_state(rng, *, model, tx, video_shape, audio_shape):
   """A fresh train state, plain data: step, params, batch_stats, opt_state, rng.
 
   Called under jit with replicated out_shardings, so it is built in place on every device.
-  The state keeps its key as raw key data (jax.random.key_data): plain uint32, as
-  checkpoints store it.
   """
   variables = av.init_variables(model, rng, video_shape, audio_shape)
   _, state_rng = jax.random.split(rng)
-  params = variables["params"]
-  return dict(step=jnp.zeros((), jnp.int32), params=params,
-              batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-              rng=jax.random.key_data(state_rng))
+  return optim.new_state(variables["params"], variables.get("batch_stats", {}), tx, state_rng)
 
 
 def update_step(state, batch, *, model, tx, schedule, loss_config, remat="none"):
@@ -64,15 +58,7 @@ def update_step(state, batch, *, model, tx, schedule, loss_config, remat="none")
 
   (loss, (batch_stats, z_video, z_audio)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state["params"])
-  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  params = optax.apply_updates(state["params"], updates)
-  measurements = dict(
-      loss=loss,
-      learning_rate=schedule(state["step"]),
-      grad_norm=optax.global_norm(grads),
-      param_norm=optax.global_norm(params),
-      update_norm=optax.global_norm(updates),
+  new_state, norms = optim.apply_gradients(state, grads, tx, batch_stats)
+  return new_state, dict(
+      loss=loss, learning_rate=schedule(state["step"]), **norms,
       **losses.nce_metrics(jax.lax.stop_gradient(z_video), jax.lax.stop_gradient(z_audio)))
-  new_state = dict(step=state["step"] + 1, params=params, batch_stats=batch_stats,
-                   opt_state=opt_state, rng=state["rng"])
-  return new_state, measurements

@@ -16,7 +16,6 @@ import jax
 from avjax import checkpoint
 from avjax import loop
 from avjax import optim
-from avjax.data import eval_data
 from avjax.data import pipeline
 from avjax.evals import discrepancy
 from avjax.models import av
@@ -50,7 +49,7 @@ def evaluators(config, model, *, workdir, writer, mesh, final_step):
       raise ValueError(f"config.evals.{name}: no such evaluator; known: {sorted(EVALUATORS)}")
     if every:
       out.append(EVALUATORS[name](every=every, model=model, config=config,
-                                  data=eval_data.EvalData(config.data), mesh=mesh, workdir=workdir,
+                                  data=pipeline.EvalData(config.data), mesh=mesh, workdir=workdir,
                                   writer=writer, final_step=final_step))
   return out
 
