@@ -232,12 +232,7 @@ def chi2_bound(dof):
 
 
 # ---------------------------------------------------------------------------
-# Shipped configs, read as the commands read them.
-
-
-def load_config(spec):
-  """`configs/...py[:ARGS]` -> its get_config(ARGS), found as every command finds it."""
-  return config_args.load_config(spec)
+# The shipped downstream configs, read as python -m avjax.finetune_all reads them.
 
 
 def downstream_config(dataset, arg=""):

@@ -14,7 +14,6 @@ import ml_collections
 import numpy as np
 import pytest
 
-import helpers
 from avjax import checkpoint
 from avjax.pretrain import task as pretrain
 from avjax.models import av
@@ -64,9 +63,8 @@ def test_an_old_export_loads_into_the_encoders_and_computes_what_it_did(old_work
 
 
 @pytest.mark.slow
-def test_an_old_run_resumes_trains_on_and_exports(old_workdir, tmp_path):
-  dataset = str(tmp_path / "dataset")
-  helpers.make_tiny_dataset(dataset)  # the run's data, generated again
+def test_an_old_run_resumes_trains_on_and_exports(old_workdir, tiny_dataset):
+  dataset = tiny_dataset  # the run's data (helpers.make_tiny_dataset's defaults), made again
   before = {int(json.loads(l)["step"]) for l in open(os.path.join(old_workdir,
                                                                    "metrics.jsonl"))}
   assert before == {1, 2}

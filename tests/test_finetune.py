@@ -231,9 +231,9 @@ def _read_metrics(run_dir):
 
 
 @pytest.mark.slow
-def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir, tmp_path):
-  data = str(tmp_path / "esc50_prepared")
-  downstream_prepare.prepare("esc50", helpers.make_esc50(str(tmp_path / "esc50")), data, progress=False)
+def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir,
+                                                                         esc50_prepared, tmp_path):
+  data = esc50_prepared
   workdir = str(tmp_path / "runs")
   run_dir = os.path.join(workdir, "esc50", "split1")
   overrides = "data.test_clips=10,grad_accum_steps=1"

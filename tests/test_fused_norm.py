@@ -1,5 +1,6 @@
 """model.norm="fused" (avjax/models/fused_norm.py) against nn.BatchNorm: layer, encoders,
-the update step (also under remat=convs and on 8 devices), variables and residual memory."""
+the update step (also under remat=convs and on 8 devices, with either norm), variables and
+residual memory."""
 
 import collections
 import functools
@@ -313,7 +314,8 @@ def tiny_steps(tiny_variables):
   batch = random_batch(4, TINY_VIDEO, TINY_AUDIO)
   return batch, {(norm, remat): step_results(tiny_model_config(norm, remat=remat),
                                              tiny_variables, batch)
-                 for norm, remat in (("flax", "none"), ("fused", "none"), ("fused", "convs"))}
+                 for norm, remat in (("flax", "none"), ("flax", "convs"), ("fused", "none"),
+                                     ("fused", "convs"))}
 
 
 @pytest.mark.slow
@@ -327,14 +329,26 @@ def test_fused_step_equals_flax_step_with_and_without_remat(tiny_steps):
 
 
 @pytest.mark.slow
-def test_fused_step_on_eight_devices_equals_one(tiny_variables):
+def test_remat_gives_the_same_step(tiny_variables, tiny_steps):
+  """remat=convs recomputes BatchNorm and ReLU in the backward pass: the same step."""
+  batch, results = tiny_steps
+  errors = assert_same_step(results["flax", "convs"], results["flax", "none"], loss_rtol=1e-6,
+                            atol_scale=2e-5, what="flax, remat=convs")
+  print(f"tiny step, flax remat=convs vs none: {errors}")
+  with pytest.raises(ValueError, match="model.remat='all'"):
+    step_results(tiny_model_config("flax", remat="all"), tiny_variables, batch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm", ["flax", "fused"])
+def test_the_step_on_eight_devices_equals_one(norm, tiny_variables):
   """Statistics over the global batch: the sharded step computes the one-device step."""
   assert jax.device_count() == 8, "tests/conftest.py simulates 8 CPU devices"
   batch = random_batch(8, TINY_VIDEO, TINY_AUDIO)
-  config = tiny_model_config("fused")
+  config = tiny_model_config(norm)
   one = step_results(config, tiny_variables, batch, sharding.make_mesh(num_devices=1))
   eight = step_results(config, tiny_variables, batch, sharding.make_mesh())
-  assert_same_step(eight, one, loss_rtol=1e-6, atol_scale=2e-5, what="8 vs 1 devices")
+  assert_same_step(eight, one, loss_rtol=1e-6, atol_scale=2e-5, what=f"{norm}: 8 vs 1 devices")
 
 
 @pytest.mark.slow

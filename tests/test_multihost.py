@@ -254,10 +254,8 @@ def _restore(workdir, step):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  path = tmp_path_factory.mktemp("dataset")
-  helpers.make_tiny_dataset(path)
-  return str(path)
+def dataset(tiny_dataset):
+  return tiny_dataset  # the session's tiny dataset (tests/conftest.py), read only
 
 
 @pytest.fixture(scope="module")
@@ -426,14 +424,11 @@ def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_p
 
 
 @pytest.mark.slow
-def test_finetuning_completes_and_tests_as_one_process(export_two, tmp_path):
+def test_finetuning_completes_and_tests_as_one_process(export_two, esc50_prepared, tmp_path):
   """Fine-tuning (tiny ESC-50) as two processes from the two-process export; evaluating
   the fine-tuned checkpoint in one process gives the same top-1."""
-  from avjax.downstream import prepare as downstream_prepare  # pylint: disable=g-import-not-at-top
   from avjax.downstream import task as finetune  # pylint: disable=g-import-not-at-top
-  data = str(tmp_path / "esc50_prepared")
-  downstream_prepare.prepare("esc50", helpers.make_esc50(str(tmp_path / "esc50")), data,
-                             progress=False)
+  data = esc50_prepared
   export = export_two["path"]
   run_dir = str(tmp_path / "finetune")
   launch = Launch(["--processes=2"], [

@@ -17,10 +17,8 @@ from helpers import make_tiny_dataset, tiny_data_config
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  path = tmp_path_factory.mktemp("tiny")
-  make_tiny_dataset(path)
-  return path
+def dataset(tiny_dataset):
+  return tiny_dataset  # the session's tiny dataset (tests/conftest.py), read only
 
 
 def _unnormalize(video, config):

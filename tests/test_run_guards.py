@@ -16,7 +16,6 @@ import ml_collections
 import numpy as np
 import pytest
 
-import helpers
 from avjax import checkpoint
 from avjax import loop
 from avjax import resume
@@ -171,8 +170,9 @@ def toy_config(**overrides):
   return config
 
 
-def toy_task(starts):
-  """build_task of a one-vector model; records each start step in `starts`."""
+def toy_task(starts, fetch=None):
+  """build_task of a one-vector model; records each start step in `starts`, and calls
+  `fetch(i)` when the loop fetches its i-th batch (i = 1, 2, ...) if given."""
   def build(config, workdir, *, start_step, writer, mesh):
     del workdir, writer, mesh
     starts.append(start_step)
@@ -188,7 +188,14 @@ def toy_task(starts):
       return (dict(state, step=state["step"] + 1, params=dict(w=w)),
               dict(loss=norm, learning_rate=jnp.float32(0.1), grad_norm=norm, param_norm=norm))
     batch = dict(x=np.ones((config.batch_size, 1), np.float32))
-    return loop.Task(train_iter=iter(lambda: batch, None), first_batch=batch,
+    fetched = iter(range(1, 1 << 30))
+
+    def next_batch():
+      i = next(fetched)
+      if fetch is not None:
+        fetch(i)
+      return batch
+    return loop.Task(train_iter=iter(next_batch, None), first_batch=batch,
                      num_steps=config.total_steps, init=init, update=update,
                      describe=lambda m: f"loss {m['loss']:.3f}",
                      meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
@@ -204,6 +211,20 @@ def test_a_schedule_of_zero_steps_never_exports_or_finishes(tmp_path):
   with pytest.raises(validate.ConfigError, match="the schedule has 0 steps"):
     loop.run(toy_task([]), config, str(workdir))
   assert not workdir.exists()  # found before the workdir is opened: nothing written
+
+
+def test_sigterm_saves_the_step_it_arrives_in_and_stops_before_finishing(tmp_path):
+  def signal_while_fetching_the_third_batch(i):
+    if i == 2:  # the first batch came with the task: this is step 3's
+      os.kill(os.getpid(), signal.SIGTERM)
+  workdir = str(tmp_path / "run")
+  config = toy_config(total_steps=8, checkpoint_every_steps=100)
+  # Stopped before the end of the schedule: no result (finish(), e.g. the export, not run).
+  assert loop.run(toy_task([], signal_while_fetching_the_third_batch), config, workdir) is None
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  assert not os.path.exists(os.path.join(workdir, loop.FINISHED_FILE))
 
 
 @pytest.fixture()
@@ -328,9 +349,8 @@ def test_no_intact_checkpoint_stops_with_a_clear_error(toy_run):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_promptly(tmp_path):
-  dataset = str(tmp_path / "dataset")
-  helpers.make_tiny_dataset(dataset)
+def test_sigterm_saves_and_exits_promptly(tiny_dataset, tmp_path):
+  dataset = tiny_dataset
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "avjax.main",
          f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", f"--workdir={workdir}",
