@@ -2,8 +2,9 @@
 
 A training checkpoint holds the whole train state (params, BatchNorm statistics, optimizer
 state, step, RNG) plus a small JSON of run metadata (e.g. the sampler position, and the
-config fields that define the run: `run_fields`), so a restarted run continues the same
-loss curve, and a restart with another config is noticed (avjax.loop compares them).
+config fields that define the run: avjax.resume.run_fields), so a restarted run continues
+the same loss curve, and a restart with another config is noticed (avjax.resume compares
+them).
 Saves are asynchronous; restores go straight into target shardings (no host holds the
 full state first). Opening a Checkpointer has no side effects beyond the directory: the
 preemption signal is the training loop's business (avjax.loop).
@@ -33,14 +34,6 @@ from avjax import sharding
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_CONFIG = "model_config.json"
 BACKBONES = ("video_encoder", "audio_encoder")
-
-# The config fields that define a run (what is learned, from what, how): a restart that
-# changes one of them is refused unless allowed (avjax.loop). Paths and machinery that do
-# not change the numbers (where the data lies, prefetch depth, rematerialisation) are not.
-RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout")
-NOT_RUN_FIELDS = ("data.dataset", "data.data_dir", "data.prefetch", "data.num_parallel",
-                  "data.open_files", "data.skip_bad_records", "data.verify_records",
-                  "model.remat")
 
 # What a checkpoint whose files are damaged makes Orbax/TensorStore raise (as opposed to,
 # say, a target of another shape): read errors, truncation, corruption, missing parts.
@@ -85,47 +78,6 @@ def _quiet_closed_loop_noise():
     hook(unraisable)
   quiet._avjax_quiet = True  # pylint: disable=protected-access
   sys.unraisablehook = quiet
-
-
-def flat_fields(config, prefix=""):
-  """{dotted name: JSON value} of a config (ConfigDict or dict), nested fields flattened."""
-  if hasattr(config, "to_json"):
-    config = json.loads(config.to_json())
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      out.update(flat_fields(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
-def run_fields(config):
-  """{dotted name: value} of the fields that define the run (RUN_FIELDS, not NOT_RUN_FIELDS)."""
-  def defining(name):
-    inside = lambda names: any(name == n or name.startswith(n + ".") for n in names)
-    return inside(RUN_FIELDS) and not inside(NOT_RUN_FIELDS)
-  return {k: v for k, v in flat_fields(config).items() if defining(k)}
-
-
-def changed_fields(old, new, defaults=None):
-  """[(field, old value, new value)] of two flat field dicts that differ.
-
-  A field missing on one side (a field added or removed since) counts as its value in
-  `defaults` (flat); without a default there it is not compared.
-  """
-  defaults = defaults or {}
-  missing = object()
-  out = []
-  for name in sorted(set(old) | set(new)):
-    a = old.get(name, defaults.get(name, missing))
-    b = new.get(name, defaults.get(name, missing))
-    if a is missing or b is missing:
-      continue
-    if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float))
-                       and float(a) == float(b)):
-      out.append((name, a, b))
-  return out
 
 
 def abstract_like(tree, shardings):

@@ -18,14 +18,17 @@ processes started inside `children_output_to_log()` write their stderr to the lo
 import contextlib
 import logging as std_logging
 import os
-import signal
 import sys
 import tempfile
 import time
 
-import tqdm
 from absl import flags
 from absl import logging
+
+try:  # Progress bars. Optional: an accelerator host may run the step benchmark without it.
+  import tqdm
+except ImportError:
+  tqdm = None
 
 VERBOSITY_ENV = "AVJAX_VERBOSITY"
 LOG_FILE_ENV = "AVJAX_LOG_FILE"
@@ -101,7 +104,10 @@ class _ConsoleHandler(std_logging.Handler):
 
   def emit(self, record):
     try:
-      tqdm.tqdm.write(self.format(record), file=sys.stderr)
+      if tqdm is None:
+        print(self.format(record), file=sys.stderr, flush=True)
+      else:
+        tqdm.tqdm.write(self.format(record), file=sys.stderr)
     except Exception:  # pylint: disable=broad-except
       self.handleError(record)
 
@@ -231,18 +237,15 @@ def children_output_to_log():
     os.close(saved)
 
 
-def ignore_interrupts():
-  """Pool-worker initializer: Ctrl-C goes to the parent, which stops the pool."""
-  signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def progress(iterable=None, **kwargs):
-  """A tqdm progress bar on stderr that also reads well in a file.
+  """A tqdm progress bar on stderr that also reads well in a file (none without tqdm).
 
   Shown when stderr is not a terminal too (tqdm's default hides it), redrawn less often
   there, and only for loops that last over NOT_TTY_DELAY seconds (a few-second evaluation
   leaves no bar in a log); each bar ends as one line.
   """
+  if tqdm is None:
+    return _NoBar(iterable, kwargs.get("total"))
   tty = sys.stderr.isatty()
   kwargs.setdefault("file", sys.stderr)
   kwargs.setdefault("disable", False)
@@ -252,6 +255,24 @@ def progress(iterable=None, **kwargs):
   if not tty:
     kwargs.setdefault("ncols", 100)
   return tqdm.tqdm(iterable, **kwargs)
+
+
+class _NoBar:
+  """What `progress` gives without tqdm: the loop, and a bar's counters, drawn nowhere."""
+
+  def __init__(self, iterable, total):
+    self.iterable, self.total, self.n = iterable, total, 0
+
+  def __iter__(self):
+    return iter(self.iterable)
+
+  def update(self, n=1):
+    self.n += n
+
+  def close(self, *args, **kwargs):
+    pass
+
+  set_postfix = set_postfix_str = close
 
 
 def duration(seconds):

@@ -4,14 +4,14 @@ Read top to bottom: mesh -> where the run starts (latest checkpoint) -> the task
 model, optimizer, pure update step; it checks its config and data) -> only then the
 workdir (config.json, log file, checkpoints, events) -> state built sharded -> restore or
 init -> loop (compile, step, log, evaluate, checkpoint, preemption) -> the task's finish
-(export, test). A task (avjax.pretrain, avjax.downstream.task) is plain data: the loop owns
+(export, test). A task (avjax.pretrain.task, avjax.downstream.task) is plain data: the loop owns
 the mesh, the jit, the checkpoints, SIGTERM and the console; the task owns what is learned.
 
 On any exit, an error included, the loop waits for in-flight checkpoint saves, so the last
 good checkpoint is complete on disk.
 
 Before anything is written to the workdir the config is validated (avjax.validate). A
-restart resumes only with the config fields that define the run (checkpoint.run_fields:
+restart resumes only with the config fields that define the run (resume.run_fields:
 data, model, loss, optimizer, batch) unchanged; otherwise it refuses with the diff, or, with
 `--config.resume=allow_changes`, resumes and records the change. Every change of
 config.json is appended to config_history.jsonl before it is replaced. A checkpoint that
@@ -100,17 +100,6 @@ def check_finite(measurements, step):
     raise NonFiniteError(f"step {step}: non-finite {', '.join(bad)} "
                          f"({', '.join(f'{k}={measurements[k]}' for k in bad)}); stopping. "
                          "The last checkpoint saved before this step is kept.")
-
-
-def flat_scalars(config, prefix=""):
-  """{dotted name: value} of a config's scalar fields (TensorBoard hparams)."""
-  out = {}
-  for k, v in config.items():
-    if hasattr(v, "items"):
-      out.update(flat_scalars(v, f"{prefix}{k}."))
-    elif isinstance(v, (int, float, str, bool)):
-      out[f"{prefix}{k}"] = v
-  return out
 
 
 @contextlib.contextmanager
@@ -223,11 +212,12 @@ def _start(task, config, ckpt, start_step, mesh, writer):
     logging.info("resumed from step %d (%s)", start_step, json.dumps(meta))
   else:
     logging.info("initialising the model (compiling its initialiser)...")
-    state = sharding.init_state(task.init, jax.random.PRNGKey(config.seed), shardings,
+    state = sharding.init_state(task.init, jax.random.key(config.seed), shardings,
                                 *task.init_args)
     if jax.process_index() == 0:
       _log_parameters(state["params"])
-    writer.write_hparams(flat_scalars(config))
+    writer.write_hparams({k: v for k, v in resume.flat_fields(config).items()
+                          if isinstance(v, (int, float, str, bool))})
   return state, shardings
 
 
@@ -369,7 +359,7 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
   """The loop proper; returns (state, last step, preempted)."""
   stop = min(task.num_steps, max_steps or task.num_steps)
   log = _Log(writer, task, config, stop)
-  run_config = checkpoint.run_fields(config)  # saved with every checkpoint: check_resume
+  run_config = resume.run_fields(config)  # saved with every checkpoint: check_resume
   preempted = False
   pending = None  # measurements of the previous step, checked one step behind
   batch = task.first_batch

@@ -9,12 +9,16 @@ The paper works in an unnormalized embedding space with no temperature (Section 
 `normalize=True` is its ablation (Table 2): l2-normalized embeddings divided by tau.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 
 
 def similarities(z_video, z_audio, *, normalize=False, temperature=1.0):
   """s_ij = z_v^i . z_a^j in float32, [B, B]."""
+  # Row i of one is paired with row i of the other: both [B, d] (checked when traced).
+  chex.assert_rank([z_video, z_audio], 2)
+  chex.assert_equal_shape([z_video, z_audio])
   z_video = z_video.astype(jnp.float32)
   z_audio = z_audio.astype(jnp.float32)
   if normalize:

@@ -1,5 +1,10 @@
 """Guarded restarts: a changed run config is refused with a field diff, damaged checkpoints
-are set aside and the newest intact one resumes, every config change is recorded."""
+are set aside and the newest intact one resumes, every config change is recorded.
+
+The fields that define a run (RUN_FIELDS) are saved with every checkpoint and compared
+with the restarting config here; `flat_fields` is the one flattening of a config into
+dotted names (also the TensorBoard hparams of avjax.loop).
+"""
 
 import json
 import os
@@ -12,6 +17,57 @@ from avjax import fileio
 
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
+# config.resume: refuse a restart that changes a run field, or resume and record the change.
+RESUME_MODES = ("guard", "allow_changes")
+
+# The config fields that define a run (what is learned, from what, how): a restart that
+# changes one of them is refused unless allowed (check_resume). Paths and machinery that do
+# not change the numbers (where the data lies, prefetch depth, rematerialisation) are not.
+RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout")
+NOT_RUN_FIELDS = ("data.dataset", "data.data_dir", "data.prefetch", "data.num_parallel",
+                  "data.open_files", "data.skip_bad_records", "data.verify_records",
+                  "model.remat")
+
+
+def flat_fields(config, prefix=""):
+  """{dotted name: JSON value} of a config (ConfigDict or dict), nested fields flattened."""
+  if hasattr(config, "to_json"):
+    config = json.loads(config.to_json())
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(flat_fields(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def run_fields(config):
+  """{dotted name: value} of the fields that define the run (RUN_FIELDS, not NOT_RUN_FIELDS)."""
+  def defining(name):
+    inside = lambda names: any(name == n or name.startswith(n + ".") for n in names)
+    return inside(RUN_FIELDS) and not inside(NOT_RUN_FIELDS)
+  return {k: v for k, v in flat_fields(config).items() if defining(k)}
+
+
+def changed_fields(old, new, defaults=None):
+  """[(field, old value, new value)] of two flat field dicts that differ.
+
+  A field missing on one side (a field added or removed since) counts as its value in
+  `defaults` (flat); without a default there it is not compared.
+  """
+  defaults = defaults or {}
+  missing = object()
+  out = []
+  for name in sorted(set(old) | set(new)):
+    a = old.get(name, defaults.get(name, missing))
+    b = new.get(name, defaults.get(name, missing))
+    if a is missing or b is missing:
+      continue
+    if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                       and float(a) == float(b)):
+      out.append((name, a, b))
+  return out
 
 
 class ResumeConfigError(ValueError):
@@ -68,14 +124,14 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
     stored = (meta or {}).get("run_config")
     source = f"the checkpoint at step {start_step}"
     if stored is None and old is not None:
-      stored, source = checkpoint.run_fields(old), f"{path} (of the run at step {start_step})"
+      stored, source = run_fields(old), f"{path} (of the run at step {start_step})"
     if stored is None:
       logging.warning("%s: the checkpoint at step %d stores no config to compare with; "
                       "resuming unchecked", workdir, start_step)
     else:
-      run_changes = checkpoint.changed_fields(
-          stored, checkpoint.run_fields(config),
-          checkpoint.run_fields(defaults) if defaults is not None else None)
+      run_changes = changed_fields(
+          stored, run_fields(config),
+          run_fields(defaults) if defaults is not None else None)
     if run_changes and not allowed:
       diff = "\n".join(f"  {name}: {a!r} -> {b!r}" for name, a, b in run_changes)
       raise ResumeConfigError(
@@ -90,7 +146,7 @@ def record_changes(workdir, old, new, start_step, run_changes):
   if old is None or old == new:
     return
   absent = "<absent>"
-  a, b = checkpoint.flat_fields(old), checkpoint.flat_fields(new)
+  a, b = flat_fields(old), flat_fields(new)
   changes = {k: [a.get(k, absent), b.get(k, absent)] for k in sorted(set(a) | set(b))
              if a.get(k, absent) != b.get(k, absent)}
   entry = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), step=int(start_step),

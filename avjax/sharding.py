@@ -181,7 +181,7 @@ def replicated_state(init_fn, mesh, *args):
   Nothing is computed: `jax.eval_shape` traces the init. Data parallelism keeps
   parameters and optimizer state replicated; only batches are split.
   """
-  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0), *args)
+  abstract = jax.eval_shape(init_fn, jax.random.key(0), *args)
   return abstract, jax.tree.map(lambda _: replicated(mesh), abstract)
 
 

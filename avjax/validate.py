@@ -6,13 +6,28 @@ number gives one clear message naming the field instead of a ZeroDivisionError d
 the loop, a negative learning rate that trains, or a run of zero steps that exports an
 untrained model. Fields a config does not have are not checked, so one validator serves
 pretraining (configs/pretrain.py) and fine-tuning (configs/downstream/*.py) configs.
-Needs neither JAX nor TensorFlow.
+
+Allowed values and the relations between fields belong to the components that use them,
+and are asked of them here, so the two cannot disagree: the sampling policies and title
+weights (avjax.data.scene_sampling, .sampling), k, w and the scene policy (a sampler is
+built over one stand-in title: its own checks), the data config's own relations
+(avjax.data.config.problems), the batch layout over devices (avjax.data.batch_layout),
+the resume modes (avjax.resume) and the rematerialisation policies (avjax.models.remat).
+What only a task knows it checks itself (avjax.downstream.config.problems: the mode).
+No TensorFlow.
 """
 
 import numbers
 
-RESUME_MODES = ("guard", "allow_changes")
-FINETUNE_MODES = ("finetune", "linear")
+import ml_collections
+
+from avjax import resume
+from avjax.data import batch_layout
+from avjax.data import config as data_config
+from avjax.data import sampling
+from avjax.data import scene_sampling
+from avjax.models import remat
+
 _MISSING = object()
 
 
@@ -54,8 +69,7 @@ _RULES = (
     ("eval_every_steps", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: at the end)"),
     ("grad_accum_steps", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("dropout", lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)"),
-    ("mode", lambda v: v in FINETUNE_MODES, f"one of {FINETUNE_MODES}"),
-    ("resume", lambda v: v in RESUME_MODES, f"one of {RESUME_MODES}"),
+    ("resume", lambda v: v in resume.RESUME_MODES, f"one of {resume.RESUME_MODES}"),
     ("optimizer.lr_peak", lambda v: _is_number(v) and v > 0, "a learning rate > 0"),
     ("optimizer.lr_init", lambda v: _is_number(v) and v >= 0, "a learning rate >= 0"),
     ("optimizer.lr_end", lambda v: _is_number(v) and v >= 0, "a learning rate >= 0"),
@@ -68,17 +82,21 @@ _RULES = (
     ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     ("loss.temperature", lambda v: _is_number(v) and v > 0, "a number > 0"),
     ("model.embed_dim", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("model.remat", lambda v: v in remat.POLICIES, f"one of {tuple(remat.POLICIES)}"),
     ("data.k", lambda v: _is_int(v) and v >= 1,
      "an integer >= 1 (snippets per title in a batch; 1: the i.i.d. baseline)"),
     ("data.w", lambda v: _is_int(v) and (v == -1 or v >= 1),
      "-1 (the whole title) or a window of >= 1 snippets"),
-    ("data.scenes", lambda v: v in ("none", "distinct", "adaptive"),
-     "one of 'none', 'distinct', 'adaptive' (scene-aware sampling)"),
+    ("data.scenes", lambda v: v in scene_sampling.POLICIES,
+     f"one of {scene_sampling.POLICIES} (scene-aware sampling)"),
+    ("data.title_weights", lambda v: v in sampling.TITLE_WEIGHTS,
+     f"one of {sampling.TITLE_WEIGHTS}"),
     ("data.num_frames", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("data.crop_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("data.short_side", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("data.title_budget", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: all)"),
-    ("data.color_jitter", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    ("data.color_jitter", lambda v: _is_number(v), "a number"),
+    ("data.audio_mask_fraction", lambda v: _is_number(v), "a number"),
     ("data.prefetch", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("data.open_files", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("data.mel_bins", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
@@ -121,6 +139,25 @@ def problems(config, *, device_count=None):
   return out
 
 
+def _has(config, paths, bad):
+  return all(_get(config, p) is not _MISSING and p not in bad for p in paths)
+
+
+def _sampler_problems(data):
+  """The sampler's own checks of k, w and the scene policy, over one stand-in title of k
+  snippets in k scenes (what it says of a config does not depend on the titles)."""
+  k = int(data["k"])
+  probe = ml_collections.ConfigDict(dict(
+      k=k, w=data["w"], scenes=data.get("scenes", "none"), seed=data.get("seed", 0),
+      title_weights=data.get("title_weights", "uniform")))
+  title = dict(id="(config check)", num_snippets=k, snippet_scenes=list(range(k)))
+  try:
+    scene_sampling.make_sampler(probe, [title])
+  except (ValueError, TypeError) as e:
+    return [f"config.data: {e}"]
+  return []
+
+
 def _relations(config, bad, device_count):
   """Checks between fields (skipped where a field involved is already bad)."""
   out = []
@@ -129,28 +166,19 @@ def _relations(config, bad, device_count):
     if get("num_epochs") is not _MISSING and get("num_epochs") <= 0:
       out.append(f"config.num_epochs={get('num_epochs')!r} with total_steps=0: the run would "
                  "train zero steps; set num_epochs > 0 or total_steps >= 1")
-  k, w, batch = get("data.k"), get("data.w"), get("batch_size")
-  if k is not _MISSING and not {"data.k", "data.w"} & bad and w is not _MISSING:
-    if w != -1 and w < k:
-      out.append(f"config.data.w={w}: the window must hold the k={k} snippets drawn from "
-                 "it (w >= k), or be -1")
-  scenes = get("data.scenes")
-  if scenes not in (_MISSING, "none") and not {"data.k", "data.w", "data.scenes"} & bad:
-    if w != -1:
-      out.append(f"config.data.w={w} with data.scenes={scenes!r}: scene-aware policies set "
-                 "their own window; use w=-1")
-    if k is not _MISSING and k < 2:
-      out.append(f"config.data.scenes={scenes!r} with data.k={k}: scene-aware sampling draws "
-                 "k >= 2 snippets of a title; use k >= 2 or scenes=none")
+  if _has(config, ("data.k", "data.w"), bad) and not {"data.scenes", "data.seed",
+                                                      "data.title_weights"} & bad:
+    out += _sampler_problems(get("data"))
+  if _has(config, [f"data.{n}" for n in ("crop_size", "short_side", "audio_mask_fraction",
+                                          "color_jitter")], bad):
+    out += data_config.problems(get("data"))
+  k, batch = get("data.k"), get("batch_size")
   if batch is not _MISSING and "batch_size" not in bad:
     if k is not _MISSING and "data.k" not in bad:
-      if batch % k:
-        out.append(f"config.batch_size={batch} is not a multiple of data.k={k}: a batch "
-                   "holds whole groups of k snippets of one title (paper Section 3)")
-      elif device_count and (batch // k) % device_count:
-        out.append(f"config.batch_size={batch}: its {batch // k} groups of k={k} do not "
-                   f"split evenly over {device_count} devices; use a multiple of "
-                   f"k * devices = {k * device_count}")
+      try:  # a batch holds whole groups of k snippets of one title, whole ones per device
+        batch_layout.check_batch_layout(batch, k, 1, device_count or 1)
+      except ValueError as e:
+        out.append(f"config.batch_size={batch}: {e}")
     elif device_count:
       accum = get("grad_accum_steps")
       accum = 1 if accum is _MISSING or "grad_accum_steps" in bad else accum
@@ -167,10 +195,14 @@ def _relations(config, bad, device_count):
 
 def check(config, *, device_count=None):
   """Raises ConfigError listing every bad field of `config`; see `problems`."""
-  found = problems(config, device_count=device_count)
+  raise_problems(problems(config, device_count=device_count))
+  return config
+
+
+def raise_problems(found):
+  """Raises ConfigError listing `found` (messages naming fields), if there are any."""
   if found:
     raise ConfigError("the config cannot be run:\n  " + "\n  ".join(found))
-  return config
 
 
 def check_steps(num_steps, config):

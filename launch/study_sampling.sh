@@ -82,7 +82,7 @@ log() { echo "[study $(date +%H:%M:%S)] $*"; }
 START=$(date +%s)
 
 # --- Data: the preset, generated and ingested once per set of sizes.
-SHORT_SIDE=32; : "${VAL:=0.2}"  # what the preset is made for (avjax/ingest/synthetic_presets.py)
+SHORT_SIDE=32; : "${VAL:=0.2}"  # what the preset is made for (avjax/synthetic/presets.py)
 SET="$PRESET$(echo "$PRESET_ARGS" | tr -cd 'a-z0-9.=' | tr '=' '_')"
 SYN="$CACHE/synthetic_$SET"
 DS="$CACHE/dataset_${SET}_val$VAL"

@@ -1,4 +1,5 @@
-"""Test setup: 8 simulated CPU devices for sharding tests, TensorFlow kept off GPUs."""
+"""Test setup: 8 simulated CPU devices for sharding tests, TensorFlow kept off GPUs, and the
+tiny datasets that many test files read, made once per test session."""
 
 import os
 
@@ -11,8 +12,53 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Flax inits draw one threefry key per parameter; XLA:CPU compiles those ~4x slower than
 # the "rbg" generator, which keeps the suite's many tiny-model inits fast.
 jax.config.update("jax_default_prng_impl", "rbg")
 
+
+# Made once per test session (per pytest-xdist worker); read them, never change them (a
+# test that damages or extends a dataset makes its own).
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+  """The tiny snippet dataset of helpers.make_tiny_dataset's defaults (a directory)."""
+  import helpers  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp("tiny_dataset")
+  helpers.make_tiny_dataset(path)
+  return str(path)
+
+
+@pytest.fixture(scope="session")
+def wide_tiny_dataset(tmp_path_factory):
+  """A tiny dataset with 9 training titles (6 movies, 3 shows of 2 episodes, one of each
+  held out): enough for batches of 8 groups of distinct titles."""
+  import helpers  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp("wide_tiny_dataset")
+  helpers.make_tiny_dataset(path, movies=6, shows=3)
+  return str(path)
+
+
+@pytest.fixture(scope="session")
+def esc50_prepared(tmp_path_factory):
+  """A tiny ESC-50 in its standard layout, prepared (python -m avjax.prepare_downstream)."""
+  import helpers  # pylint: disable=g-import-not-at-top
+  from avjax.downstream import prepare  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("esc50")
+  out = str(root / "prepared")
+  prepare.prepare("esc50", helpers.make_esc50(str(root / "layout")), out, progress=False)
+  return out
+
+
+@pytest.fixture(scope="session")
+def ucf101_prepared(tmp_path_factory):
+  """A tiny UCF101 in its standard layout, prepared with the default sizes."""
+  import helpers  # pylint: disable=g-import-not-at-top
+  from avjax.downstream import prepare  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("ucf101")
+  out = str(root / "prepared")
+  prepare.prepare("ucf101", helpers.make_ucf101(str(root / "layout")), out, progress=False)
+  return out

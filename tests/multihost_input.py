@@ -11,7 +11,6 @@ title ids of the global batch put together from every process (host_to_global, t
 gathered back to every host).
 """
 
-import json
 import os
 
 import jax
@@ -32,7 +31,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   joined = sharding.maybe_initialize_distributed()
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.pretrain import task as pretrain  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(fileio.read_json(os.path.join(FLAGS.workdir,
                                                                    "config.json")))
   iterator = pretrain.train_iterator(config, start_step=0)

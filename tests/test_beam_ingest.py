@@ -16,7 +16,7 @@ from avjax.data import titles as titles_lib
 from avjax.ingest import discover
 from avjax.ingest import params as ingest_params
 from avjax.ingest import run as run_lib
-from avjax.ingest import synthetic
+from avjax.synthetic import generator as synthetic
 
 beam_ingest = pytest.importorskip("avjax.ingest.beam")
 
@@ -158,7 +158,7 @@ def test_ingest_and_reader_on_a_non_local_file_system(collection, local):
   report = beam_ingest.ingest(src, out, runner="DirectRunner", params=PARAMS)
   assert [f["title_id"] for f in report["failed"]] == ["broken"]
   assert f"{src}/movies/broken.mp4" in report["failed"][0]["reason"]
-  manifest, reference = titles_lib.load_manifest(out), records.load_manifest(local)
+  manifest, reference = titles_lib.pooled_manifest(out), records.load_manifest(local)
   want = {t["id"]: t for t in reference["titles"]}
   assert [t["id"] for t in manifest["titles"]] == ["movie001", "show00_e00"]
   for entry in manifest["titles"]:

@@ -17,7 +17,7 @@ def make_state(value):
   return dict(step=jnp.asarray(value, jnp.int32),
               params={"video_encoder": {"w": jnp.full((4, 3), float(value))},
                       "video_head": {"b": jnp.arange(3.0) + value}},
-              rng=jax.random.PRNGKey(value))
+              rng=jax.random.key_data(jax.random.key(value)))
 
 
 def test_save_restore_into_target_shardings(tmp_path):

@@ -14,9 +14,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-import tiny_dataset
 from avjax import checkpoint
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.models import av
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "workdir_v1.tar.gz")
@@ -38,19 +37,34 @@ def _config(workdir, dataset, **overrides):
   return config
 
 
-def test_an_old_export_loads_into_the_encoders(old_workdir):
+# The old export's f and g on fixed inputs (video [2, 4, 32, 32, 3] and audio [2, 96, 30, 1]
+# drawn from np.random.default_rng(0), in that order): each output map averaged over all
+# but its batch and channel axes, as the code that wrote the export computed them.
+RECORDED = {
+    "video": [[0.55474, 0.590793, 0.182233, 0.0, 0.298953, 0.527235, 0.543606, 0.506225],
+              [0.306522, 0.343607, 0.042001, 0.0, 0.326209, 0.436955, 0.223167, 0.154681]],
+    "audio": [[0.274634, 0.054873, 0.006345, 0.261934, 0.016628, 0.15159, 0.351719, 0.160249],
+              [0.255885, 0.0, 0.228112, 0.213437, 0.0, 0.046476, 0.165584, 0.218414]],
+}
+
+
+def test_an_old_export_loads_into_the_encoders_and_computes_what_it_did(old_workdir):
   variables, model_config = checkpoint.load_export(os.path.join(old_workdir, "export"))
-  f = av.build_encoder("video", model_config)
-  video = np.zeros((1, 4, 32, 32, 3), np.float32)
-  out = f.apply({"params": variables["params"]["video_encoder"],
-                 "batch_stats": variables["batch_stats"]["video_encoder"]}, video)
-  assert np.all(np.isfinite(out))
+  rng = np.random.default_rng(0)
+  inputs = dict(video=rng.normal(size=(2, 4, 32, 32, 3)).astype(np.float32),
+                audio=rng.normal(size=(2, 96, 30, 1)).astype(np.float32))
+  for kind, x in inputs.items():
+    encoder = av.build_encoder(kind, model_config)
+    out = np.asarray(encoder.apply({"params": variables["params"][f"{kind}_encoder"],
+                                    "batch_stats": variables["batch_stats"][f"{kind}_encoder"]},
+                                   x))
+    pooled = out.mean(axis=tuple(range(1, out.ndim - 1)))
+    np.testing.assert_allclose(pooled, RECORDED[kind], rtol=1e-4, atol=2e-6, err_msg=kind)
 
 
 @pytest.mark.slow
-def test_an_old_run_resumes_trains_on_and_exports(old_workdir, tmp_path):
-  dataset = str(tmp_path / "dataset")
-  tiny_dataset.make_tiny_dataset(dataset)  # the run's data, generated again
+def test_an_old_run_resumes_trains_on_and_exports(old_workdir, tiny_dataset):
+  dataset = tiny_dataset  # the run's data (helpers.make_tiny_dataset's defaults), made again
   before = {int(json.loads(l)["step"]) for l in open(os.path.join(old_workdir,
                                                                    "metrics.jsonl"))}
   assert before == {1, 2}

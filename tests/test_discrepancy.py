@@ -1,4 +1,8 @@
-"""Discrepancy measures (paper Eq. 2), the linear probe, the periodic hook and the study script."""
+"""Discrepancy measures (paper Eq. 2), the linear probe, figures and the study script.
+
+The evaluator in a training run (every N steps, the probe at the end) and its command-line
+path are tested on the shared tiny run of tests/test_pretrain.py.
+"""
 
 import json
 import os
@@ -9,9 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-import tiny_dataset
-from avjax import pretrain
-from avjax.configs import pretrain as pretrain_config_file
 from avjax.evals import archive
 from avjax.evals import discrepancy
 from avjax.evals import measures
@@ -153,28 +154,7 @@ def test_find_labels_next_to_the_sources(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# The periodic hook in a tiny training run, the CLI path, and the plots.
-
-
-def _pretrain_config(dataset):
-  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
-  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
-  config.batch_size = 16
-  config.total_steps = 4
-  config.log_every_steps = 1
-  config.checkpoint_every_steps = 2
-  return config
-
-
-def _write_labels(path, manifest, snippet_seconds):
-  """A labels.json for the tiny dataset: one event of class (m % 3) per snippet."""
-  titles = {}
-  for t in manifest["titles"]:
-    titles[t["id"]] = dict(events=[
-        dict(title=t["id"], start=m * snippet_seconds + 0.1, end=(m + 1) * snippet_seconds - 0.1,
-             **{"class": m % 3}) for m in range(t["num_snippets"])])
-  with open(path, "w") as f:
-    json.dump(dict(classes=[{}, {}, {}], titles=titles), f)
+# Figures.
 
 
 def test_histogram_figure_shows_no_pseudo_count_floor_and_a_robust_range(tmp_path):
@@ -195,85 +175,6 @@ def test_histogram_figure_shows_no_pseudo_count_floor_and_a_robust_range(tmp_pat
   path = str(tmp_path / "hist.png")
   plots.plot_histograms(edges, mass, entry, path, title="t", smoothing=0.5)
   assert os.path.getsize(path) > 1000
-
-
-def _event_pairs(logdir):
-  """[(tag, step)] of every scalar in the event files under `logdir`, read by
-  TensorBoard's own loader."""
-  # pylint: disable-next=g-import-not-at-top
-  from tensorboard.backend.event_processing import event_file_loader
-  pairs = []
-  for folder, _, files in os.walk(logdir):
-    for name in files:
-      if name.startswith("events.out.tfevents"):
-        loader = event_file_loader.EventFileLoader(os.path.join(folder, name))
-        for event in loader.Load():
-          pairs += [(v.tag, int(event.step)) for v in event.summary.value]
-  return pairs
-
-
-@pytest.mark.slow
-def test_periodic_hook_in_a_tiny_training_run(tmp_path):
-  dataset = str(tmp_path / "dataset")
-  manifest = tiny_dataset.make_tiny_dataset(dataset)
-  labels = str(tmp_path / "labels.json")
-  params = manifest["params"]
-  _write_labels(labels, manifest, params["frames_per_snippet"] / params["fps"])
-  config = _pretrain_config(dataset)
-  config.evals.discrepancy = 2
-  config.discrepancy = discrepancy.default_config()
-  config.discrepancy.labels = labels
-  config.discrepancy.probe_steps = 50
-  workdir = str(tmp_path / "run")
-  pretrain.train_and_evaluate(config, workdir)
-
-  data = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
-  assert [e["step"] for e in data["steps"]] == [2, 4]
-  first, last = data["steps"]
-  assert "probe" not in first  # measures only, until the last step
-  assert set(last["kl"]) == {"KL(S-||S+)", "KL(S!=||S+)", "KL(S-||S!=)"}
-  assert all(np.isfinite(v) for v in last["kl"].values())
-  # Every snippet of the held-out titles (one movie, one show of two episodes), once.
-  held_out = [t["num_snippets"] for t in manifest["titles"] if t["split"] == "val"]
-  assert last["num_titles"] == len(held_out) == 3
-  assert last["num_snippets"] == last["pairs"]["S+"]["total"] == sum(held_out)
-  assert last["pairs"]["S-"]["total"] == sum(m * (m - 1) for m in held_out)
-  assert last["pairs"]["S!="]["total"] == sum(held_out) ** 2 - sum(m * m for m in held_out)
-  p = last["probe"]
-  assert p["num_classes"] == 3 and p["num_test"] == sum(held_out) and 0 <= p["video"] <= 1
-  # Beside every probe, the same probe on the run's random init (its step-0 variables), as
-  # initialised and with BatchNorm recalibrated on the probe's training snippets.
-  assert set(p["random"]) == set(p["random_bn"]) == {"video", "audio", "video_z", "audio_z"}
-  title = last["title_probe"]
-  train_titles = [t for t in manifest["titles"] if t["split"] == "train"]
-  assert title["titles"] == len(train_titles) and title["chance"] == 1 / len(train_titles)
-  assert set(title["random"]) == set(p["random"]) and 0 <= title["video"] <= 1
-  # Every KL with its noise floor, every step; S+ separation with its title bootstrap.
-  for entry in (first, last):
-    assert set(entry["kl_floor"]) == set(entry["kl"])
-    sep = entry["separation"]["S+ - S!="]
-    assert sep["lo"] <= sep["diff"] <= sep["hi"] and entry["separation"]["titles"] == 3
-  for name in (discrepancy.HIST_FIGURE, discrepancy.CURVES_FIGURE, "discrepancy/hist_step_2.png"):
-    with open(os.path.join(workdir, name), "rb") as f:
-      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-
-  # The command-line path: re-evaluate a kept checkpoint, merged into the same file.
-  entries = pretrain.evaluate_workdir(workdir, steps=[2], overrides=dict(probe=False))
-  assert entries[0]["step"] == 2 and "probe" not in entries[0]
-  merged = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
-  assert [e["step"] for e in merged["steps"]] == [2, 4] and "probe" in merged["steps"][1]
-
-  # One TensorBoard stream: a standalone evaluation of steps the training run already
-  # evaluated adds no second point at the same step, also when run twice.
-  pretrain.evaluate_workdir(workdir, steps="all", overrides=dict(probe=False))
-  pairs = _event_pairs(workdir)
-  assert {("discrepancy/gap", 2), ("discrepancy/gap", 4), ("loss", 4)} <= set(pairs)
-  assert not [p for p in set(pairs) if pairs.count(p) > 1]
-
-  # Figure 3: training loss of several runs on one plot.
-  out = str(tmp_path / "loss.png")
-  plots.plot_losses({"k=2": [workdir], "again": [workdir, workdir]}, out)
-  assert os.path.getsize(out) > 1000
 
 
 # ---------------------------------------------------------------------------

@@ -2,123 +2,21 @@
 
 import json
 import os
-import wave
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from avjax.data import audio as audio_lib
+from avjax.data import ops
 from avjax.downstream import config as downstream_config
 from avjax.downstream import input as downstream_input
 from avjax.downstream import layouts
 from avjax.downstream import prepare as downstream_prepare
 from avjax.downstream import views as views_lib
 from avjax.media import decode
-
-# ---------------------------------------------------------------------------
-# Tiny datasets in each standard layout (also used by test_finetune.py).
-
-FPS = 25
-SIZE = (32, 40)  # (height, width)
-
-
-def write_video(path, *, seconds=2.0, fps=FPS, size=SIZE, seed=0, levels=None, codec="mpeg4"):
-  """An AVI (MPEG-4 by default); frame i is a flat grey of `levels[i]` if given, else a
-  moving bar."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  rng = np.random.default_rng(seed)
-  base = rng.integers(40, 200, 3).astype(np.uint8)
-  with av.open(path, "w") as container:
-    stream = container.add_stream(codec, rate=fps)
-    stream.height, stream.width = size
-    stream.pix_fmt = "yuv420p"
-    for i in range(int(round(seconds * fps))):
-      if levels is not None:
-        img = np.full(size + (3,), levels[i], np.uint8)
-      else:
-        img = np.broadcast_to(base, size + (3,)).copy()
-        img[:, : (3 * i) % size[1]] = 255 - base
-      for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-
-
-def write_wav(path, *, seconds=1.0, rate=44100, freq=440.0):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  t = np.arange(int(seconds * rate)) / rate
-  pcm = (0.3 * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
-  with wave.open(path, "wb") as w:
-    w.setnchannels(1)
-    w.setsampwidth(2)
-    w.setframerate(rate)
-    w.writeframes(pcm.tobytes())
-
-
-UCF_CLASSES = ("ApplyEyeMakeup", "HandstandPushups")
-
-
-def make_ucf101(root, clips_per_class=3):
-  """UCF101 layout; split s tests on the s-th clip of each class. File names of the second
-  class spell it "HandStandPushups", as in the real dataset."""
-  lists = os.path.join(root, "ucfTrainTestlist")
-  os.makedirs(lists, exist_ok=True)
-  with open(os.path.join(lists, "classInd.txt"), "w", newline="") as f:
-    f.writelines(f"{i + 1} {c}\r\n" for i, c in enumerate(UCF_CLASSES))
-  files = {c: [f"v_{c.replace('Handstand', 'HandStand')}_g{g:02d}_c01.avi"
-               for g in range(1, clips_per_class + 1)] for c in UCF_CLASSES}
-  for i, c in enumerate(UCF_CLASSES):
-    for j, name in enumerate(files[c]):
-      write_video(os.path.join(root, "UCF-101", c, name), seed=10 * i + j)
-  for s in (1, 2, 3):
-    with open(os.path.join(lists, f"trainlist0{s}.txt"), "w", newline="") as train, \
-         open(os.path.join(lists, f"testlist0{s}.txt"), "w", newline="") as test:
-      for i, c in enumerate(UCF_CLASSES):
-        for j, name in enumerate(files[c]):
-          if j == s - 1:
-            test.write(f"{c}/{name}\r\n")
-          else:
-            train.write(f"{c}/{name} {i + 1}\r\n")
-  return root
-
-
-HMDB_CLASSES = ("brush_hair", "cartwheel")
-
-
-def make_hmdb51(root, clips_per_class=3):
-  """HMDB51 layout; in split s the s-th clip is test (2), the others train (1)."""
-  split_dir = os.path.join(root, "testTrainMulti_7030_splits")
-  os.makedirs(split_dir, exist_ok=True)
-  for i, c in enumerate(HMDB_CLASSES):
-    names = [f"{c}_clip{j}.avi" for j in range(clips_per_class)]
-    for j, name in enumerate(names):
-      write_video(os.path.join(root, c, name), fps=30, seed=100 + 10 * i + j)
-    for s in (1, 2, 3):
-      with open(os.path.join(split_dir, f"{c}_test_split{s}.txt"), "w") as f:
-        f.writelines(f"{name} {2 if j == s - 1 else 1} \n" for j, name in enumerate(names))
-  return root
-
-
-ESC_CLASSES = ("dog", "rain")
-
-
-def make_esc50(root, seconds=1.0):
-  """ESC-50 layout: per class one clip in each of the 5 folds (class 0 at 440 Hz, 1 at 2 kHz)."""
-  meta = os.path.join(root, "meta")
-  os.makedirs(meta, exist_ok=True)
-  rows = ["filename,fold,target,category,esc10,src_file,take"]
-  for target, category in enumerate(ESC_CLASSES):
-    for fold in range(1, 6):
-      name = f"{fold}-{1000 + target}-A-{target}.wav"
-      write_wav(os.path.join(root, "audio", name), seconds=seconds,
-                freq=440.0 if target == 0 else 2000.0)
-      rows.append(f"{name},{fold},{target},{category},False,{1000 + target},A")
-  with open(os.path.join(meta, "esc50.csv"), "w") as f:
-    f.write("\n".join(rows) + "\n")
-  return root
-
+from helpers import (ESC_CLASSES, HMDB_CLASSES, UCF_CLASSES, make_esc50, make_hmdb51,
+                     make_ucf101, write_video)
 
 def tiny_video_config(data_dir, **overrides):
   c = downstream_config.default_config("ucf101")
@@ -261,7 +159,7 @@ def test_decode_video_picks_frames_by_timestamp(tmp_path):
 def test_prepare_writes_records_manifest_and_report(ucf_root, ucf_prepared, tmp_path):
   out, report = ucf_prepared
   assert report["counts"] == dict(listed=6, prepared=6, missing=0, unreadable=0, unlisted=0)
-  manifest = downstream_prepare.load_manifest(out)
+  manifest = downstream_prepare.load_prepared(out)
   assert manifest["classes"] == list(UCF_CLASSES) and len(manifest["clips"]) == 6
   assert [s["num_clips"] for s in manifest["shards"]] == [3, 3]  # clip j in shard j mod 2
   assert all(c["num_frames"] == 20 for c in manifest["clips"])  # 2 s at 10 fps
@@ -282,7 +180,7 @@ def test_prepare_writes_records_manifest_and_report(ucf_root, ucf_prepared, tmp_
   assert report["unreadable"][0]["id"] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01"
   with open(os.path.join(out2, downstream_prepare.REPORT)) as f:
     assert json.load(f)["counts"]["unreadable"] == 1
-  manifest = downstream_prepare.load_manifest(out2)
+  manifest = downstream_prepare.load_prepared(out2)
   assert "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01" not in manifest["splits"]["2"]["test"]
 
   # A rerun keeps finished shards (their summaries are not rewritten).
@@ -298,7 +196,7 @@ def test_prepare_esc50_audio(tmp_path):
   out = str(tmp_path / "out")
   report = downstream_prepare.prepare("esc50", root, out, progress=False)
   assert report["counts"]["prepared"] == 10
-  manifest = downstream_prepare.load_manifest(out)
+  manifest = downstream_prepare.load_prepared(out)
   # 0.5 s at 44.1 kHz resampled to 48 kHz.
   assert all(abs(c["num_samples"] - 24000) <= 64 for c in manifest["clips"])
 
@@ -333,6 +231,11 @@ def test_train_and_test_batches_from_prepared_records(ucf_prepared):
   assert sorted(seen) == [0, 1]
 
 
+def _pixels(video, c):
+  """Normalized views back to pixel values 0..255."""
+  return (video * np.asarray(c.video_std) + np.asarray(c.video_mean)) * 255
+
+
 def _coordinate_frames(length, height, width):
   """uint8 frames whose channels encode (frame index, column, row): 10 t, 6 x, 6 y."""
   t, y, x = np.meshgrid(np.arange(length), np.arange(height), np.arange(width), indexing="ij")
@@ -343,7 +246,7 @@ def test_video_test_views_are_10_clips_by_3_crops():
   length, num_frames, crop = 25, 4, 16
   c = tiny_video_config("", num_frames=num_frames, crop_size=crop, test_short_side=crop)
   frames = tf.constant(_coordinate_frames(length, crop, 40))  # no resize: pixels exact
-  views = np.round(views_lib.video_test_views(frames, 1.0, c).numpy() * 255)
+  views = np.round(_pixels(views_lib.video_test_views(frames, 1.0, c).numpy(), c))
   assert views.shape == (30, num_frames, crop, crop, 3)
   starts = np.floor(np.linspace(0, length - num_frames, 10))  # first to last fitting start
   for v in range(30):
@@ -357,7 +260,7 @@ def test_video_test_views_portrait_and_source_frame_rate():
   # Portrait frames crop top / center / bottom; a 25 fps source is read at 10 fps.
   c = tiny_video_config("", num_frames=4, crop_size=16, test_short_side=16, test_clips=2)
   frames = tf.constant(_coordinate_frames(25, 40, 16))
-  views = np.round(views_lib.video_test_views(frames, 2.5, c).numpy() * 255)
+  views = np.round(_pixels(views_lib.video_test_views(frames, 2.5, c).numpy(), c))
   assert views.shape == (6, 4, 16, 16, 3)
   for v, y0 in zip(range(3), (0, 12, 24)):
     np.testing.assert_array_equal(views[v, 0, :, 0, 2], 6 * (y0 + np.arange(16)))
@@ -370,13 +273,14 @@ def test_video_train_view_crop_flip_and_jitter():
   frames = tf.constant(_coordinate_frames(30, 32, 40))
   a = views_lib.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
   b = views_lib.video_train_view(frames, 1.0, tf.constant([1, 2], tf.int64), c).numpy()
-  assert a.shape == (4, 16, 16, 3) and 0 <= a.min() and a.max() <= 1
+  assert a.shape == (4, 16, 16, 3)
+  assert -1e-3 <= _pixels(a, c).min() and _pixels(a, c).max() <= 255 + 1e-3
   np.testing.assert_array_equal(a, b)  # a pure function of the seed
   # Consecutive frames of a clip: the frame-index channel grows by one source frame.
   c.color_jitter = 0.0
   c.flip = False
   v = views_lib.video_train_view(frames, 1.0, tf.constant([3, 4], tf.int64), c).numpy()
-  np.testing.assert_allclose(np.diff(v[:, 8, 8, 0] * 255), 10, atol=1e-3)
+  np.testing.assert_allclose(np.diff(_pixels(v, c)[:, 8, 8, 0]), 10, atol=1e-3)
 
 
 def test_audio_test_views_are_10_uniform_clips():
@@ -397,7 +301,7 @@ def test_time_frequency_mask_bounds():
   spec = tf.ones([96, 100, 1])
   widths = []
   for i in range(40):
-    out = views_lib.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
+    out = ops.time_frequency_mask(spec, 0.5, tf.constant([i, 7], tf.int64))
     out = out.numpy()[..., 0]
     zero_rows = np.where((out == 0).all(1))[0]
     zero_cols = np.where((out == 0).all(0))[0]

@@ -11,8 +11,10 @@ import numpy as np
 import optax
 import pytest
 
+import helpers
 from avjax import checkpoint
 from avjax import metrics
+from avjax import optim
 from avjax.downstream import finetune_all
 from avjax.downstream import model as finetune_model
 from avjax.downstream import prepare as downstream_prepare
@@ -20,7 +22,6 @@ from avjax.downstream import task as finetune
 from avjax.models import av
 from avjax.models import convert
 
-from test_downstream import make_esc50, make_ucf101  # pylint: disable=g-bad-import-order
 
 
 class Passthrough(nn.Module):
@@ -34,7 +35,7 @@ class Passthrough(nn.Module):
 def test_predictions_are_averaged_over_views():
   rng = np.random.default_rng(0)
   logits = rng.standard_normal((2, 30, 5)).astype(np.float32)
-  got = finetune.predict_views(lambda x: x, jnp.asarray(logits))
+  got = finetune.average_view_predictions(jnp.asarray(logits))
   probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   np.testing.assert_allclose(got, probs.mean(1), rtol=1e-5)
 
@@ -83,8 +84,8 @@ def test_linear_probe_learns_planted_signal_and_keeps_backbone_frozen():
   config = ml_collections.ConfigDict(dict(mode="linear", optimizer=dict(
       momentum=0.9, weight_decay=1e-4, nesterov=False)))
   schedule = optax.constant_schedule(0.05)
-  tx = finetune.make_optimizer(config, schedule)
-  state = finetune.init_state(jax.random.PRNGKey(0), None, model=model, tx=tx,
+  tx = optim.sgd(config, schedule, frozen=("encoder",))
+  state = finetune.init_state(jax.random.key(0), None, model=model, tx=tx,
                               input_shape=(1, dim))
   before = jax.tree.map(np.asarray, (state["params"]["encoder"], state["batch_stats"]))
   step = jax.jit(lambda s, b: finetune.update_step(s, b, model=model, tx=tx,
@@ -111,7 +112,7 @@ def test_gradient_accumulation_matches_one_big_batch():
   model = finetune_model.Classifier(DenseEncoder(), num_classes=3)
   schedule = optax.constant_schedule(0.1)
   tx = optax.sgd(schedule, momentum=0.9)
-  state = finetune.init_state(jax.random.PRNGKey(0), None, model=model, tx=tx,
+  state = finetune.init_state(jax.random.key(0), None, model=model, tx=tx,
                               input_shape=(1, 6))
   outs = []
   for k in (1, 4):
@@ -153,7 +154,7 @@ def export_dir(tmp_path_factory):
   model_config = tiny_model_config()
   model = av.build_model(model_config)
   abstract = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(1), jnp.zeros((1, 4, 16, 16, 3)), jnp.zeros((1, 96, 16, 1)),
+      jax.random.key(1), jnp.zeros((1, 4, 16, 16, 3)), jnp.zeros((1, 96, 16, 1)),
       train=False))
   rng = np.random.default_rng(1)
 
@@ -172,7 +173,7 @@ def export_dir(tmp_path_factory):
 
 
 def _config(dataset, arg, overrides=""):
-  return finetune_all.apply_overrides(finetune_all.load_config(dataset, arg), overrides)
+  return finetune_all.apply_overrides(helpers.downstream_config(dataset, arg), overrides)
 
 
 def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
@@ -186,7 +187,7 @@ def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
   # The fresh state carries the loaded backbone; the classifier is new.
   model = finetune_model.build_classifier(config, 3, finetune_model.model_config_for(config, model_config))
   tx = optax.sgd(0.1)
-  state = jax.jit(lambda b: finetune.init_state(jax.random.PRNGKey(0), b, model=model, tx=tx,
+  state = jax.jit(lambda b: finetune.init_state(jax.random.key(0), b, model=model, tx=tx,
                                                 input_shape=(1, 96, 16, 1)))(loaded)
   jax.tree.map(np.testing.assert_array_equal, state["params"]["encoder"], loaded["params"])
   jax.tree.map(np.testing.assert_array_equal, state["batch_stats"]["encoder"],
@@ -230,9 +231,9 @@ def _read_metrics(run_dir):
 
 
 @pytest.mark.slow
-def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir, tmp_path):
-  data = str(tmp_path / "esc50_prepared")
-  downstream_prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
+def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_dir,
+                                                                         esc50_prepared, tmp_path):
+  data = esc50_prepared
   workdir = str(tmp_path / "runs")
   run_dir = os.path.join(workdir, "esc50", "split1")
   overrides = "data.test_clips=10,grad_accum_steps=1"
@@ -244,7 +245,8 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
   assert not os.path.exists(os.path.join(run_dir, finetune.RESULTS))
 
   # ... and finetune_all resumes it from its checkpoint, finishes and tests it.
-  summary = finetune_all.run_all(export_dir, {"esc50": data}, workdir, runlocal=True,
+  summary = finetune_all.run_all(export_dir, {"esc50": data}, workdir,
+                                 load_config=helpers.downstream_config, runlocal=True,
                                  splits={1}, overrides=overrides)
   assert [m["step"] for m in _read_metrics(run_dir)] == [2, 4]
   with open(os.path.join(run_dir, finetune.RESULTS)) as f:
@@ -259,7 +261,8 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
 
   # A finished run is skipped on the next call.
   before = os.stat(os.path.join(run_dir, finetune.RESULTS)).st_mtime_ns
-  finetune_all.run_all(export_dir, {"esc50": data}, workdir, runlocal=True, splits={1},
+  finetune_all.run_all(export_dir, {"esc50": data}, workdir,
+                       load_config=helpers.downstream_config, runlocal=True, splits={1},
                        overrides=overrides)
   assert os.stat(os.path.join(run_dir, finetune.RESULTS)).st_mtime_ns == before
 
@@ -267,7 +270,7 @@ def test_finetune_from_export_resumes_and_finetune_all_writes_the_table(export_d
 @pytest.mark.slow
 def test_linear_video_run_keeps_the_exported_backbone(export_dir, tmp_path):
   data = str(tmp_path / "ucf101_prepared")
-  downstream_prepare.prepare("ucf101", make_ucf101(str(tmp_path / "ucf101")), data,
+  downstream_prepare.prepare("ucf101", helpers.make_ucf101(str(tmp_path / "ucf101")), data,
                              short_side=24, progress=False)
   config = _config("ucf101", f"data={data},mode=linear,init={export_dir},runlocal",
                    "total_steps=2,data.test_clips=10")
@@ -293,15 +296,15 @@ def test_linear_video_run_keeps_the_exported_backbone(export_dir, tmp_path):
 
 @pytest.mark.parametrize("dataset", ["ucf101", "hmdb51", "esc50"])
 def test_configs_build(dataset):
-  config = finetune_all.load_config(dataset, "split=2,mode=linear,init=/e")
+  config = helpers.downstream_config(dataset, "split=2,mode=linear,init=/e")
   assert (config.split, config.mode, config.init) == (2, "linear", "/e")
   assert config.batch_size == 96 and config.optimizer.lr_peak == 0.2
   assert config.optimizer.warmup_epochs == 25 and config.optimizer.weight_decay == 1e-4
   assert config.num_epochs == {"ucf101": 150, "hmdb51": 200, "esc50": 200}[dataset]
-  local = finetune_all.load_config(dataset, "runlocal")
+  local = helpers.downstream_config(dataset, "runlocal")
   assert local.model[local.data.kind].name.endswith("tiny") and local.total_steps > 0
   with pytest.raises(ValueError, match="unknown config arg"):
-    finetune_all.load_config(dataset, "splt=2")
+    helpers.downstream_config(dataset, "splt=2")
 
 
 def test_bad_mode_is_an_error(tmp_path):

@@ -1,5 +1,6 @@
 """model.norm="fused" (avjax/models/fused_norm.py) against nn.BatchNorm: layer, encoders,
-the update step (also under remat=convs and on 8 devices), variables and residual memory."""
+the update step (also under remat=convs and on 8 devices, with either norm), variables and
+residual memory."""
 
 import collections
 import functools
@@ -17,7 +18,7 @@ import optax
 import pytest
 
 from avjax import sharding
-from avjax import pretrain_step
+from avjax.pretrain import step as pretrain_step
 from avjax.bench import memory as step_memory
 from avjax.models import av
 from avjax.models import fused_norm
@@ -31,7 +32,7 @@ LOSS = ml_collections.ConfigDict(dict(normalize=False, temperature=1.0))
 def random_variables(model, *input_shapes, seed=0, **kwargs):
   """Variables of `model`'s tree drawn in numpy (fast; random BN statistics test more)."""
   inputs = [jax.ShapeDtypeStruct(s, jnp.float32) for s in input_shapes]
-  abstract = jax.eval_shape(lambda *xs: model.init(jax.random.PRNGKey(0), *xs, **kwargs),
+  abstract = jax.eval_shape(lambda *xs: model.init(jax.random.key(0), *xs, **kwargs),
                             *inputs)
   rng = np.random.default_rng(seed)
 
@@ -151,7 +152,7 @@ def test_layer_rejects_a_residual_of_another_shape():
   norm = fused_norm.FusedBatchNorm(use_running_average=False, name="bn2")
   x = jnp.ones((2, 3, 4))
   with pytest.raises(ValueError, match=r"bn2: residual shape \(2, 3, 5\)"):
-    norm.init(jax.random.PRNGKey(0), x, jnp.ones((2, 3, 5)))
+    norm.init(jax.random.key(0), x, jnp.ones((2, 3, 5)))
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_both_norms_have_the_same_variables():
     config.norm = norm
     model = av.build_model(config)
     trees[norm] = jax.eval_shape(
-        functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+        functools.partial(model.init, train=False), jax.random.key(0),
         jnp.zeros((1, 16, 112, 112, 3)), jnp.zeros((1, 96, 300, 1)))
   as_spec = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
   assert as_spec(trees["flax"]) == as_spec(trees["fused"])
@@ -265,7 +266,7 @@ def step_results(model_config, variables, batch, mesh=None):
   tx = capture_gradients()
   state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
                batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
-               rng=jax.random.PRNGKey(0))
+               rng=jax.random.key_data(jax.random.key(0)))
   kwargs = dict(model=model, tx=tx, schedule=lambda step: 0.0, loss_config=LOSS,
                 remat=model_config.remat)
   if mesh is None:
@@ -313,7 +314,8 @@ def tiny_steps(tiny_variables):
   batch = random_batch(4, TINY_VIDEO, TINY_AUDIO)
   return batch, {(norm, remat): step_results(tiny_model_config(norm, remat=remat),
                                              tiny_variables, batch)
-                 for norm, remat in (("flax", "none"), ("fused", "none"), ("fused", "convs"))}
+                 for norm, remat in (("flax", "none"), ("flax", "convs"), ("fused", "none"),
+                                     ("fused", "convs"))}
 
 
 @pytest.mark.slow
@@ -327,14 +329,26 @@ def test_fused_step_equals_flax_step_with_and_without_remat(tiny_steps):
 
 
 @pytest.mark.slow
-def test_fused_step_on_eight_devices_equals_one(tiny_variables):
+def test_remat_gives_the_same_step(tiny_variables, tiny_steps):
+  """remat=convs recomputes BatchNorm and ReLU in the backward pass: the same step."""
+  batch, results = tiny_steps
+  errors = assert_same_step(results["flax", "convs"], results["flax", "none"], loss_rtol=1e-6,
+                            atol_scale=2e-5, what="flax, remat=convs")
+  print(f"tiny step, flax remat=convs vs none: {errors}")
+  with pytest.raises(ValueError, match="model.remat='all'"):
+    step_results(tiny_model_config("flax", remat="all"), tiny_variables, batch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm", ["flax", "fused"])
+def test_the_step_on_eight_devices_equals_one(norm, tiny_variables):
   """Statistics over the global batch: the sharded step computes the one-device step."""
   assert jax.device_count() == 8, "tests/conftest.py simulates 8 CPU devices"
   batch = random_batch(8, TINY_VIDEO, TINY_AUDIO)
-  config = tiny_model_config("fused")
+  config = tiny_model_config(norm)
   one = step_results(config, tiny_variables, batch, sharding.make_mesh(num_devices=1))
   eight = step_results(config, tiny_variables, batch, sharding.make_mesh())
-  assert_same_step(eight, one, loss_rtol=1e-6, atol_scale=2e-5, what="8 vs 1 devices")
+  assert_same_step(eight, one, loss_rtol=1e-6, atol_scale=2e-5, what=f"{norm}: 8 vs 1 devices")
 
 
 @pytest.mark.slow
@@ -390,7 +404,7 @@ def test_remat_convs_saves_the_fused_statistics():
   named = [r for r in found if r["source"] == "name"]
   model = av.build_model(config)
   video, audio = (jax.ShapeDtypeStruct((2,) + s, jnp.float32) for s in (TINY_VIDEO, TINY_AUDIO))
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                              video, audio)
   encoder_norms = sum(len(jax.tree.leaves(variables["batch_stats"][e])) // 2
                       for e in ("video_encoder", "audio_encoder"))

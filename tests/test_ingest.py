@@ -18,57 +18,11 @@ from avjax.data import records
 from avjax.ingest import discover
 from avjax.ingest import params as ingest_params
 from avjax.ingest import run as ingest
-from avjax.ingest import synthetic
+from avjax.synthetic import generator as synthetic
 from avjax.ingest import title as ingest_title
-from avjax.media import writer as media_writer
+from helpers import burst_times, read_clock, write_clock
 
-H, W = 64, 96
-BITS = 10
-BURSTS = 0.5  # s between audio bursts, starting at 0.25 s
 PARAMS = dict(short_side=64)  # no upscaling: the frame code stays crisp
-
-
-def clock_frame(i):
-  """Frame i shows i in binary as white bars, which survive H.264 and JPEG."""
-  img = np.zeros((H, W, 3), np.uint8)
-  for b in range(BITS):
-    if i >> b & 1:
-      img[:, 3 + 9 * b:12 + 9 * b] = 255
-  return img
-
-
-def read_clock(jpeg):
-  img = np.asarray(Image.open(io.BytesIO(jpeg)))
-  return sum(int(img[H // 2, 7 + 9 * b, 0] > 128) << b for b in range(BITS))
-
-
-def burst_times(seconds):
-  return np.arange(0.25, seconds - 0.1, BURSTS)
-
-
-def bursts(seconds, rate):
-  """10-ms 2-kHz tone bursts centered at burst_times."""
-  x = np.zeros(int(round(seconds * rate)), np.float32)
-  n = int(0.01 * rate)
-  burst = 0.8 * np.hanning(n) * np.sin(2 * np.pi * 2000 * np.arange(n) / rate)
-  for t in burst_times(seconds):
-    s = int(round(t * rate)) - n // 2
-    x[s:s + n] += burst
-  return x
-
-
-def write_clock(path, *, seconds, fps=None, times=None, rate=48000, channels=2, **kw):
-  """A video whose frames encode their index and whose audio has bursts at known times."""
-  vfr = times is not None
-  if not vfr:
-    times = np.arange(int(round(seconds * float(fps)))) / float(fps)
-  with media_writer.MediaWriter(path, width=W, height=H, fps=fps or 30, sample_rate=rate,
-                             channels=channels, vfr=vfr, **kw) as w:
-    w.write_frames(np.stack([clock_frame(i) for i in range(len(times))]),
-                   times=times if vfr else None)
-    if channels:
-      w.write_audio(np.stack([bursts(seconds, rate)] * channels))
-  return np.asarray(times, np.float64)
 
 
 def meta(tid, kind="movie", show=None):

@@ -24,7 +24,7 @@ from avjax.ingest import title as ingest_title
 from avjax.media import decode
 from avjax.media import writer as media_writer
 
-from test_ingest import write_clock  # pylint: disable=g-bad-import-order
+from helpers import write_clock
 
 PARAMS = dict(short_side=64)
 

@@ -7,10 +7,7 @@ import sys
 
 import pytest
 
-import tiny_dataset
-from avjax.downstream import prepare
 
-from test_downstream import make_esc50  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,22 +42,19 @@ def _run(args, cwd, env):
 
 
 @pytest.mark.slow
-def test_installed_package_pretrains_and_finetunes_from_elsewhere(installed, tmp_path):
+def test_installed_package_pretrains_and_finetunes_from_elsewhere(installed, tiny_dataset,
+                                                                  esc50_prepared):
   elsewhere, env, site = installed
   where = subprocess.run([sys.executable, "-c", "import avjax; print(avjax.__file__)"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
   assert where.stdout.strip().startswith(str(site))
 
-  dataset = str(tmp_path / "dataset")
-  tiny_dataset.make_tiny_dataset(dataset)
-  _run(["avjax.main", f"--config=configs/pretrain.py:dataset={dataset},k=2,runlocal",
+  _run(["avjax.main", f"--config=configs/pretrain.py:dataset={tiny_dataset},k=2,runlocal",
         "--workdir=pretrain", "--config.total_steps=3", "--config.batch_size=16",
         "--config.data.num_frames=4", "--config.data.short_side=40",
         "--config.data.crop_size=32"], elsewhere, env)
   assert os.path.exists(elsewhere / "pretrain" / "export" / "model_config.json")
 
-  data = str(tmp_path / "esc50_prepared")
-  prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
-  _run(["avjax.finetune", f"--config=configs/downstream/esc50.py:data={data},runlocal",
+  _run(["avjax.finetune", f"--config=configs/downstream/esc50.py:data={esc50_prepared},runlocal",
         "--config.init=pretrain/export", "--workdir=finetune"], elsewhere, env)
   assert os.path.exists(elsewhere / "finetune" / "results.json")

@@ -5,34 +5,39 @@ Every import is read, at every nesting level (function-local imports too), as ar
 """
 
 import ast
-import os
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGE = os.path.join(ROOT, "avjax")
+from helpers import MODULES, ROOT, imports_of
 
-# Stages of the data flow, lowest first: a module may import only modules of its own or a
-# lower rank (the longest matching prefix decides). Within a rank, no cycles.
+# Stages of the data flow, lowest first: each folder or root module has one rank, and a
+# module may import only modules of its own or a lower rank. Within a rank, no cycles.
 RANKS = {
     "avjax": 0, "avjax.fileio": 0, "avjax.storage": 0, "avjax.config_args": 0,
+    "avjax.console": 0,
     "avjax.media": 1, "avjax.models": 1, "avjax.losses": 1, "avjax.sharding": 1,
     "avjax.optim": 1, "avjax.metrics": 1,
-    "avjax.data": 2, "avjax.checkpoint": 2, "avjax.resume": 3, "avjax.downstream.config": 2,
-    "avjax.downstream.layouts": 2,
-    "avjax.ingest": 3, "avjax.evals": 3, "avjax.pretrain_step": 3,
-    "avjax.loop": 4, "avjax.configs": 4,
+    "avjax.data": 2, "avjax.checkpoint": 2, "avjax.synthetic": 2,
+    "avjax.ingest": 3, "avjax.evals": 3, "avjax.resume": 3, "avjax.validate": 3,
+    "avjax.loop": 4,
     "avjax.pretrain": 5, "avjax.downstream": 5,
     "avjax.bench": 6,
+    # On top: the run configs (get_config files the commands read) and the commands
+    # (avjax/cli/, with their python -m avjax.<verb> entry points). Nothing below imports them.
+    "avjax.configs": 7, "avjax.cli": 7,
 }
-# The commands (python -m avjax.<verb>): thin entry points on top of everything.
 ENTRY_POINTS = {"avjax.main", "avjax.export", "avjax.discrepancy", "avjax.plots",
-                "avjax.synthetic", "avjax.prepare_downstream", "avjax.finetune",
+                "avjax.synthetic.__main__", "avjax.prepare_downstream", "avjax.finetune",
                 "avjax.finetune_all", "avjax.benchmark", "avjax.ingest.__main__",
                 "avjax.inputs"}
 ENTRY_RANK = 7
+
+
+def is_command(module):
+  """An entry point or a command's module: they define their flags when imported."""
+  return module in ENTRY_POINTS or module.startswith("avjax.cli.")
 
 # Modules that may import TensorFlow themselves: the input pipelines and the records'
 # Example format.
@@ -43,71 +48,16 @@ TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_
 # What must run on an accelerator host without TensorFlow: no import at any nesting level
 # may reach TensorFlow, directly or through another module.
 TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
-           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.pretrain_step", "avjax.evals",
+           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.pretrain.step",
+           "avjax.pretrain.config", "avjax.evals",
            "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
            "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.console", "avjax.storage",
            "avjax.media",
            "avjax.data.config",
-           "avjax.data.records", "avjax.data.sampling", "avjax.data.titles",
+           "avjax.data.records", "avjax.data.sampling", "avjax.data.scene_sampling",
+           "avjax.data.titles", "avjax.data.batch_layout",
            "avjax.ingest.params", "avjax.ingest.lock", "avjax.ingest.verify",
            "avjax.downstream.config", "avjax.validate")
-
-
-def _modules():
-  """{module name: path} of every .py file of the package."""
-  out = {}
-  for folder, _, files in os.walk(PACKAGE):
-    for f in files:
-      if f.endswith(".py"):
-        path = os.path.join(folder, f)
-        parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
-        if parts[-1] == "__init__":
-          parts = parts[:-1]
-        out[".".join(parts)] = path
-  return out
-
-
-MODULES = _modules()
-
-
-def _target(name):
-  """An imported name -> the avjax module it loads (or the name itself if not avjax)."""
-  while name.startswith("avjax") and name not in MODULES and "." in name:
-    name = name.rsplit(".", 1)[0]
-  return name
-
-
-def imports_of(module):
-  """[(imported module, line, function-local?)] of `module`, every nesting level."""
-  path = MODULES[module]
-  tree = ast.parse(open(path, encoding="utf-8").read(), path)
-  package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-  found = []
-
-  def visit(node, local):
-    for child in ast.iter_child_nodes(node):
-      inner = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-      if isinstance(child, ast.Import):
-        found.extend((_target(a.name), child.lineno, local) for a in child.names)
-      elif isinstance(child, ast.ImportFrom):
-        base = child.module or ""
-        if child.level:
-          base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1]
-                          + ([base] if base else []))
-        for a in child.names:  # `from avjax.x import y` loads avjax.x.y when it is a module
-          full = f"{base}.{a.name}"
-          found.append((_target(full if full in MODULES else base), child.lineno, local))
-      elif isinstance(child, ast.Call):
-        f = child.func
-        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
-        if name in ("import_module", "__import__") and child.args and isinstance(
-            child.args[0], ast.Constant) and isinstance(child.args[0].value, str):
-          found.append((_target(child.args[0].value), child.lineno, local))
-        elif name in ("import_module", "__import__"):
-          found.append(("<dynamic>", child.lineno, local))
-      visit(child, inner)
-  visit(tree, False)
-  return found
 
 
 def rank(module):
@@ -127,7 +77,7 @@ def test_every_module_has_a_rank_and_a_one_line_docstring():
 def test_imports_run_one_way():
   upward = []
   for module in MODULES:
-    for target, line, _ in imports_of(module):
+    for target, line, _, _ in imports_of(module):
       assert target != "<dynamic>", f"{MODULES[module]}:{line}: import of a computed name"
       if target in MODULES and rank(target) > rank(module):
         upward.append(f"{MODULES[module]}:{line}: {module} (rank {rank(module)}) imports "
@@ -135,8 +85,18 @@ def test_imports_run_one_way():
   assert not upward, "\n".join(upward)
 
 
+def test_the_root_holds_the_library_and_thin_entry_points_of_the_commands():
+  # A command at the root (python -m avjax.<verb>) only runs avjax/cli/<verb>.py, so no
+  # root module is a command beside a library module of its name.
+  for module in sorted(m for m in ENTRY_POINTS if m.count(".") == 1):
+    verb = module.split(".")[1]
+    assert [t for t, _, _, _ in imports_of(module)] == ["avjax.cli", f"avjax.cli.{verb}"], module
+    assert len(open(MODULES[module], encoding="utf-8").read().splitlines()) <= 10, module
+    assert f"avjax.cli.{verb}" in MODULES
+
+
 def test_no_import_cycles():
-  graph = {m: sorted({t for t, _, _ in imports_of(m) if t in MODULES and t != m})
+  graph = {m: sorted({t for t, _, _, _ in imports_of(m) if t in MODULES and t != m})
            for m in MODULES}
   state, stack, cycles = {}, [], []
 
@@ -161,7 +121,7 @@ def _is_tf(name):
 
 
 def test_tensorflow_only_in_the_input_modules():
-  direct = [f"{MODULES[m]}:{line}: {t}" for m in MODULES for t, line, _ in imports_of(m)
+  direct = [f"{MODULES[m]}:{line}: {t}" for m in MODULES for t, line, _, _ in imports_of(m)
             if _is_tf(t) and not m.startswith(TF_ALLOWED)]
   assert not direct, "TensorFlow imported outside the input modules:\n" + "\n".join(direct)
 
@@ -172,7 +132,7 @@ def test_tensorflow_free_modules_never_reach_tensorflow():
   def reaches(m, seen=()):
     if m not in reach:
       reach[m] = None
-      for t, _, _ in imports_of(m):
+      for t, _, _, _ in imports_of(m):
         if _is_tf(t):
           reach[m] = [m, t]
           break
@@ -204,7 +164,7 @@ def _module_level_calls(path):
 
 def test_no_work_at_import_time():
   # Library modules only define things; the commands define their flags.
-  bad = [f"{MODULES[m]}:{line}" for m in MODULES if m not in ENTRY_POINTS
+  bad = [f"{MODULES[m]}:{line}" for m in MODULES if not is_command(m)
          for line in _module_level_calls(MODULES[m])]
   assert not bad, "module-level calls (import-time side effects):\n" + "\n".join(bad)
 
@@ -219,7 +179,15 @@ def test_the_reader_sees_every_kind_of_import(text, expected, tmp_path, monkeypa
   path = tmp_path / "probe_module.py"
   path.write_text(text)
   monkeypatch.setitem(MODULES, "avjax.probe_module", str(path))
-  assert [t for t, _, _ in imports_of("avjax.probe_module")] == expected
+  assert [t for t, _, _, _ in imports_of("avjax.probe_module")] == expected
+
+
+def test_the_reader_tells_optional_imports(tmp_path, monkeypatch):
+  path = tmp_path / "probe_module.py"
+  path.write_text("try:\n  import tqdm\nexcept ImportError:\n  tqdm = None\nimport numpy\n")
+  monkeypatch.setitem(MODULES, "avjax.probe_module", str(path))
+  assert [(i.target, i.optional) for i in imports_of("avjax.probe_module")] == [
+      ("tqdm", True), ("numpy", False)]
 
 
 def test_importing_the_whole_package_installs_no_handler_and_loads_no_tensorflow():

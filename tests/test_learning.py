@@ -11,11 +11,11 @@ S+ inside S!= (measured when each was broken on purpose).
 import pytest
 
 from avjax import fileio
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.ingest import run as ingest_run
-from avjax.ingest import synthetic
-from avjax.ingest import synthetic_presets
+from avjax.synthetic import generator as synthetic
+from avjax.synthetic import presets as synthetic_presets
 
 # A small "mini" set: 48 titles of ~18 s (5 snippets each), about 1/4 of them held out.
 SIZES = dict(movies=48, shows=0, episodes=0, minutes=0.3)

@@ -6,16 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
 from avjax import loop
-from avjax import pretrain
+from avjax.pretrain import task as pretrain
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.configs.downstream import esc50
-from avjax.downstream import prepare
 from avjax.downstream import task as finetune
 
-from test_downstream import make_esc50  # pylint: disable=g-bad-import-order
 
 
 class _Hooked:
@@ -47,18 +45,16 @@ def with_hook(build_task, hook):
   return build
 
 
-def _pretraining(tmp_path):
-  dataset = str(tmp_path / "dataset")
-  tiny_dataset.make_tiny_dataset(dataset)
+def _pretraining(request):
+  dataset = request.getfixturevalue("tiny_dataset")
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
-  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.update(batch_size=16, total_steps=4, log_every_steps=1)
   return pretrain.build_task, config, "video"
 
 
-def _finetuning(tmp_path):
-  data = str(tmp_path / "esc50_prepared")
-  prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data, progress=False)
+def _finetuning(request):
+  data = request.getfixturevalue("esc50_prepared")
   config = esc50.get_config(f"data={data},runlocal")
   return finetune.build_task, config, "audio"
 
@@ -68,8 +64,9 @@ TASKS = {"pretraining": _pretraining, "finetuning": _finetuning}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(name, tmp_path):
-  build_task, config, key = TASKS[name](tmp_path)
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(name, tmp_path,
+                                                                             request):
+  build_task, config, key = TASKS[name](request)
   config.checkpoint_every_steps = 1
 
   def nan_in_second(i, batch):

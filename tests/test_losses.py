@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy.special import logsumexp
 
 from avjax import losses
@@ -115,3 +116,10 @@ def test_metrics():
   np.testing.assert_allclose(m["sim_positive"], np.mean(np.diag(s)), rtol=1e-5)
   np.testing.assert_allclose(m["sim_negative"], (s.sum() - np.trace(s)) / 90, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(m["top1_a2v"], np.mean(np.argmax(s, axis=0) == np.arange(10)), rtol=1e-6)
+
+
+def test_video_and_audio_embeddings_must_pair_row_by_row():
+  with pytest.raises(AssertionError):
+    losses.nce_loss(jnp.zeros((4, 8)), jnp.zeros((3, 8)))
+  with pytest.raises(AssertionError):
+    losses.nce_loss(jnp.zeros((4, 8, 1)), jnp.zeros((4, 8, 1)))

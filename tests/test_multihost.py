@@ -37,7 +37,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
 from avjax import fileio
 from avjax import metrics
@@ -254,11 +254,8 @@ def _restore(workdir, step):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  path = tmp_path_factory.mktemp("dataset")
-  # 9 training titles: a batch of 16 at k = 2 holds 8 groups of distinct titles.
-  tiny_dataset.make_tiny_dataset(path, movies=6, shows=3)
-  return str(path)
+def dataset(wide_tiny_dataset):
+  return wide_tiny_dataset  # 9 training titles: 8 groups of distinct titles at B = 16, k = 2
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +325,7 @@ def test_sigterm_to_one_process_saves_and_stops_both(pretraining):
 def reference(pretraining, tmp_path_factory):
   """One process, 8 devices, the same config (config.json of the two-process run), up to
   the step where the two-process run was preempted."""
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.pretrain import task as pretrain  # pylint: disable=g-import-not-at-top
   workdir = pretraining["workdir"]
   config = ml_collections.ConfigDict(fileio.read_json(os.path.join(workdir, "config.json")))
   stop = checkpoint.Checkpointer(workdir, every_steps=1).latest_step()
@@ -389,7 +386,8 @@ def export_two(pretraining, tmp_path_factory):
 def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_path):
   """The export, and python -m avjax.discrepancy, as two processes against the same
   commands' code in one process."""
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from avjax.evals import offline  # pylint: disable=g-import-not-at-top
   workdir = pretraining["workdir"]
   step = checkpoint.Checkpointer(workdir, every_steps=1).latest_step()
   one_dir = tmp_path / "one"  # the one-process evaluation reads a copy of the run
@@ -410,7 +408,7 @@ def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_p
   two_s = time.time() - t0
   (got,) = fileio.read_json(os.path.join(workdir, "discrepancy.json"))["steps"]
   t0 = time.time()
-  (want,) = pretrain.evaluate_workdir(str(one_dir), write=False)
+  (want,) = offline.evaluate_workdir(str(one_dir), pipeline.EvalData, write=False)
   print(f"\ndiscrepancy of step {step}: 2 processes {two_s:.0f} s, 1 process "
         f"{time.time() - t0:.0f} s; kl {got['kl']} vs {want['kl']}")
   assert got["step"] == want["step"] == step
@@ -426,15 +424,11 @@ def test_export_and_discrepancy_equal_one_process(pretraining, export_two, tmp_p
 
 
 @pytest.mark.slow
-def test_finetuning_completes_and_tests_as_one_process(export_two, tmp_path):
+def test_finetuning_completes_and_tests_as_one_process(export_two, esc50_prepared, tmp_path):
   """Fine-tuning (tiny ESC-50) as two processes from the two-process export; evaluating
   the fine-tuned checkpoint in one process gives the same top-1."""
-  from avjax.downstream import prepare as downstream_prepare  # pylint: disable=g-import-not-at-top
   from avjax.downstream import task as finetune  # pylint: disable=g-import-not-at-top
-  from test_downstream import make_esc50  # pylint: disable=g-import-not-at-top
-  data = str(tmp_path / "esc50_prepared")
-  downstream_prepare.prepare("esc50", make_esc50(str(tmp_path / "esc50")), data,
-                             progress=False)
+  data = esc50_prepared
   export = export_two["path"]
   run_dir = str(tmp_path / "finetune")
   launch = Launch(["--processes=2"], [
@@ -515,7 +509,7 @@ def test_an_error_in_one_process_stops_the_other(dataset, tmp_path):
   others, _ = _first_batches(dataset, 0, 4)
   n, m = sorted(mine - set().union(*others))[0]
   bad = tmp_path / "bad"
-  tiny_dataset.make_tiny_dataset(bad, corrupt={(titles[n], m): "jpeg"})
+  helpers.make_tiny_dataset(bad, corrupt={(titles[n], m): "jpeg"})
   heartbeat = 10
   launch = Launch(["--processes=2", "--grace=120", f"--heartbeat_timeout={heartbeat}"],
                   _pretrain_command(str(bad), str(tmp_path / "run")), env=_env())
@@ -535,7 +529,7 @@ def test_an_error_in_one_process_stops_the_other(dataset, tmp_path):
 def test_slurm_variables_and_each_process_reads_its_share(dataset, tmp_path):
   """Under srun's variables (pointing at localhost) the processes join one program, and
   each reads only its share of the k-groups: together exactly the one-process stream."""
-  from avjax import pretrain  # pylint: disable=g-import-not-at-top
+  from avjax.pretrain import task as pretrain  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path)
   config = _pretrain_config(dataset)
   fileio.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))

@@ -13,14 +13,12 @@ from avjax.data import ops
 from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
-from tiny_dataset import make_tiny_dataset, tiny_data_config
+from helpers import make_tiny_dataset, tiny_data_config
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  path = tmp_path_factory.mktemp("tiny")
-  make_tiny_dataset(path)
-  return path
+def dataset(tiny_dataset):
+  return tiny_dataset  # the session's tiny dataset (tests/conftest.py), read only
 
 
 def _unnormalize(video, config):
@@ -53,7 +51,8 @@ def test_shapes_dtypes_ranges_and_groups(dataset):
       n, idx = it.sampler.group(step * 4 + j)
       np.testing.assert_array_equal(batch["title_index"][2 * j:2 * j + 2], [n, n])
       np.testing.assert_array_equal(batch["snippet_index"][2 * j:2 * j + 2], idx)
-  assert it.next_group == 12
+  # The iterator owns the sampler position: a run resumed after 3 steps draws from 3 G on.
+  assert it.sampler_position(3) == 12
 
 
 def test_global_array_shards_hold_whole_groups(tmp_path):
@@ -90,8 +89,8 @@ def test_hosts_concatenate_to_the_single_host_stream_and_resume_exactly(dataset)
       for key in single[s]:
         np.testing.assert_array_equal(
             np.concatenate([shares[p][s][key] for p in range(hosts)]), single[s][key])
-  # Resuming after 1 step: start_group = 1 * G reproduces batch 1 bit for bit.
-  resumed = next(_train(config, 8, start_group=1 * 4))
+  # Resuming after 1 step (start_step=1) reproduces batch 1 bit for bit.
+  resumed = next(_train(config, 8, start_step=1))
   for key in single[1]:
     np.testing.assert_array_equal(resumed[key], single[1][key])
 
@@ -113,7 +112,7 @@ def test_batch_layout_errors(dataset, batch, kwargs, match):
 
 
 def test_select_titles(dataset):
-  manifest = titles_lib.load_manifest([str(dataset)])
+  manifest = titles_lib.pooled_manifest([str(dataset)])
   ids = lambda titles: [t["id"] for t in titles]  # pylint: disable=unnecessary-lambda-assignment
   config = tiny_data_config(dataset)
   assert ids(titles_lib.select_titles(manifest, config, split="val")) == [
@@ -266,7 +265,7 @@ def test_bad_record_error_names_title_and_snippet(bad_dataset, title, snippet, w
   it = _train(config, 4)
   # With k = M_n = 4 every group is a whole title; find the first batch holding `title`.
   step = next(s for s in range(100) if it.title_ids[it.sampler.group(s)[0]] == title)
-  it = _train(config, 4, start_group=step)
+  it = _train(config, 4, start_step=step)  # one group per batch: step s is group s
   with pytest.raises(pipeline.BadRecordError, match=f"title {title} snippet {snippet}: .*{what}"):
     next(it)
 

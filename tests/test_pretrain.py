@@ -1,33 +1,37 @@
-"""Pretraining through the shared loop on a tiny dataset: export, resume, SIGTERM, NaN, sharding."""
+"""Pretraining through the shared loop on a tiny dataset: console, checkpoints, export,
+resume, and the discrepancy evaluator every N steps with the probe at the end.
 
-import functools
+One tiny run (4 steps, evaluations at steps 2 and 4) serves every test here. SIGTERM is
+tested on the loop's toy task and on the command (tests/test_run_guards.py); the sharded
+and rematerialised update step against one device and against no remat in
+tests/test_fused_norm.py.
+"""
+
 import json
 import logging
 import os
 import shutil
-import signal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tiny_dataset
+import helpers
 from avjax import checkpoint
-from avjax import loop
 from avjax import metrics
-from avjax import optim
-from avjax import pretrain
-from avjax import pretrain_step
-from avjax import sharding
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.data import pipeline
+from avjax.data import records
+from avjax.evals import discrepancy
+from avjax.evals import offline
+from avjax.evals import plots
 from avjax.models import av
+from avjax.pretrain import task as pretrain
 
 
 def pretrain_config(dataset, **overrides):
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
-  config.data = tiny_dataset.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.batch_size = 16  # 8 groups: one per simulated device
   config.total_steps = 4
   config.log_every_steps = 1
@@ -46,11 +50,30 @@ def losses_by_step(workdir):
   return out
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  path = tmp_path_factory.mktemp("dataset")
-  tiny_dataset.make_tiny_dataset(path)
-  return str(path)
+def _write_labels(path, manifest, snippet_seconds):
+  """A labels.json for the tiny dataset: one event of class (m % 3) per snippet."""
+  titles = {}
+  for t in manifest["titles"]:
+    titles[t["id"]] = dict(events=[
+        dict(title=t["id"], start=m * snippet_seconds + 0.1, end=(m + 1) * snippet_seconds - 0.1,
+             **{"class": m % 3}) for m in range(t["num_snippets"])])
+  with open(path, "w") as f:
+    json.dump(dict(classes=[{}, {}, {}], titles=titles), f)
+
+
+def _event_pairs(logdir):
+  """[(tag, step)] of every scalar in the event files under `logdir`, read by
+  TensorBoard's own loader."""
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_file_loader
+  pairs = []
+  for folder, _, files in os.walk(logdir):
+    for name in files:
+      if name.startswith("events.out.tfevents"):
+        loader = event_file_loader.EventFileLoader(os.path.join(folder, name))
+        for event in loader.Load():
+          pairs += [(v.tag, int(event.step)) for v in event.summary.value]
+  return pairs
 
 
 class _Records(logging.Handler):
@@ -68,24 +91,34 @@ UNINTERRUPTED_LOG = _Records()
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(dataset, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  config = pretrain_config(dataset)
-  root = logging.getLogger()
-  level = root.level
-  root.addHandler(UNINTERRUPTED_LOG)
-  root.setLevel(logging.INFO)
+def uninterrupted(tiny_dataset, tmp_path_factory):
+  """The tiny run: 4 steps, the discrepancy measures at steps 2 and 4, the probe (on labels
+  written for the tiny dataset) at the end."""
+  root = tmp_path_factory.mktemp("uninterrupted")
+  manifest = records.load_manifest(tiny_dataset)
+  params = manifest["params"]
+  labels = str(root / "labels.json")
+  _write_labels(labels, manifest, params["frames_per_snippet"] / params["fps"])
+  config = pretrain_config(tiny_dataset)
+  config.evals.discrepancy = 2
+  config.discrepancy.labels = labels
+  config.discrepancy.probe_steps = 50
+  workdir = str(root / "run")
+  logger = logging.getLogger()
+  level = logger.level
+  logger.addHandler(UNINTERRUPTED_LOG)
+  logger.setLevel(logging.INFO)
   try:
     state = pretrain.train_and_evaluate(config, workdir)
   finally:
-    root.removeHandler(UNINTERRUPTED_LOG)
-    root.setLevel(level)
-  return config, workdir, state
+    logger.removeHandler(UNINTERRUPTED_LOG)
+    logger.setLevel(level)
+  return config, workdir, state, manifest
 
 
 @pytest.mark.slow
 def test_console_says_compile_then_one_line_per_step_with_an_eta(uninterrupted):
-  _, _, state = uninterrupted
+  _, _, state, _ = uninterrupted
   assert int(state["step"]) == 4
   for_console = [r for r in UNINTERRUPTED_LOG.records if getattr(r, "console", True)]
   lines = [r.getMessage() for r in for_console if r.levelno >= logging.INFO]
@@ -105,7 +138,7 @@ def test_console_says_compile_then_one_line_per_step_with_an_eta(uninterrupted):
 
 @pytest.mark.slow
 def test_run_logs_checkpoints_and_exports(uninterrupted):
-  config, workdir, state = uninterrupted
+  config, workdir, state, _ = uninterrupted
   assert int(state["step"]) == 4
   losses = losses_by_step(workdir)
   assert sorted(losses) == [1, 2, 3, 4] and all(np.isfinite(list(losses.values())))
@@ -130,11 +163,13 @@ def test_run_logs_checkpoints_and_exports(uninterrupted):
 
 @pytest.mark.slow
 def test_kill_and_resume_reproduces_the_losses(uninterrupted, tmp_path):
-  config, reference_dir, _ = uninterrupted
+  config, reference_dir, _, _ = uninterrupted
   # A run killed after step 2 leaves exactly what the reference run had saved at step 2.
   workdir = tmp_path / "killed"
   shutil.copytree(os.path.join(reference_dir, checkpoint.CHECKPOINT_DIR, "2"),
                   workdir / checkpoint.CHECKPOINT_DIR / "2")
+  config = config.copy_and_resolve_references()
+  config.evals.discrepancy = 0  # not a field that defines the run: the same losses
   state = pretrain.train_and_evaluate(config, str(workdir))  # restarted in the same workdir
   assert int(state["step"]) == 4
   want, got = losses_by_step(reference_dir), losses_by_step(workdir)
@@ -142,88 +177,65 @@ def test_kill_and_resume_reproduces_the_losses(uninterrupted, tmp_path):
   np.testing.assert_allclose([got[3], got[4]], [want[3], want[4]], rtol=1e-5)
 
 
-def with_batch_hook(monkeypatch, hook):
-  """Makes the trainer's input call `hook(i, batch)` on the i-th batch it fetches."""
-  make = pipeline.make_train_iterator
-
-  class Hooked:
-
-    def __init__(self, *args, **kwargs):
-      self._it = make(*args, **kwargs)
-      self.snippets_per_epoch = self._it.snippets_per_epoch
-      self._i = 0
-
-    def __iter__(self):
-      return self
-
-    def __next__(self):
-      batch = hook(self._i, next(self._it))
-      self._i += 1
-      return batch
-
-    def close(self):
-      self._it.close()
-
-  monkeypatch.setattr(pipeline, "make_train_iterator", Hooked)
-
-
 @pytest.mark.slow
-def test_sigterm_saves_and_stops(dataset, tmp_path, monkeypatch):
-  def signal_at_third(i, batch):
-    if i == 2:  # while the loop fetches the batch of step 3
-      os.kill(os.getpid(), signal.SIGTERM)
-    return batch
-  with_batch_hook(monkeypatch, signal_at_third)
-  config = pretrain_config(dataset, total_steps=8, checkpoint_every_steps=100)
-  # Stopped before the end of the schedule: no result, no export.
-  assert pretrain.train_and_evaluate(config, str(tmp_path)) is None
-  assert checkpoint.Checkpointer(tmp_path, every_steps=100).latest_step() == 3
-  assert not os.path.exists(tmp_path / "export")
+def test_the_discrepancy_evaluator_every_n_steps_and_its_command_line_path(uninterrupted,
+                                                                            tmp_path):
+  _, workdir, _, manifest = uninterrupted
 
+  data = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
+  assert [e["step"] for e in data["steps"]] == [2, 4]
+  first, last = data["steps"]
+  assert "probe" not in first  # measures only, until the last step
+  assert set(last["kl"]) == {"KL(S-||S+)", "KL(S!=||S+)", "KL(S-||S!=)"}
+  assert all(np.isfinite(v) for v in last["kl"].values())
+  # Every snippet of the held-out titles (one movie, one show of two episodes), once.
+  held_out = [t["num_snippets"] for t in manifest["titles"] if t["split"] == "val"]
+  assert last["num_titles"] == len(held_out) == 3
+  assert last["num_snippets"] == last["pairs"]["S+"]["total"] == sum(held_out)
+  assert last["pairs"]["S-"]["total"] == sum(m * (m - 1) for m in held_out)
+  assert last["pairs"]["S!="]["total"] == sum(held_out) ** 2 - sum(m * m for m in held_out)
+  p = last["probe"]
+  assert p["num_classes"] == 3 and p["num_test"] == sum(held_out) and 0 <= p["video"] <= 1
+  # Beside every probe, the same probe on the run's random init (its step-0 variables), as
+  # initialised and with BatchNorm recalibrated on the probe's training snippets.
+  assert set(p["random"]) == set(p["random_bn"]) == {"video", "audio", "video_z", "audio_z"}
+  title = last["title_probe"]
+  train_titles = [t for t in manifest["titles"] if t["split"] == "train"]
+  assert title["titles"] == len(train_titles) and title["chance"] == 1 / len(train_titles)
+  assert set(title["random"]) == set(p["random"]) and 0 <= title["video"] <= 1
+  # Every KL with its noise floor, every step; S+ separation with its title bootstrap.
+  for entry in (first, last):
+    assert set(entry["kl_floor"]) == set(entry["kl"])
+    sep = entry["separation"]["S+ - S!="]
+    assert sep["lo"] <= sep["diff"] <= sep["hi"] and entry["separation"]["titles"] == 3
+  for name in (discrepancy.HIST_FIGURE, discrepancy.CURVES_FIGURE, "discrepancy/hist_step_2.png"):
+    with open(os.path.join(workdir, name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
-def step_parts(dataset):
-  """(config, model, schedule, tx) of the tiny pretraining config."""
-  config = pretrain_config(dataset)
-  schedule = optim.make_schedule(config, 64)
-  return (config, av.build_model(config.model), schedule,
-          pretrain_step.make_optimizer(config, schedule))
+  # The command-line path: re-evaluate a kept checkpoint, merged into the same file.
+  entries = offline.evaluate_workdir(workdir, pipeline.EvalData, steps=[2],
+                                         overrides=dict(probe=False))
+  assert entries[0]["step"] == 2 and "probe" not in entries[0]
+  merged = json.load(open(os.path.join(workdir, discrepancy.RESULTS_FILE)))
+  assert [e["step"] for e in merged["steps"]] == [2, 4] and "probe" in merged["steps"][1]
 
+  # One TensorBoard stream: a standalone evaluation of steps the training run already
+  # evaluated adds no second point at the same step, also when run twice.
+  offline.evaluate_workdir(workdir, pipeline.EvalData, steps="all",
+                               overrides=dict(probe=False))
+  pairs = _event_pairs(workdir)
+  assert {("discrepancy/gap", 2), ("discrepancy/gap", 4), ("loss", 4)} <= set(pairs)
+  assert not [p for p in set(pairs) if pairs.count(p) > 1]
 
-def random_batch(rng, size):
-  return dict(video=rng.normal(size=(size, 4, 32, 32, 3)).astype(np.float32),
-              audio=rng.normal(size=(size, 96, 30, 1)).astype(np.float32))
-
-
-@pytest.mark.slow
-def test_eight_devices_match_one(dataset):
-  config, model, schedule, tx = step_parts(dataset)
-  rng = np.random.default_rng(0)
-  batches = [random_batch(rng, 16) for _ in range(3)]
-
-  def run(mesh):
-    init = functools.partial(pretrain_step.init_state, model=model, tx=tx,
-                             video_shape=(1, 4, 32, 32, 3), audio_shape=(1, 96, 30, 1))
-    _, shardings = sharding.replicated_state(init, mesh)
-    state = sharding.init_state(init, jax.random.PRNGKey(0), shardings)
-    step = sharding.jit_update(functools.partial(
-        pretrain_step.update_step, model=model, tx=tx, schedule=schedule,
-        loss_config=config.loss), mesh, shardings)
-    losses = []
-    for batch in batches:
-      state, m = step(state, jax.device_put(batch, sharding.batch_sharding(mesh)))
-      losses.append(float(m["loss"]))
-    return losses, jax.device_get(state["params"])
-
-  losses_8, params_8 = run(sharding.make_mesh())
-  losses_1, params_1 = run(sharding.make_mesh(num_devices=1))
-  np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  # Figure 3: training loss of several runs on one plot.
+  out = str(tmp_path / "loss.png")
+  plots.plot_losses({"k=2": [workdir], "again": [workdir, workdir]}, out)
+  assert os.path.getsize(out) > 1000
 
 
 @pytest.mark.slow
 def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_path):
-  _, workdir, state = uninterrupted
+  _, workdir, state, _ = uninterrupted
   assert checkpoint.export_workdir(workdir, str(tmp_path / "exported"), step=2) == 2
   variables, _ = checkpoint.load_export(tmp_path / "exported")
   at_end, _ = checkpoint.load_export(os.path.join(workdir, "export"))
@@ -235,24 +247,3 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
                                 np.asarray(jax.tree.leaves(state["params"]["video_encoder"])[0]))
   with pytest.raises(FileNotFoundError, match="no config.json"):
     checkpoint.export_workdir(str(tmp_path), str(tmp_path / "x"))
-
-
-@pytest.mark.slow
-def test_remat_gives_the_same_step(dataset):
-  config, model, schedule, tx = step_parts(dataset)
-  batch = random_batch(np.random.default_rng(1), 4)
-  state = pretrain_step.init_state(jax.random.PRNGKey(0), model=model, tx=tx,
-                           video_shape=(1, 4, 32, 32, 3), audio_shape=(1, 96, 30, 1))
-  results = {}
-  for remat in ("none", "convs"):
-    step = jax.jit(lambda s, b, remat=remat: pretrain_step.update_step(
-        s, b, model=model, tx=tx, schedule=schedule, loss_config=config.loss, remat=remat))
-    results[remat] = jax.device_get(step(state, batch))
-  (state_a, m_a), (state_b, m_b) = results["none"], results["convs"]
-  np.testing.assert_allclose(m_a["loss"], m_b["loss"], rtol=1e-6)
-  np.testing.assert_allclose(m_a["grad_norm"], m_b["grad_norm"], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(state_a["params"]), jax.tree.leaves(state_b["params"])):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-  with pytest.raises(ValueError, match="model.remat='all'"):
-    pretrain_step.update_step(state, batch, model=model, tx=tx, schedule=schedule,
-                      loss_config=config.loss, remat="all")

@@ -16,13 +16,16 @@ import ml_collections
 import numpy as np
 import pytest
 
-import tiny_dataset
 from avjax import checkpoint
 from avjax import loop
 from avjax import resume
 from avjax import validate
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.configs.downstream import ucf101
+from avjax.data import batch_layout
+from avjax.data import scene_sampling
+from avjax.data import titles as titles_lib
+from avjax.downstream import config as downstream_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,12 +48,14 @@ def pretrain_config(**overrides):
     ({"optimizer.lr_init": -1e-4}, r"config.optimizer.lr_init=-0.0001: must be a learning rate >= 0"),
     ({"total_steps": -5}, r"config.total_steps=-5: must be an integer >= 0"),
     ({"num_epochs": 0}, r"num_epochs=0 with total_steps=0: the run would train zero steps"),
-    ({"data.w": 2}, r"config.data.w=2: the window must hold the k=4 snippets"),
-    ({"data.scenes": "nearby"}, r"config.data.scenes='nearby': must be one of 'none'"),
-    ({"data.scenes": "distinct", "data.w": 8}, r"data.w=8 with data.scenes='distinct'.*w=-1"),
+    ({"data.w": 2}, r"config.data: w=2 < k=4: a window of w snippets cannot hold k distinct"),
+    ({"data.scenes": "nearby"}, r"config.data.scenes='nearby': must be one of \('none'"),
+    ({"data.scenes": "distinct", "data.w": 8},
+     r"data.w=8 with config.data.scenes='distinct'.*use w=-1"),
     ({"data.scenes": "adaptive", "data.k": 1, "batch_size": 8},
-     r"data.scenes='adaptive' with data.k=1"),
-    ({"batch_size": 18}, r"config.batch_size=18 is not a multiple of data.k=4"),
+     r"config.data: k=1: scene-aware sampling draws k >= 2"),
+    ({"data.crop_size": 80}, r"config.data.crop_size=80 > config.data.short_side=64"),
+    ({"batch_size": 18}, r"config.batch_size=18: global batch size 18 is not a multiple of k=4"),
     ({"resume": "yes"}, r"config.resume='yes': must be one of"),
 ])
 def test_bad_numbers_give_clear_errors_before_anything_is_written(overrides, message,
@@ -67,15 +72,66 @@ def test_bad_numbers_give_clear_errors_before_anything_is_written(overrides, mes
 def test_the_validator_knows_fine_tuning_configs_and_devices():
   config = ucf101.get_config("data=/x,runlocal")
   assert validate.problems(config, device_count=8) == []
+  assert downstream_config.problems(config) == []
   config.update(batch_size=12, grad_accum_steps=0, mode="probe")
   found = "\n".join(validate.problems(config, device_count=8))
-  assert "config.grad_accum_steps=0" in found and "config.mode='probe'" in found
+  assert "config.grad_accum_steps=0" in found
+  # The mode is the fine-tuning task's own check (it runs before the task reads data).
+  assert downstream_config.problems(config) == [
+      "config.mode='probe': must be one of ('finetune', 'linear')"]
   config.grad_accum_steps = 1
   assert "config.batch_size=12 does not split into 1 micro-batch(es) over 8 devices" in "\n".join(
       validate.problems(config, device_count=8))
   assert validate.problems(pretrain_config(batch_size=32), device_count=8) == []
-  assert "its 4 groups of k=4 do not split evenly over 8 devices" in "\n".join(
-      validate.problems(pretrain_config(batch_size=16), device_count=8))
+  assert ("the 4 groups of a host batch (16 / k=4 / 1 processes) do not split evenly over 8"
+          in "\n".join(validate.problems(pretrain_config(batch_size=16), device_count=8)))
+
+
+@pytest.mark.parametrize("k,w,scenes", [
+    (k, w, scenes) for k in (0, 1, 2, 4) for w in (-1, 0, 1, 3, 4, 8)
+    for scenes in ("none", "distinct", "adaptive")])
+def test_the_validator_and_the_sampler_cannot_disagree(k, w, scenes):
+  # A config the validator passes builds its sampler over real titles, and one it refuses
+  # does not: the validator asks the sampler.
+  config = pretrain_config(**{"data.k": k, "data.w": w, "data.scenes": scenes})
+  titles = [dict(id=f"t{n}", num_snippets=m, snippet_scenes=[i // 3 for i in range(m)])
+            for n, m in enumerate((12, 30, 45))]
+  try:
+    scene_sampling.make_sampler(config.data, titles)
+    built = True
+  except ValueError:
+    built = False
+  data_problems = [p for p in validate.problems(config) if p.startswith("config.data")]
+  assert built == (not data_problems), data_problems
+
+
+@pytest.mark.parametrize("batch,k,devices", [
+    (b, k, d) for b in (8, 12, 16, 18, 32) for k in (1, 2, 4) for d in (1, 2, 8)])
+def test_the_validator_and_the_batch_layout_cannot_disagree(batch, k, devices):
+  config = pretrain_config(**{"batch_size": batch, "data.k": k})
+  try:
+    batch_layout.check_batch_layout(batch, k, 1, devices)
+    laid_out = True
+  except ValueError:
+    laid_out = False
+  batch_problems = [p for p in validate.problems(config, device_count=devices)
+                    if p.startswith("config.batch_size")]
+  assert laid_out == (not batch_problems), batch_problems
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"data.crop_size": 80}, {"data.audio_mask_fraction": 1.0},
+    {"data.color_jitter": -0.5}, {"data.audio_mask_fraction": -0.1, "data.crop_size": 65}])
+def test_the_validator_and_the_pipeline_format_check_cannot_disagree(overrides):
+  config = pretrain_config(**overrides)
+  params = dict(frames_per_snippet=16, sample_rate=config.data.sample_rate)
+  try:
+    titles_lib.check_format(config.data, params)
+    fine = True
+  except ValueError:
+    fine = False
+  data_problems = [p for p in validate.problems(config) if p.startswith("config.data")]
+  assert fine == (not data_problems), data_problems
 
 
 def test_a_zero_step_run_is_refused_by_the_command_and_never_exports(tmp_path):
@@ -114,15 +170,17 @@ def toy_config(**overrides):
   return config
 
 
-def toy_task(starts):
-  """build_task of a one-vector model; records each start step in `starts`."""
+def toy_task(starts, fetch=None):
+  """build_task of a one-vector model; records each start step in `starts`, and calls
+  `fetch(i)` when the loop fetches its i-th batch (i = 1, 2, ...) if given."""
   def build(config, workdir, *, start_step, writer, mesh):
     del workdir, writer, mesh
     starts.append(start_step)
     width = config.model.width
 
     def init(rng):
-      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)), rng=rng)
+      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)),
+                  rng=jax.random.key_data(rng))
 
     def update(state, batch):
       w = state["params"]["w"] + batch["x"].mean()
@@ -130,7 +188,14 @@ def toy_task(starts):
       return (dict(state, step=state["step"] + 1, params=dict(w=w)),
               dict(loss=norm, learning_rate=jnp.float32(0.1), grad_norm=norm, param_norm=norm))
     batch = dict(x=np.ones((config.batch_size, 1), np.float32))
-    return loop.Task(train_iter=iter(lambda: batch, None), first_batch=batch,
+    fetched = iter(range(1, 1 << 30))
+
+    def next_batch():
+      i = next(fetched)
+      if fetch is not None:
+        fetch(i)
+      return batch
+    return loop.Task(train_iter=iter(next_batch, None), first_batch=batch,
                      num_steps=config.total_steps, init=init, update=update,
                      describe=lambda m: f"loss {m['loss']:.3f}",
                      meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
@@ -146,6 +211,20 @@ def test_a_schedule_of_zero_steps_never_exports_or_finishes(tmp_path):
   with pytest.raises(validate.ConfigError, match="the schedule has 0 steps"):
     loop.run(toy_task([]), config, str(workdir))
   assert not workdir.exists()  # found before the workdir is opened: nothing written
+
+
+def test_sigterm_saves_the_step_it_arrives_in_and_stops_before_finishing(tmp_path):
+  def signal_while_fetching_the_third_batch(i):
+    if i == 2:  # the first batch came with the task: this is step 3's
+      os.kill(os.getpid(), signal.SIGTERM)
+  workdir = str(tmp_path / "run")
+  config = toy_config(total_steps=8, checkpoint_every_steps=100)
+  # Stopped before the end of the schedule: no result (finish(), e.g. the export, not run).
+  assert loop.run(toy_task([], signal_while_fetching_the_third_batch), config, workdir) is None
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  assert not os.path.exists(os.path.join(workdir, loop.FINISHED_FILE))
 
 
 @pytest.fixture()
@@ -270,9 +349,8 @@ def test_no_intact_checkpoint_stops_with_a_clear_error(toy_run):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_promptly(tmp_path):
-  dataset = str(tmp_path / "dataset")
-  tiny_dataset.make_tiny_dataset(dataset)
+def test_sigterm_saves_and_exits_promptly(tiny_dataset, tmp_path):
+  dataset = tiny_dataset
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "avjax.main",
          f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", f"--workdir={workdir}",

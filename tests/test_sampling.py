@@ -9,18 +9,9 @@ import numpy as np
 import pytest
 
 from avjax.data.sampling import HierarchicalSampler
+from helpers import chi2, chi2_bound
 
 
-def _chi2(observed, expected):
-  observed = np.asarray(observed, np.float64)
-  expected = np.asarray(expected, np.float64)
-  return float(((observed - expected) ** 2 / expected).sum())
-
-
-def _chi2_bound(dof):
-  # Mean dof, sd sqrt(2 dof): 6 sd is far beyond chance for a fixed seed, yet catches any
-  # real bias at these sample sizes.
-  return dof + 6 * math.sqrt(2 * dof)
 
 
 @pytest.mark.parametrize("k,w", [(4, None), (4, 8), (3, 3), (1, None), (16, 40)])
@@ -43,7 +34,7 @@ def test_titles_uniform():
   sampler = HierarchicalSampler(counts, 4, seed=0)
   draws = 16000
   freq = np.bincount([sampler.group(p)[0] for p in range(draws)], minlength=len(counts))
-  assert _chi2(freq, [draws / len(counts)] * len(counts)) < _chi2_bound(len(counts) - 1)
+  assert chi2(freq, [draws / len(counts)] * len(counts)) < chi2_bound(len(counts) - 1)
 
 
 def test_titles_by_length():
@@ -51,7 +42,7 @@ def test_titles_by_length():
   sampler = HierarchicalSampler(counts, 2, seed=1, title_weights="length")
   draws = 16000
   freq = np.bincount([sampler.group(p)[0] for p in range(draws)], minlength=len(counts))
-  assert _chi2(freq, draws * counts / counts.sum()) < _chi2_bound(len(counts) - 1)
+  assert chi2(freq, draws * counts / counts.sum()) < chi2_bound(len(counts) - 1)
 
 
 @pytest.mark.parametrize("m,k,w", [(9, 3, 5), (8, 4, 6), (7, 2, 3), (10, 3, None)])
@@ -62,7 +53,7 @@ def test_uniform_over_valid_sets(m, k, w):
   draws = 200 * len(valid)
   counts = collections.Counter(tuple(sampler.group(p)[1].tolist()) for p in range(draws))
   assert set(counts) <= set(valid)
-  assert _chi2([counts[v] for v in valid], [200] * len(valid)) < _chi2_bound(len(valid) - 1)
+  assert chi2([counts[v] for v in valid], [200] * len(valid)) < chi2_bound(len(valid) - 1)
 
 
 def test_span_distribution_long_title():
@@ -78,7 +69,7 @@ def test_span_distribution_long_title():
   keep = expected >= 5  # pool the sparse low-span tail, as chi-square needs
   obs = np.append(observed[keep], observed[~keep].sum())
   exp = np.append(expected[keep], expected[~keep].sum())
-  assert _chi2(obs, exp) < _chi2_bound(len(obs) - 1)
+  assert chi2(obs, exp) < chi2_bound(len(obs) - 1)
 
 
 def test_window_equal_k_gives_adjacent_snippets():
@@ -97,7 +88,7 @@ def test_k1_is_iid_over_all_snippets():
   flat = [offsets[n] + idx[0] for n, idx in (sampler.group(p) for p in range(draws))]
   freq = np.bincount(flat, minlength=total)
   assert freq.min() > 0, "every snippet is drawn"
-  assert _chi2(freq, [draws / total] * total) < _chi2_bound(total - 1)
+  assert chi2(freq, [draws / total] * total) < chi2_bound(total - 1)
 
 
 def test_deterministic_and_exact_resume():
@@ -150,7 +141,7 @@ def test_batch_titles_follow_the_sequential_law():
   draws = 12000
   freq = collections.Counter(tuple(n for n, _ in sampler.batch(b)) for b in range(draws))
   assert set(freq) <= set(orders)
-  assert _chi2([freq[o] for o in orders], draws * law) < _chi2_bound(len(orders) - 1)
+  assert chi2([freq[o] for o in orders], draws * law) < chi2_bound(len(orders) - 1)
 
 
 def test_k1_batch_is_a_simple_random_sample():
@@ -163,7 +154,7 @@ def test_k1_batch_is_a_simple_random_sample():
   freq = collections.Counter(tuple(sorted((n, int(i[0])) for n, i in sampler.batch(b)))
                              for b in range(draws))
   assert set(freq) <= set(subsets)
-  assert _chi2([freq[x] for x in subsets], [200] * len(subsets)) < _chi2_bound(
+  assert chi2([freq[x] for x in subsets], [200] * len(subsets)) < chi2_bound(
       len(subsets) - 1)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from avjax.data import sampling
 from avjax.data.scene_sampling import SceneSampler, make_sampler
-from test_sampling import _chi2, _chi2_bound
+from helpers import chi2, chi2_bound
 
 # Scene ids per snippet of small titles: scenes of 1-4 snippets.
 TITLE_A = [0, 0, 1, 2, 2, 2, 3, 4, 4, 5]  # 6 scenes, M = 10
@@ -69,7 +69,7 @@ def test_law_matches_enumeration(policy, ids, k):
   obs, exp = observed[keep], expected[keep]
   if not keep.all():
     obs, exp = np.append(obs, observed[~keep].sum()), np.append(exp, expected[~keep].sum())
-  assert _chi2(obs, exp) < _chi2_bound(len(obs) - 1)
+  assert chi2(obs, exp) < chi2_bound(len(obs) - 1)
 
 
 @pytest.mark.parametrize("policy", ["distinct", "adaptive"])

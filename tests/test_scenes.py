@@ -18,10 +18,10 @@ from avjax.data import titles as titles_lib
 from avjax.ingest import add_scenes
 from avjax.ingest import run as ingest_run
 from avjax.ingest import scenes
-from avjax.ingest import synthetic
-from avjax.ingest import synthetic_presets
-from avjax.ingest.synthetic_plan import plan_collection
-from tiny_dataset import make_tiny_dataset, tiny_data_config
+from avjax.synthetic import generator as synthetic
+from avjax.synthetic import presets as synthetic_presets
+from avjax.synthetic.plan import plan_collection
+from helpers import make_tiny_dataset, tiny_data_config
 
 
 # ---------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_train_batches_hold_k_snippets_of_distinct_scenes(tmp_path):
     it = pipeline.make_train_iterator(config, global_batch_size=8, process_index=0,
                                       process_count=1, num_local_devices=1)
     assert it.sampler.policy == policy
-    ids = {t["id"]: t["snippet_scenes"] for t in titles_lib.load_manifest(
+    ids = {t["id"]: t["snippet_scenes"] for t in titles_lib.pooled_manifest(
         [str(tmp_path)])["titles"]}
     for _ in range(3):
       batch = next(it)

@@ -11,7 +11,7 @@ from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
 
-from tiny_dataset import make_tiny_dataset, tiny_data_config  # pylint: disable=g-bad-import-order
+from helpers import make_tiny_dataset, tiny_data_config  # pylint: disable=g-bad-import-order
 
 
 def ram(name):
@@ -62,7 +62,7 @@ def test_training_input_reads_a_dataset_on_a_non_local_file_system(tmp_path):
   make_tiny_dataset(local)
   remote = ram("dataset")
   copy_tree(local, remote)
-  assert titles_lib.load_manifest(remote)["titles"] == [
+  assert titles_lib.pooled_manifest(remote)["titles"] == [
       dict(t, dataset_dir=remote) for t in records.load_manifest(local)["titles"]]
   batches = []
   for path in (local, remote):

@@ -12,10 +12,10 @@ from avjax import fileio
 from avjax.data import audio
 from avjax.evals import inputs
 from avjax.ingest import discover
-from avjax.ingest import synthetic
-from avjax.ingest import synthetic_plan
-from avjax.ingest import synthetic_presets
-from avjax.ingest import synthetic_render
+from avjax.synthetic import generator as synthetic
+from avjax.synthetic import plan as synthetic_plan
+from avjax.synthetic import presets as synthetic_presets
+from avjax.synthetic import render as synthetic_render
 
 TINY = synthetic.Options(width=96, height=64, fps=10)
 
@@ -143,7 +143,7 @@ def test_generate_writes_media_files_titles_and_labels(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Presets (avjax/ingest/synthetic_presets.py).
+# Presets (avjax/synthetic/presets.py).
 
 
 def _chunks(plan, options, n):

@@ -13,7 +13,7 @@ from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
 from avjax.ingest import verify
-from tiny_dataset import make_tiny_dataset, tiny_data_config
+from helpers import make_tiny_dataset, tiny_data_config
 
 TITLES = [dict(id=f"m{i}", kind="movie", genres=["Drama"], split="train", num_snippets=4)
           for i in range(4)] + [dict(id="v0", kind="movie", genres=["Drama"], split="val",
@@ -77,7 +77,7 @@ def test_training_stops_on_a_flipped_byte_or_skips_and_counts_it(dataset):
   step = next(s for s in range(100) if probe.title_ids[probe.sampler.group(s)[0]] == "m2")
   probe.close()
   with pytest.raises(pipeline.BadRecordError, match=r"title m2 snippet 0: .*data CRC mismatch"):
-    next(_train(config, 4, start_group=step))
+    next(_train(config, 4, start_step=step))
   config.skip_bad_records = True
   it = _train(config, 8)
   for _ in range(4):

@@ -71,7 +71,7 @@ def layers(module, *args, rng=None, **kwargs):
   Args:
     module: a Flax linen module.
     *args: its inputs: arrays, `jax.ShapeDtypeStruct`s, or shape tuples (float32).
-    rng: init key (default PRNGKey(0)); nothing is computed with it.
+    rng: init key (default key(0)); nothing is computed with it.
     **kwargs: keyword arguments of the call, e.g. `train=False`.
   Returns:
     A list of `Layer`.
@@ -102,7 +102,7 @@ def layers(module, *args, rng=None, **kwargs):
                          rows * k_in * k_out))
     return out
 
-  rng = jax.random.PRNGKey(0) if rng is None else rng
+  rng = jax.random.key(0) if rng is None else rng
   args = tuple(_as_struct(a) for a in args)
   with nn.intercept_methods(interceptor):
     jax.eval_shape(lambda r, *a: module.init(r, *a, **kwargs), rng, *args)
@@ -117,15 +117,6 @@ def forward_flops(found):
 def train_flops(found):
   """Forward + backward by the 3 x forward rule."""
   return 3 * forward_flops(found)
-
-
-def by_prefix(found, depth=1):
-  """Forward FLOPs summed by the first `depth` components of each layer's path."""
-  out = {}
-  for l in found:
-    key = "/".join(l.path.split("/")[:depth])
-    out[key] = out.get(key, 0) + 2 * l.macs
-  return out
 
 
 # ---------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from absl import logging
 import av
 
 from avjax.ingest import params as params_lib
-from avjax.ingest import synthetic_plan
-from avjax.ingest import synthetic_render
+from avjax.synthetic import plan as synthetic_plan
+from avjax.synthetic import render as synthetic_render
 from avjax.ingest import title as title_lib
 
 TITLE = "Ingest"

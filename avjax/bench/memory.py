@@ -19,7 +19,7 @@ batch 1, which separates what scales with the batch from what does not (conv ker
 backward pass needs for input gradients, per-channel vectors): that fixed part is
 reported apart.
 
-The loss differentiated here is `avjax.pretrain_step.update_step`'s (forward with mutable
+The loss differentiated here is `avjax.pretrain.step.update_step`'s (forward with mutable
 batch_stats, the remat policy of config.model.remat, Eq. 1 NCE), rebuilt from the same
 parts; tests/test_fused_norm.py checks that both give the same loss and gradients.
 Imports no TensorFlow.
@@ -27,16 +27,15 @@ Imports no TensorFlow.
 
 import collections
 import functools
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avjax import fileio
 from avjax import losses
 from avjax.bench import step as step_bench
-from avjax.configs import step_benchmark as step_config
 from avjax.models import av
 from avjax.models import remat as remat_lib
 
@@ -79,7 +78,7 @@ def residuals(model_config, loss_config, video_shape, audio_shape):
   init_video = jax.ShapeDtypeStruct((1,) + tuple(video_shape[1:]), jnp.float32)
   init_audio = jax.ShapeDtypeStruct((1,) + tuple(audio_shape[1:]), jnp.float32)
   variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.PRNGKey(0), init_video, init_audio)
+                             jax.random.key(0), init_video, init_audio)
 
   def vjp(params, batch_stats, video, audio):
     return jax.vjp(lambda p: loss(p, batch_stats, video, audio), params)
@@ -193,14 +192,12 @@ def to_markdown(r):
 
 def run(flags_values):
   """`python -m avjax.benchmark step --memory`: the table; step_memory.json to --workdir."""
-  # The step benchmark's config: the paper model, optimizer and input shapes.
-  config = (flags_values.config if flags_values.config is not None
-            else step_config.get_config())
+  # The step benchmark's config (configs/step_benchmark.py unless --config names another):
+  # the paper model, optimizer and input shapes.
+  config = flags_values.config
   video_shape, audio_shape = step_bench.input_shapes(config, 1)
   result = measure(config, video_shape[1:], audio_shape[1:])
   workdir = getattr(flags_values, "workdir", None)
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "step_memory.json"), "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
+    fileio.write_json(os.path.join(workdir, "step_memory.json"), result)
   return to_markdown(result)

@@ -9,17 +9,16 @@ r"""Training-step benchmark: the jitted update step on synthetic on-device batch
 
 No input pipeline: a batch of random video (B, T, S, S, 3) and log-mel audio
 (B, mel_bins, audio_frames, 1) is made on the devices once, sharded like the trainer's,
-and fed to `avjax.pretrain_step.update_step` jitted exactly as the training loop jits it
+and fed to `avjax.pretrain.step.update_step` jitted exactly as the training loop jits it
 (avjax.sharding.jit_update: state replicated and donated, batch split over the "data"
 mesh axis). B = --batch (per device) x devices. The step is traced, lowered and compiled
 explicitly, so compile time is measured apart from the steps; after warm-up, every step is
-timed to `block_until_ready` and the median is reported. With no --config,
-configs/step_benchmark.py is used. Nothing here imports TensorFlow.
+timed to `block_until_ready` and the median is reported. With no --config, the command
+reads configs/step_benchmark.py. Nothing here imports TensorFlow.
 The encoders' BatchNorm: --config.model.norm=flax|fused (avjax/models/fused_norm.py).
 """
 
 import functools
-import json
 import math
 import os
 import statistics
@@ -30,13 +29,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from avjax import fileio
 from avjax import optim
-from avjax import pretrain_step
 from avjax import sharding
 from avjax.bench import flops
 from avjax.bench import hlo as hlo_lib
-from avjax.configs import step_benchmark
 from avjax.models import av
+from avjax.pretrain import step as pretrain_step
 
 TITLE = "Training step"
 
@@ -74,7 +73,7 @@ def _schedule_and_optimizer(config, global_batch):
       batch_size=global_batch, num_epochs=1, total_steps=1000,
       optimizer=config.optimizer.to_dict()))
   schedule = optim.make_schedule(opt_config, global_batch * 1000)
-  return schedule, pretrain_step.make_optimizer(opt_config, schedule)
+  return schedule, optim.adam(opt_config, schedule)
 
 
 def synthetic_batch(rng, video_shape, audio_shape):
@@ -99,7 +98,7 @@ def setup_step(config, per_device_batch, mesh=None):
   init = functools.partial(pretrain_step.init_state, model=model, tx=tx,
                            video_shape=(1,) + video_shape[1:],
                            audio_shape=(1,) + audio_shape[1:])
-  rng = jax.random.PRNGKey(config.get("seed", 0))
+  rng = jax.random.key(config.get("seed", 0))
   _, state_shardings = sharding.replicated_state(init, mesh)
   state = sharding.init_state(init, rng, state_shardings)
   batch = jax.jit(functools.partial(synthetic_batch, video_shape=video_shape,
@@ -275,12 +274,9 @@ def to_markdown(r):
 
 def run(flags_values):
   """`python -m avjax.benchmark step`: measures, writes step.json to --workdir if set."""
-  config = (flags_values.config if flags_values.config is not None
-            else step_benchmark.get_config())
+  config = flags_values.config  # configs/step_benchmark.py unless --config names another
   result = measure(config, per_device_batch=flags_values.batch, steps=flags_values.steps)
   workdir = getattr(flags_values, "workdir", None)
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "step.json"), "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
+    fileio.write_json(os.path.join(workdir, "step.json"), result)
   return to_markdown(result)

@@ -1,5 +1,6 @@
-r"""The step benchmark's config: configs/pretrain.py's model, optimizer and loss plus input
-shapes (paper Section 4: 16 frames cropped to 158x158; 96 mel bins x 300 frames for 3.2 s).
+r"""The step benchmark's config: pretraining's model, optimizer and loss (avjax.pretrain.step)
+plus input shapes (paper Section 4: 16 frames cropped to 158x158; 96 mel bins x 300 frames
+for 3.2 s).
 
   python -m avjax.benchmark step --config=configs/step_benchmark.py:remat=convs --batch=128
   python -m avjax.benchmark step --config=configs/step_benchmark.py:runlocal --steps=20  # CPU
@@ -12,16 +13,16 @@ on accelerator hosts that have only JAX.
 import ml_collections
 
 from avjax import config_args
-from avjax.configs import pretrain
 from avjax.models import remat as remat_lib
+from avjax.pretrain import step
 
 
 def get_config(arg=None):
-  """Model, optimizer and loss as configs/pretrain.py, plus input shapes; no TensorFlow."""
+  """Model, optimizer and loss of pretraining, plus input shapes; no TensorFlow."""
   arg = config_args.parse_arg(arg, runlocal=False, remat="none")
   if arg.remat not in remat_lib.POLICIES:
     raise ValueError(f"remat={arg.remat!r}: expected one of {sorted(remat_lib.POLICIES)}")
-  base = pretrain.get_config()
+  base = step.default_config()
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.model = base.model

@@ -1,4 +1,4 @@
-"""Log-mel spectrograms of snippet audio and their band-dropout augmentation (Section 4.1).
+"""Log-mel spectrograms of snippet audio (Section 4.1): the TF op and its numpy reference.
 
 Definition (the TF op and `log_mel_numpy` compute the same thing):
   1. PCM to float: int16 / 32768 (float input is taken as already in [-1, 1]).
@@ -53,37 +53,6 @@ def log_mel_spectrogram(pcm, *, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP,
   mel = tf.tensordot(power, weights, 1)  # [..., frames, mel_bins]
   logmel = (tf.math.log(mel + log_floor) - mean) / std
   return tf.expand_dims(tf.linalg.matrix_transpose(logmel), -1)
-
-
-def band_dropout(spec, max_fraction, seed):
-  """Zeroes a random contiguous band of the time or frequency axis (Section 4.1).
-
-  The paper drops "up to 25% from either temporal or frequency axis". Here the axis is
-  chosen with probability 1/2, the band width uniformly among 0 .. floor(max_fraction * L)
-  rows or columns, and its start uniformly among the places where it fits. The band is
-  set to 0, which after the fixed normalization is the typical (mean) level.
-
-  Args:
-    spec: [mel_bins, frames, 1] float spectrogram.
-    max_fraction: the largest band, as a fraction of the axis (0 disables).
-    seed: int32/int64 [2] stateless seed.
-  """
-  if not max_fraction:
-    return spec
-  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
-  shape = tf.shape(spec)
-  use_time = tf.random.stateless_uniform([], seeds[0]) < 0.5
-  length = tf.where(use_time, shape[1], shape[0])
-  widest = tf.cast(tf.floor(max_fraction * tf.cast(length, tf.float32)), tf.int32)
-  width = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=widest + 1,
-                                      dtype=tf.int32)
-  start = tf.random.stateless_uniform([], seeds[2], minval=0, maxval=length - width + 1,
-                                      dtype=tf.int32)
-  time = tf.range(shape[1])[None, :, None]
-  freq = tf.range(shape[0])[:, None, None]
-  pos = tf.where(use_time, time, freq)  # broadcasts to [mel_bins, frames, 1]
-  drop = (pos >= start) & (pos < start + width)
-  return tf.where(drop, tf.zeros_like(spec), spec)
 
 
 # ---------------------------------------------------------------------------

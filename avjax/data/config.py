@@ -1,7 +1,9 @@
-"""The data config and its constants, free of TensorFlow.
+"""The data config, its constants and its own checks, free of TensorFlow.
 
 Training configs import this (not the pipeline), so a config file builds on a host that
 has JAX but no TensorFlow, such as an accelerator host running the step benchmark.
+`problems` is what the config alone can get wrong; the pipeline checks it with the
+dataset's stored format (titles.check_format), the validator before anything runs.
 """
 
 import ml_collections
@@ -66,3 +68,16 @@ def default_config():
   c.num_parallel = -1  # parallel decode calls; -1 = tf.data.AUTOTUNE
   c.open_files = 128  # titles whose record file and index stay open
   return c
+
+
+def problems(c):
+  """What is wrong in data config `c` whatever the dataset: messages naming each field."""
+  out = []
+  if c.crop_size > c.short_side:
+    out.append(f"config.data.crop_size={c.crop_size} > config.data.short_side={c.short_side}: "
+               "the crop must fit in the frame")
+  if not 0 <= c.audio_mask_fraction < 1:
+    out.append(f"config.data.audio_mask_fraction={c.audio_mask_fraction}: expected [0, 1)")
+  if c.color_jitter < 0:
+    out.append(f"config.data.color_jitter={c.color_jitter}: expected >= 0")
+  return out

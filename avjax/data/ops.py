@@ -1,10 +1,19 @@
-"""TF ops of the pretraining input: snippet decoding, crops, colour jitter, log-mel.
+"""The preprocessing ops of both input pipelines: one vocabulary, each pipeline names its ops.
 
-`snippet_fn` turns a serialized snippet into model inputs: frames taken with a stride and
-cropped (random in training, centre in evaluation) while decoding, colour jitter (Table 2),
-normalization; log-mel audio with band dropout (Section 4.1). Its randomness is a pure
-function of (seed, key), so a resumed run draws the same augmentations. `check_record`
-says in words what is wrong with a record that fails to decode.
+In the spirit of big_vision's pp ops: small TensorFlow functions of tensors and a stateless
+[2] seed, each doing one thing. The pretraining input (avjax.data.snippets) and the
+downstream one (avjax.downstream.views) differ only in which ops they name:
+
+  pretraining  train: decode_crop (random) | video_to_float (jitter_factors) | log_mel |
+                      band_dropout;  eval: decode_crop (centre) | video_to_float | log_mel
+  downstream   video train: clip_indices | decode_frames | scale_jitter_crop | random_flip |
+                      video_to_float (jitter_factors);  test: clip_indices | decode_frames |
+                      three_crops | video_to_float
+               audio train: random_clip | log_mel | time_frequency_mask;
+                      test: even_clips | log_mel
+
+Randomness is a pure function of the seed, so a resumed run draws the same augmentations.
+`pad_batch` and `hide_gpus_from_tensorflow` serve both pipelines' batching and set-up.
 """
 
 import functools
@@ -13,8 +22,6 @@ import numpy as np
 import tensorflow as tf
 
 from avjax.data import audio
-from avjax.data import example
-from avjax.data import records
 
 
 def pad_batch(batch, size):
@@ -39,33 +46,136 @@ def hide_gpus_from_tensorflow():
     pass
 
 
-def check_record(serialized, title_id, snippet_index, params, crop_size):
-  """Reasons why a serialized snippet is bad (empty list if it is fine); decodes eagerly."""
-  try:
-    ex = example.decode_snippet_numpy(serialized)
-  except Exception as e:  # pylint: disable=broad-except
-    return [f"not a snippet Example ({e})"]
-  problems = []
-  if ex["title_id"] != title_id or ex["snippet_index"] != snippet_index:
-    problems.append(f"record holds title {ex['title_id']} snippet {ex['snippet_index']}")
-  if len(ex["frames"]) != params["frames_per_snippet"]:
-    problems.append(f"{len(ex['frames'])} frames, expected {params['frames_per_snippet']}")
-  samples = records.samples_per_snippet(params)
-  if len(ex["audio"]) != samples:
-    problems.append(f"{len(ex['audio'])} audio samples, expected {samples}")
-  shape0 = None
-  for i, jpeg in enumerate(ex["frames"]):
-    try:
-      shape = tuple(tf.io.decode_jpeg(jpeg, channels=3).shape)
-    except (tf.errors.OpError, ValueError) as e:
-      problems.append(f"frame {i}: corrupt JPEG ({type(e).__name__})")
-      continue
-    shape0 = shape0 or shape
-    if shape != shape0:
-      problems.append(f"frame {i} is {shape[:2]}, frame 0 is {shape0[:2]}")
-    elif min(shape[:2]) < crop_size:
-      problems.append(f"frame {i} is {shape[:2]}, smaller than the {crop_size} crop")
-  return problems
+# ---------------------------------------------------------------------------
+# Frames and crops (pixel values 0..255 out).
+
+
+def decode_frames(frames):
+  """[T] encoded frames (JPEG/PNG) -> [T, H, W, 3] uint8; uint8 frames pass through."""
+  if frames.dtype == tf.uint8:
+    return frames
+  return tf.map_fn(lambda f: tf.io.decode_image(f, channels=3, expand_animations=False),
+                   frames, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+
+def _crop_offsets(height, width, size, train, seeds):
+  """Top-left corner of the crop: random in training, the centre in evaluation."""
+  if not train:
+    return (height - size) // 2, (width - size) // 2
+  oy = tf.random.stateless_uniform([], seeds[0], 0, height - size + 1, tf.int32)
+  ox = tf.random.stateless_uniform([], seeds[1], 0, width - size + 1, tf.int32)
+  return oy, ox
+
+
+def decode_crop(frames, size, short, train, seeds):
+  """JPEG frames -> uint8 [T, size, size, 3]: the shorter side at `short`, then the crop.
+
+  Frames stored at the wanted short side (as ingest writes them) are cropped while
+  decoding, which decodes only the crop's blocks.
+  """
+  shape = tf.image.extract_jpeg_shape(frames[0])
+  height, width = shape[0], shape[1]
+
+  def crop_while_decoding():
+    oy, ox = _crop_offsets(height, width, size, train, seeds)
+    window = tf.stack([oy, ox, size, size])
+    return tf.stack([tf.io.decode_and_crop_jpeg(f, window, channels=3) for f in frames])
+
+  def resize_then_crop():
+    scale = short / tf.cast(tf.minimum(height, width), tf.float32)
+    new_h = tf.where(height <= width, short,
+                     tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+    new_w = tf.where(height <= width,
+                     tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32), short)
+    video = tf.stack([tf.io.decode_jpeg(f, channels=3) for f in frames])
+    video = tf.image.resize(video, tf.stack([new_h, new_w]), antialias=True)
+    oy, ox = _crop_offsets(new_h, new_w, size, train, seeds)
+    video = tf.clip_by_value(tf.round(video[:, oy:oy + size, ox:ox + size, :]), 0.0, 255.0)
+    return tf.cast(video, tf.uint8)
+
+  return tf.cond(tf.minimum(height, width) == short, crop_while_decoding, resize_then_crop)
+
+
+def clip_indices(starts, num_frames, step, length):
+  """[..., num_frames] int32 indices of clips starting at `starts` (in source frames).
+
+  The k-th frame of a clip is source frame floor(start + k * step), step = source fps /
+  target fps; clips longer than the video wrap around (loop), as short videos must.
+  """
+  k = tf.range(num_frames, dtype=tf.float32)
+  idx = tf.floor(tf.expand_dims(starts, -1) + k * step)
+  return tf.math.floormod(tf.cast(idx, tf.int32), length)
+
+
+def _box(y0, x0, crop, scale_y, scale_x, height, width):
+  """Normalized crop_and_resize box equal to "resize by (scale_y, scale_x), crop at (y0, x0)".
+
+  With half-pixel centers, output pixel j of the crop samples source coordinate
+  (x0 + j + 0.5) / scale - 0.5; crop_and_resize samples box endpoints exactly, so the box
+  spans the first and last of those (clamped to the image).
+  """
+  def span(o, s, n):
+    lo = (tf.cast(o, tf.float32) + 0.5) / s - 0.5
+    hi = (tf.cast(o, tf.float32) + crop - 0.5) / s - 0.5
+    denom = tf.maximum(tf.cast(n, tf.float32) - 1.0, 1.0)
+    return (tf.clip_by_value(lo, 0.0, denom) / denom, tf.clip_by_value(hi, 0.0, denom) / denom)
+  y1, y2 = span(y0, scale_y, height)
+  x1, x2 = span(x0, scale_x, width)
+  return tf.stack([y1, x1, y2, x2])
+
+
+def _resized_shape(height, width, short_side):
+  """(h, w, scale_y, scale_x) after resizing the shorter side to `short_side` (float ok)."""
+  h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  scale = tf.cast(short_side, tf.float32) / tf.minimum(h, w)
+  rh, rw = tf.round(h * scale), tf.round(w * scale)
+  return rh, rw, rh / h, rw / w
+
+
+def scale_jitter_crop(images, scale_min, scale_max, crop, seeds):
+  """Scale jitter of the shorter side in [scale_min, scale_max], then a random crop, in one
+  resample (crop_and_resize): [n, crop, crop, 3] float pixel values. `seeds`: three."""
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  short = tf.random.stateless_uniform([], seeds[0], scale_min, scale_max + 1, tf.int32)
+  rh, rw, sy, sx = _resized_shape(height, width, short)
+  y0 = tf.floor(tf.random.stateless_uniform([], seeds[1], 0.0, 1.0) * (rh - crop + 1))
+  x0 = tf.floor(tf.random.stateless_uniform([], seeds[2], 0.0, 1.0) * (rw - crop + 1))
+  box = _box(y0, x0, crop, sy, sx, height, width)
+  n = tf.shape(images)[0]
+  return tf.image.crop_and_resize(tf.cast(images, tf.float32), tf.tile(box[None], [n, 1]),
+                                  tf.range(n), [crop, crop])
+
+
+def three_crops(images, short_side, crop, num_crops):
+  """Left, center and right crops along the longer side (top, center, bottom if portrait),
+  centered along the shorter, after resizing the shorter side to `short_side`; or the
+  center crop alone (num_crops=1): [num_crops, n, crop, crop, 3] float pixel values."""
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  rh, rw, sy, sx = _resized_shape(height, width, short_side)
+  size = float(crop)
+  center_y, center_x = tf.floor((rh - size) / 2), tf.floor((rw - size) / 2)
+  if num_crops == 1:
+    offsets = [(center_y, center_x)]
+  else:
+    landscape = rw >= rh
+    offsets = [(tf.where(landscape, center_y, y), tf.where(landscape, x, center_x))
+               for y, x in ((0.0, 0.0), (center_y, center_x), (rh - size, rw - size))]
+  boxes = tf.stack([_box(y, x, crop, sy, sx, height, width) for y, x in offsets])
+  n, k = tf.shape(images)[0], len(offsets)
+  crops = tf.image.crop_and_resize(
+      tf.cast(images, tf.float32), tf.repeat(boxes, n, axis=0), tf.tile(tf.range(n), [k]),
+      [crop, crop])
+  return tf.reshape(crops, [k, n, crop, crop, 3])
+
+
+def random_flip(video, seed):
+  """[T, H, W, C] mirrored left-right with probability 1/2."""
+  flip = tf.random.stateless_uniform([], seed) < 0.5
+  return tf.cond(flip, lambda: tf.reverse(video, [2]), lambda: video)
+
+
+# ---------------------------------------------------------------------------
+# Pixel values: [0, 1], colour jitter (Table 2), normalization.
 
 
 def jitter_factors(sigma, seed):
@@ -103,12 +213,15 @@ def color_jitter(video, sigma, seed):
 
 @functools.lru_cache(maxsize=None)
 def _video_to_float_fn(mean, std, jitter):
-  """uint8 [T, H, W, 3] -> normalized float32, jitter optional; one XLA-fused pass.
+  """The XLA-fused pass of `video_to_float` for one (mean, std, jitter on/off).
 
-  Unfused, the broadcasts over the channel axis cost more CPU than the JPEG decoding.
+  Unfused, the broadcasts over the channel axis cost more CPU than the JPEG decoding. The
+  constants are made eagerly (init_scope), also when a pipeline's map function is being
+  traced: the cached pass serves every pipeline of the process.
   """
-  scale = tf.constant(1.0 / np.asarray(std, np.float32))
-  offset = tf.constant(-np.asarray(mean, np.float32) / np.asarray(std, np.float32))
+  with tf.init_scope():
+    scale = tf.constant(1.0 / np.asarray(std, np.float32))
+    offset = tf.constant(-np.asarray(mean, np.float32) / np.asarray(std, np.float32))
 
   @tf.function(jit_compile=True)
   def convert(video, factors):
@@ -120,86 +233,106 @@ def _video_to_float_fn(mean, std, jitter):
   return convert
 
 
-def _crop_offsets(height, width, size, train, seeds):
-  """Top-left corner of the crop: random in training, the centre in evaluation."""
-  if not train:
-    return (height - size) // 2, (width - size) // 2
-  oy = tf.random.stateless_uniform([], seeds[0], 0, height - size + 1, tf.int32)
-  ox = tf.random.stateless_uniform([], seeds[1], 0, width - size + 1, tf.int32)
-  return oy, ox
+def video_to_float(video, mean, std, factors=None):
+  """Pixel values 0..255 [T, H, W, 3] (uint8 or float) -> x / 255, colour-jittered by
+  `factors` (brightness, contrast, saturation; `jitter_factors`) if given, normalized
+  (x - mean) / std per channel: float32, in one XLA-fused pass."""
+  convert = _video_to_float_fn(tuple(mean), tuple(std), factors is not None)
+  return convert(video, tf.ones([3]) if factors is None else factors)
 
 
-def _decode_crop(frames, size, short, train, seeds):
-  """JPEG frames -> uint8 [T, size, size, 3]: the shorter side at `short`, then the crop.
+# ---------------------------------------------------------------------------
+# Audio: clips, log-mel, masks (Section 4.1).
 
-  Frames stored at the wanted short side (as ingest writes them) are cropped while
-  decoding, which decodes only the crop's blocks.
+
+def log_mel(pcm, c):
+  """The log-mel front end of avjax.data.audio with config `c`'s parameters (defaults where
+  `c` does not set them): [..., mel_bins, frames, 1]."""
+  get = lambda name, default: c.get(name, default)
+  return audio.log_mel_spectrogram(
+      pcm, sample_rate=get("sample_rate", audio.SAMPLE_RATE), n_fft=get("n_fft", audio.N_FFT),
+      hop=get("hop", audio.HOP), mel_bins=get("mel_bins", audio.MEL_BINS),
+      mel_lower_hz=get("mel_lower_hz", audio.MEL_LOWER_HZ),
+      mel_upper_hz=get("mel_upper_hz", audio.MEL_UPPER_HZ),
+      log_floor=get("log_floor", audio.LOG_FLOOR), mean=get("audio_mean", audio.MEL_MEAN),
+      std=get("audio_std", audio.MEL_STD))
+
+
+def _fit(pcm, size):
+  """Zero-pads a clip shorter than `size` samples at its end."""
+  return tf.pad(pcm, [[0, tf.maximum(size - tf.shape(pcm)[0], 0)]])
+
+
+def random_clip(pcm, size, seed):
+  """A clip of `size` samples from a uniform start (zero-padded if the audio is shorter)."""
+  pcm = _fit(pcm, size)
+  start = tf.random.stateless_uniform([], seed, 0, tf.shape(pcm)[0] - size + 1, tf.int32)
+  return pcm[start:start + size]
+
+
+def even_clips(pcm, size, count):
+  """`count` clips of `size` samples, uniformly spaced from the first sample to the last
+  start that fits: [count, size]."""
+  pcm = _fit(pcm, size)
+  last = tf.cast(tf.shape(pcm)[0] - size, tf.float32)
+  starts = tf.cast(tf.round(tf.linspace(0.0, last, count)), tf.int32)
+  return tf.gather(pcm, starts[:, None] + tf.range(size)[None, :])
+
+
+def _random_band(length, max_fraction, width_seed, start_seed):
+  """(start, width) of a band of an axis of `length`: width uniform in 0 ..
+  floor(max_fraction * length), start uniform where it fits."""
+  widest = tf.cast(tf.floor(max_fraction * tf.cast(length, tf.float32)), tf.int32)
+  width = tf.random.stateless_uniform([], width_seed, minval=0, maxval=widest + 1,
+                                      dtype=tf.int32)
+  start = tf.random.stateless_uniform([], start_seed, minval=0, maxval=length - width + 1,
+                                      dtype=tf.int32)
+  return start, width
+
+
+def band_dropout(spec, max_fraction, seed):
+  """Zeroes a random contiguous band of the time or frequency axis (pretraining, Section 4.1).
+
+  The paper drops "up to 25% from either temporal or frequency axis". Here the axis is
+  chosen with probability 1/2, the band as `_random_band`. The band is set to 0, which
+  after the fixed normalization is the typical (mean) level.
+
+  Args:
+    spec: [mel_bins, frames, 1] float spectrogram.
+    max_fraction: the largest band, as a fraction of the axis (0 disables).
+    seed: int32/int64 [2] stateless seed.
   """
-  shape = tf.image.extract_jpeg_shape(frames[0])
-  height, width = shape[0], shape[1]
-
-  def crop_while_decoding():
-    oy, ox = _crop_offsets(height, width, size, train, seeds)
-    window = tf.stack([oy, ox, size, size])
-    return tf.stack([tf.io.decode_and_crop_jpeg(f, window, channels=3) for f in frames])
-
-  def resize_then_crop():
-    scale = short / tf.cast(tf.minimum(height, width), tf.float32)
-    new_h = tf.where(height <= width, short,
-                     tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
-    new_w = tf.where(height <= width,
-                     tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32), short)
-    video = tf.stack([tf.io.decode_jpeg(f, channels=3) for f in frames])
-    video = tf.image.resize(video, tf.stack([new_h, new_w]), antialias=True)
-    oy, ox = _crop_offsets(new_h, new_w, size, train, seeds)
-    video = tf.clip_by_value(tf.round(video[:, oy:oy + size, ox:ox + size, :]), 0.0, 255.0)
-    return tf.cast(video, tf.uint8)
-
-  return tf.cond(tf.minimum(height, width) == short, crop_while_decoding, resize_then_crop)
+  if not max_fraction:
+    return spec
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+  shape = tf.shape(spec)
+  use_time = tf.random.stateless_uniform([], seeds[0]) < 0.5
+  length = tf.where(use_time, shape[1], shape[0])
+  start, width = _random_band(length, max_fraction, seeds[1], seeds[2])
+  time = tf.range(shape[1])[None, :, None]
+  freq = tf.range(shape[0])[:, None, None]
+  pos = tf.where(use_time, time, freq)  # broadcasts to [mel_bins, frames, 1]
+  drop = (pos >= start) & (pos < start + width)
+  return tf.where(drop, tf.zeros_like(spec), spec)
 
 
-def snippet_fn(config, params, train):
-  """Serialized snippet (+ ids and augmentation key) -> decoded, augmented tensors."""
-  stored_frames = int(params["frames_per_snippet"])
-  stride = stored_frames // config.num_frames
-  samples = records.samples_per_snippet(params)
-  size, short = int(config.crop_size), int(config.short_side)
-  sigma = float(config.color_jitter)
-  mask_fraction = float(config.audio_mask_fraction)
-  to_float = _video_to_float_fn(tuple(config.video_mean), tuple(config.video_std),
-                                train and sigma > 0)
-  mel_kwargs = dict(sample_rate=config.sample_rate, n_fft=config.n_fft, hop=config.hop,
-                    mel_bins=config.mel_bins, mel_lower_hz=config.mel_lower_hz,
-                    mel_upper_hz=config.mel_upper_hz, log_floor=config.log_floor,
-                    mean=config.audio_mean, std=config.audio_std)
-  seed_base = tf.constant(int(config.seed), tf.int64)
+def time_frequency_mask(spec, max_fraction, seed):
+  """Zeroes one band of up to `max_fraction` of the time axis and one of the mel axis.
 
-  def fn(serialized, title_index, snippet_index, key):
-    ex = example.parse_snippet(serialized)
-    where = ["title", ex["title_id"], "snippet", ex["snippet_index"]]
-    checks = [
-        tf.debugging.Assert(tf.size(ex["frames"]) == stored_frames,
-                            ["bad record:"] + where + ["frames:", tf.size(ex["frames"])]),
-        tf.debugging.Assert(tf.size(ex["audio"]) == samples,
-                            ["bad record:"] + where + ["audio samples:", tf.size(ex["audio"])]),
-        tf.debugging.Assert(ex["snippet_index"] == tf.cast(snippet_index, tf.int64),
-                            ["bad record:"] + where + ["expected snippet", snippet_index]),
-    ]
-    with tf.control_dependencies(checks):
-      frames = tf.ensure_shape(ex["frames"], [stored_frames])
-      pcm = tf.ensure_shape(ex["audio"], [samples])
-    frames = tf.unstack(frames, num=stored_frames)[::stride]
-    seeds = tf.random.experimental.stateless_split(tf.stack([seed_base, key]), num=4)
-    video = _decode_crop(frames, size, short, train, seeds)
-    video = tf.ensure_shape(video, [config.num_frames, size, size, 3])
-    factors = (tf.stack(jitter_factors(sigma, seeds[2])) if train and sigma > 0
-               else tf.ones([3]))
-    video = to_float(video, factors)
-
-    spec = audio.log_mel_spectrogram(pcm, **mel_kwargs)
-    if train and mask_fraction > 0:
-      spec = audio.band_dropout(spec, mask_fraction, seeds[3])
-    return dict(video=video, audio=spec, title_index=title_index,
-                snippet_index=snippet_index)
-
-  return fn
+  SpecAugment-style masks of downstream training (Section 4.1: "maximum possible length of
+  the mask is 50% of the corresponding axis"), each band as `_random_band`. 0 is the mean
+  level after the fixed normalization.
+  """
+  if not max_fraction:
+    return spec
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
+  shape = tf.shape(spec)
+  keep = tf.ones_like(spec, tf.bool)
+  for axis, (s_width, s_start) in ((0, (seeds[0], seeds[1])), (1, (seeds[2], seeds[3]))):
+    length = shape[axis]
+    start, width = _random_band(length, max_fraction, s_width, s_start)
+    pos = tf.range(length)
+    band = (pos >= start) & (pos < start + width)
+    band = band[:, None, None] if axis == 0 else band[None, :, None]
+    keep &= ~band
+  return tf.where(keep, spec, tf.zeros_like(spec))

@@ -5,17 +5,16 @@ Training (paper Sections 3 and 4.1):
   tf.data (parse, decode + crop JPEGs, colour jitter, log-mel, band dropout; parallel,
   order-preserving) ──▶ batches of whole groups ──▶ prefetch ──▶ numpy dicts
 
-Batch layout. Global batch s (of B = G * k snippets) holds the G groups of the sampler's
-batch start_group / G + s (positions [start_group + s * G, start_group + (s + 1) * G) of its
-stream), in order, with no title (k = 1: no snippet) twice. Every host draws the batch's
-list of groups (cheap: no data is read) and reads only its contiguous share of G / P groups,
-and within the host each of its D local devices gets a contiguous run of whole groups, so
-every device's shard holds whole groups (B must be a multiple of k * P * D;
-`check_batch_layout` says which number does not divide). The trainer puts the host batches
-together with jax.make_array_from_process_local_data. The stream is a pure function of
-(seed, batch), and augmentation randomness is a pure function of (seed, position, slot):
-resuming after s steps with start_group = s * G reproduces the same batches, bit for bit, on
-any number of hosts. The trainer saves the step and derives the sampler position from it.
+Batch layout (avjax.data.batch_layout). Global batch s (of B = G * k snippets) holds the
+G groups of the sampler's batch s (positions [s G, (s + 1) G) of its stream), in order,
+with no title (k = 1: no snippet) twice; every host draws the batch's list of groups
+(cheap: no data is read) and reads only its share, and each device's shard holds whole
+groups. The trainer puts the host batches together with
+jax.make_array_from_process_local_data. The stream is a pure function of (seed, batch), and
+augmentation randomness is a pure function of (seed, position, slot): the iterator of a run
+resumed after s steps (`start_step=s`) reproduces the same batches, bit for bit, on any
+number of hosts. The iterator owns the sampler position (`sampler_position(step)`); the
+trainer saves it with each checkpoint.
 
 Memory. Records are read on demand by byte offset (random access, no scan) and nothing is
 buffered per title: host memory is bounded by the prefetch depth, whatever the title
@@ -41,7 +40,8 @@ truncated file or a manifest naming a missing title stops the run at once with t
 
 Evaluation (`make_eval_iterator`): every snippet of the held-out titles exactly once, in
 (title, snippet) order, centre crops, no augmentation; the last batch is padded and a
-"mask" field marks real snippets.
+"mask" field marks real snippets. `EvalData` is the evaluation data source: avjax.evals reads
+no dataset files itself, the evaluator, the probes and `python -m avjax.inputs` are given one.
 
 TensorFlow only feeds data here; it is kept off GPUs, which belong to JAX.
 """
@@ -56,43 +56,17 @@ import tensorflow as tf
 from absl import logging
 
 from avjax.data import audio
+from avjax.data import batch_layout
 from avjax.data import ops
 from avjax.data import records
 from avjax.data import sampling
 from avjax.data import scene_sampling
+from avjax.data import snippets
 from avjax.data import titles as titles_lib
 
 
 class BadRecordError(ValueError):
   """A snippet record that cannot be decoded or has the wrong shape."""
-
-
-# ---------------------------------------------------------------------------
-# Batch layout.
-
-
-def check_batch_layout(global_batch_size, k, process_count=1, num_local_devices=1):
-  """Validates that a global batch splits into whole groups per host and per device.
-
-  Returns (groups per global batch G, groups per host, host batch size).
-  """
-  b, p, d = int(global_batch_size), int(process_count), int(num_local_devices)
-  if b <= 0 or k <= 0 or p <= 0 or d <= 0:
-    raise ValueError(f"need positive sizes, got global batch {b}, k={k}, {p} processes, "
-                     f"{d} local devices")
-  if b % k:
-    raise ValueError(f"global batch size {b} is not a multiple of k={k}: a batch holds "
-                     "whole groups of k snippets of one title (Section 3)")
-  groups = b // k
-  if groups % p:
-    raise ValueError(f"the {groups} groups of a global batch ({b} / k={k}) do not split "
-                     f"evenly over {p} processes")
-  if (groups // p) % d:
-    raise ValueError(f"the {groups // p} groups of a host batch ({b} / k={k} / {p} "
-                     f"processes) do not split evenly over {d} local devices: each device's "
-                     f"shard must hold whole groups, so the global batch must be a multiple "
-                     f"of k * processes * devices = {k * p * d}")
-  return groups, groups // p, b // p
 
 
 def _process_defaults(process_index, process_count, num_local_devices):
@@ -205,8 +179,8 @@ class _RestartingIterator:
       except records.CorruptRecordError as e:
         bad.append((n, m, [e.detail]))
         continue
-      problems = ops.check_record(serialized, self.title_ids[n], m, self.params,
-                              self.config.crop_size)
+      problems = snippets.check_record(serialized, self.title_ids[n], m, self.params,
+                                       self.config.crop_size)
       if problems:
         bad.append((n, m, problems))
     if not bad:
@@ -223,7 +197,7 @@ class _RestartingIterator:
 
   def _dataset(self, generator, signature, batch_size, drop_remainder, train):
     if self._snippet_fn is None:
-      self._snippet_fn = ops.snippet_fn(self.config, self.params, train)
+      self._snippet_fn = snippets.snippet_fn(self.config, self.params, train)
     num_parallel = self.config.num_parallel
     num_parallel = tf.data.AUTOTUNE if num_parallel in (None, -1) else int(num_parallel)
     ds = tf.data.Dataset.from_generator(generator, output_signature=signature).unbatch()
@@ -252,30 +226,28 @@ class TrainIterator(_RestartingIterator):
   1], "title_index" int32 [b] (into `title_ids`), "snippet_index" int32 [b].
   """
 
-  def __init__(self, config, titles, params, *, global_batch_size, start_group,
+  def __init__(self, config, titles, params, *, global_batch_size, start_step,
                process_index, process_count, num_local_devices):
     super().__init__(config, titles, params)
     self.k = int(config.k)
     self.global_batch_size = int(global_batch_size)
-    self.groups_per_batch, self.groups_per_host, self.batch_size = check_batch_layout(
-        global_batch_size, self.k, process_count, num_local_devices)
+    self.groups_per_batch, self.groups_per_host, self.batch_size = (
+        batch_layout.check_batch_layout(global_batch_size, self.k, process_count,
+                                        num_local_devices))
     self.process_index, self.process_count = process_index, process_count
-    self.start_group = int(start_group)
-    if self.start_group < 0:
-      raise ValueError(f"start_group={start_group}: must be >= 0")
-    if self.start_group % self.groups_per_batch:
-      raise ValueError(f"start_group={start_group} is not at a batch boundary (a multiple of "
-                       f"B / k = {self.groups_per_batch})")
+    self.start_step = int(start_step)
+    if self.start_step < 0:
+      raise ValueError(f"start_step={start_step}: must be >= 0")
     self.sampler = scene_sampling.make_sampler(config, self.titles, self.groups_per_batch)
     self.snippets_per_epoch = self.sampler.snippets_per_epoch
-    self.steps_per_epoch = self.snippets_per_epoch // self.global_batch_size
-    self._layout = (self.start_group, self.groups_per_batch,
-                    process_index * self.groups_per_host, self.groups_per_host)
+    # Global batch (start_step + i) is the i-th this iterator yields.
+    self._layout = (self.start_step, self.groups_per_batch, self.groups_per_host,
+                    process_index)
 
-  @property
-  def next_group(self):
-    """Sampler position of the first group of the next global batch."""
-    return self.start_group + self._step * self.groups_per_batch
+  def sampler_position(self, step):
+    """Sampler position of the first group of global batch `step`: where a run resumed
+    after `step` steps draws from (saved with each checkpoint)."""
+    return batch_layout.first_position(step, self.groups_per_batch)
 
   def _snippets_of_batch(self, step):
     out = []
@@ -304,19 +276,21 @@ class TrainIterator(_RestartingIterator):
 
 
 def _host_groups(sampler, skipped, layout, step):
-  """[(sampler position, (title, snippet indices))] of this host's groups in batch `step`;
-  groups holding a skipped record are redrawn (HierarchicalSampler.batch)."""
-  start, groups_per_batch, host_offset, groups_per_host = layout
+  """[(sampler position, (title, snippet indices))] of this host's groups in the iterator's
+  batch `step`; groups holding a skipped record are redrawn (HierarchicalSampler.batch)."""
+  start_step, groups_per_batch, groups_per_host, process_index = layout
+  index = start_step + step  # the global batch is the sampler's batch of the same number
   bad = None
   if skipped:
     bad = lambda n, idx: any((n, int(m)) in skipped for m in idx)
-  index = start // groups_per_batch + step
   try:
-    groups = sampler.batch(index, bad)[host_offset:host_offset + groups_per_host]
+    groups = sampler.batch(index, bad)
   except sampling.BadGroupsError as e:
     raise BadRecordError(str(e)) from None
-  first = index * groups_per_batch + host_offset
-  return list(zip(range(first, first + groups_per_host), groups))
+  first = int(process_index) * int(groups_per_host)
+  return list(zip(batch_layout.host_positions(index, groups_per_batch, groups_per_host,
+                                              process_index),
+                  groups[first:first + groups_per_host]))
 
 
 class EvalIterator(_RestartingIterator):
@@ -374,29 +348,29 @@ class EvalIterator(_RestartingIterator):
                 title_index=np.zeros((0,), np.int32), snippet_index=np.zeros((0,), np.int32))
 
 
-def make_train_iterator(config, *, global_batch_size, start_group=0, process_index=None,
+def make_train_iterator(config, *, global_batch_size, start_step=0, process_index=None,
                         process_count=None, num_local_devices=None):
   """Host-local training batches of the hierarchical policy (module docstring: layout).
 
   Args:
     config: the data config (`default_config()`).
     global_batch_size: B, over all hosts; a multiple of k * processes * local devices.
-    start_group: sampler position of the first group; to resume after s steps pass
-      s * B / k (the trainer saves the step and derives this).
+    start_step: the global batch to start at (a resumed run's step); the iterator draws
+      from sampler position start_step * B / k on.
     process_index, process_count, num_local_devices: default to JAX's.
   Returns:
     A TrainIterator: yields dicts "video" float32 [b, T, crop, crop, 3], "audio" float32
     [b, mel_bins, frames, 1], "title_index" int32 [b], "snippet_index" int32 [b] with
     b = B / process_count; attributes title_ids, sampler, snippets_per_epoch,
-    steps_per_epoch, groups_per_batch, next_group, num_skipped.
+    groups_per_batch, num_skipped, and sampler_position(step).
   """
   process_index, process_count, num_local_devices = _process_defaults(
       process_index, process_count, num_local_devices)
-  manifest = titles_lib.load_manifest(config.dataset)
+  manifest = titles_lib.pooled_manifest(config.dataset)
   titles_lib.check_format(config, manifest["params"])
   titles = titles_lib.select_titles(manifest, config)
   return TrainIterator(config, titles, manifest["params"], global_batch_size=global_batch_size,
-                       start_group=start_group, process_index=process_index,
+                       start_step=start_step, process_index=process_index,
                        process_count=process_count, num_local_devices=num_local_devices)
 
 
@@ -410,10 +384,41 @@ def make_eval_iterator(config, *, batch_size, split=None, process_index=None,
   """
   process_index, process_count, num_local_devices = _process_defaults(
       process_index, process_count, num_local_devices)
-  manifest = titles_lib.load_manifest(config.dataset)
+  manifest = titles_lib.pooled_manifest(config.dataset)
   titles_lib.check_format(config, manifest["params"])
   split = config.eval_split if split is None else split
   titles = titles_lib.select_titles(manifest, config, split=split, budget=0)
   return EvalIterator(config, titles, manifest["params"], global_batch_size=batch_size,
                       process_index=process_index, process_count=process_count,
                       num_local_devices=num_local_devices)
+
+
+class EvalData:
+  """The snippets evaluations embed, from a pretraining config's data (one pass each).
+
+  held_out: every snippet of the held-out titles (config.data.eval_split).
+  training_titles: whole training titles drawn by seed up to a snippet budget (the
+    probe's training set).
+  """
+
+  def __init__(self, data_config):
+    self.config = data_config
+    self.manifest = titles_lib.pooled_manifest(data_config.dataset)
+    self.snippet_seconds = records.snippet_seconds(self.manifest["params"])
+
+  def held_out(self, batch_size):
+    return make_eval_iterator(self.config, batch_size=batch_size)
+
+  def training_titles(self, batch_size, *, seed, max_snippets):
+    titles = titles_lib.select_titles(self.manifest, self.config, budget=0)
+    rng = np.random.default_rng([int(seed), 0x9B0B])
+    chosen, total = [], 0
+    for n in rng.permutation(len(titles)):
+      if chosen and total + titles[n]["num_snippets"] > max_snippets:
+        continue
+      chosen.append(int(n))
+      total += titles[n]["num_snippets"]
+    return EvalIterator(
+        self.config, [titles[n] for n in sorted(chosen)], self.manifest["params"],
+        global_batch_size=batch_size, process_index=jax.process_index(),
+        process_count=jax.process_count(), num_local_devices=jax.local_device_count())

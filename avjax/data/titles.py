@@ -7,6 +7,7 @@ the genre ablation uses 1.6K movies, drawn at random or evenly per genre).
 from absl import logging
 import numpy as np
 
+from avjax.data import config as data_config
 from avjax.data import records
 
 KINDS = {"movie": ("movie",), "movies": ("movie",), "episode": ("episode",),
@@ -24,7 +25,7 @@ def _paths(dataset):
   return paths
 
 
-def load_manifest(dataset):
+def pooled_manifest(dataset):
   """Manifest of one dataset dir or the pooled titles of several.
 
   Each title entry gets a "dataset_dir" key. Pooled datasets must share the snippet
@@ -68,7 +69,7 @@ def select_titles(manifest, config, *, split=None, budget=None):
   titles at random; a genre that runs out drops out of the rotation).
 
   Args:
-    manifest: from `load_manifest` (or records.load_manifest).
+    manifest: from `pooled_manifest` (or records.load_manifest).
     config: the data config.
     split: overrides config.split.
     budget: overrides config.title_budget.
@@ -136,12 +137,9 @@ def check_format(config, params):
   if int(params["sample_rate"]) != config.sample_rate:
     raise ValueError(f"sample_rate={config.sample_rate} but the dataset stores "
                      f"{params['sample_rate']} Hz audio")
-  if config.crop_size > config.short_side:
-    raise ValueError(f"crop_size={config.crop_size} > short_side={config.short_side}")
-  if not 0 <= config.audio_mask_fraction < 1:
-    raise ValueError(f"audio_mask_fraction={config.audio_mask_fraction}: expected [0, 1)")
-  if config.color_jitter < 0:
-    raise ValueError(f"color_jitter={config.color_jitter}: expected >= 0")
+  problems = data_config.problems(config)
+  if problems:
+    raise ValueError("; ".join(problems))
   return stored // config.num_frames
 
 

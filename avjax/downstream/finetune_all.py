@@ -1,9 +1,11 @@
 """Every split of every downstream dataset, and a table in the layout of the paper's Table 5.
 
-`run_all` (python -m avjax.finetune_all) runs UCF101 splits 1-3, HMDB51 splits 1-3 and ESC-50 folds 1-5 (those of the datasets named
-in --roots) one after another with `avjax.finetune`, each in WORKDIR/<dataset>/split<k>, and
-writes WORKDIR/results.json and WORKDIR/results.md: per-split and mean top-1 (paper
-Section 4.1: "we report the average performance over all splits").
+`run_all` (python -m avjax.finetune_all) runs UCF101 splits 1-3, HMDB51 splits 1-3 and
+ESC-50 folds 1-5 (those of the datasets named in --roots) one after another with the
+fine-tuning task, each in WORKDIR/<dataset>/split<k> with the config of
+configs/downstream/<dataset>.py (which the command reads), and writes WORKDIR/results.json
+and WORKDIR/results.md: per-split and mean top-1 (paper Section 4.1: "we report the
+average performance over all splits").
 
 A root is a prepared directory (python -m avjax.prepare_downstream) or a dataset in its
 standard layout, which is then prepared once into WORKDIR/data/<dataset>. Rerunning the
@@ -20,7 +22,7 @@ import jax
 from avjax import config_args
 from avjax import fileio
 from avjax import validate
-from avjax.configs.downstream import esc50, hmdb51, ucf101
+from avjax.downstream import config as downstream_config
 from avjax.downstream import layouts
 from avjax.downstream import prepare
 from avjax.downstream import task
@@ -28,7 +30,6 @@ from avjax.downstream import task
 
 DATASETS = ("hmdb51", "ucf101", "esc50")  # the column order of Table 5
 TITLES = {"hmdb51": "HMDB51", "ucf101": "UCF101", "esc50": "ESC50"}
-CONFIGS = {"hmdb51": hmdb51, "ucf101": ucf101, "esc50": esc50}  # configs/downstream/*.py
 ARCH_NAMES = {"r2plus1d_18": "R(2+1)D-18", "resnet18_audio": "ResNet-18"}
 
 
@@ -69,11 +70,6 @@ def apply_overrides(config, text):
   return config
 
 
-def load_config(dataset, arg):
-  """get_config(arg) of the shipped configs/downstream/<dataset>.py."""
-  return CONFIGS[dataset].get_config(arg)
-
-
 def prepared_dir(dataset, root, workdir, workers=1):
   """`root` if it is a prepared directory, else its preparation into WORKDIR/data/<dataset>."""
   if os.path.exists(os.path.join(root, prepare.MANIFEST)):
@@ -88,9 +84,12 @@ def prepared_dir(dataset, root, workdir, workers=1):
   return output
 
 
-def run_all(init, roots, workdir, *, mode="finetune", runlocal=False, splits=None,
+def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=False, splits=None,
             overrides="", name="", workers=1):
-  """Runs (or resumes, or skips when finished) every split; writes and returns the summary."""
+  """Runs (or resumes, or skips when finished) every split; writes and returns the summary.
+
+  `load_config(dataset, ARGS)` is the run config of configs/downstream/<dataset>.py:ARGS.
+  """
   workdir = os.path.abspath(workdir)
   plan = [(d, s) for d in DATASETS if d in roots for s in layouts.SPLITS[d]
           if not splits or s in splits]
@@ -100,8 +99,10 @@ def run_all(init, roots, workdir, *, mode="finetune", runlocal=False, splits=Non
     return apply_overrides(load_config(dataset, arg), overrides)
   # Every run's config is checked before anything is prepared or written.
   for dataset, split in plan:
+    config = config_of(dataset, split, roots[dataset])
     try:
-      validate.check(config_of(dataset, split, roots[dataset]), device_count=jax.device_count())
+      validate.raise_problems(validate.problems(config, device_count=jax.device_count())
+                              + downstream_config.problems(config))
     except validate.ConfigError as e:
       raise validate.ConfigError(f"{dataset} split {split}: {e}") from None
   runs = []

@@ -7,7 +7,8 @@ Evaluation follows paper Section 4.1 ("Downstream Evaluation") and Section 7.2:
   audio (ESC-50, encoder g): train on random 3-s clips with time and frequency masking of
     up to 50% of each axis (no crop, no scale jitter); test on 10 uniformly spaced clips.
 
-avjax.downstream.config holds that protocol and views.py its TF ops. `train_dataset` and
+avjax.downstream.config holds that protocol, and views.py names its views from the
+preprocessing ops pretraining uses (avjax.data.ops). `train_dataset` and
 `test_batches` are tf.data pipelines over a prepared directory (downstream/prepare.py)
 or, for UCF101, the TFDS `ucf101` builder (`source="tfds"`), yielding host-local numpy
 batches for the fine-tuning task.
@@ -51,7 +52,7 @@ def _split_key(split, available, where):
 
 
 def _records_info(c, split):
-  manifest = prepare.load_manifest(c.data_dir)
+  manifest = prepare.load_prepared(c.data_dir)
   path = os.path.join(c.data_dir, prepare.MANIFEST)
   if manifest["dataset"] != c.dataset:
     raise ValueError(f"{path}: prepared for {manifest['dataset']!r}, config says {c.dataset!r}")
@@ -171,7 +172,7 @@ def train_dataset(c, split, *, batch_size, seed=None, process_index=0, process_c
 
   def augment(ex, rng):
     if c.kind == "video":
-      x = views.normalize_video(views.video_train_view(ex["frames"], ex["step"], rng, c), c)
+      x = views.video_train_view(ex["frames"], ex["step"], rng, c)
     else:
       x = views.audio_train_view(ex["audio"], rng, c)
     return {c.kind: _output(x, c), "label": ex["label"]}
@@ -196,7 +197,7 @@ def test_dataset(c, split, *, batch_size, process_index=0, process_count=1):
 
   def test_views(ex):
     if c.kind == "video":
-      x = views.normalize_video(views.video_test_views(ex["frames"], ex["step"], c), c)
+      x = views.video_test_views(ex["frames"], ex["step"], c)
     else:
       x = views.audio_test_views(ex["audio"], c)
     return {c.kind: _output(x, c), "label": ex["label"]}

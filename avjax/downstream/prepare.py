@@ -5,7 +5,7 @@ layout (layouts.read_layout) and decodes every clip once with PyAV (avjax.media)
 TFRecord shards in the snippet record format of avjax.data.records (one record per whole clip: title_id = clip
 id, all frames at 10 fps as JPEG, audio as 48 kHz mono int16), plus `manifest.json`
 (classes, clips, splits) and `prepare_report.json` (clips listed but missing, unreadable,
-unlisted). `load_manifest` reads and checks the manifest.
+unlisted). `load_prepared` reads and checks the manifest.
 
 Layout of a prepared directory:
   OUT/manifest.json                  format, params, classes, clips, splits
@@ -228,7 +228,7 @@ def _progress(total, enabled):
   return update
 
 
-def load_manifest(data_dir):
+def load_prepared(data_dir):
   """Reads and checks OUT/manifest.json of a prepared directory."""
   path = os.path.join(data_dir, MANIFEST)
   if not os.path.exists(path):

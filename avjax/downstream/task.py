@@ -26,34 +26,12 @@ from avjax import fileio
 from avjax import loop
 from avjax import optim
 from avjax import sharding
-from avjax.configs.downstream import esc50, hmdb51, ucf101
+from avjax import validate
 from avjax.downstream import config as downstream_config
 from avjax.downstream import input as downstream_input
 from avjax.downstream import model as model_lib
 
 RESULTS = "results.json"
-
-
-# ---------------------------------------------------------------------------
-# Optimizer (Section 7.2).
-
-
-def make_optimizer(config, schedule):
-  """SGD with momentum and weight decay (torch-style: decay added to the gradient).
-
-  In linear mode only the classifier is trained; the backbone gets zero updates (no
-  weight decay either).
-  """
-  opt = config.optimizer
-  sgd = optax.chain(optax.add_decayed_weights(opt.weight_decay),
-                    optax.sgd(schedule, momentum=opt.momentum,
-                              nesterov=opt.get("nesterov", False)))
-  if config.mode == "finetune":
-    return sgd
-  if config.mode == "linear":
-    labels = lambda params: {k: "frozen" if k == "encoder" else "trained" for k in params}
-    return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)
-  raise ValueError(f"config.mode {config.mode!r}: expected one of {downstream_config.MODES}")
 
 
 # ---------------------------------------------------------------------------
@@ -75,8 +53,7 @@ def init_state(rng, backbone, *, model, tx, input_shape):
     if "encoder" in batch_stats:
       batch_stats["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
                                             backbone["batch_stats"], batch_stats["encoder"])
-  return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-              opt_state=tx.init(params), rng=state_rng)
+  return optim.new_state(params, batch_stats, tx, state_rng)
 
 
 def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
@@ -87,7 +64,7 @@ def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
   activation memory. BatchNorm then normalizes over each micro-batch, as per-GPU
   BatchNorm does in a multi-GPU run of the paper's batch of 96.
   """
-  step_rng = jax.random.fold_in(state["rng"], state["step"])
+  step_rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
   def grads_of(params, batch_stats, micro, rng):
     def loss_fn(params):
@@ -122,30 +99,14 @@ def update_step(state, batch, *, model, tx, schedule, kind, accum_steps=1):
     grads = jax.tree.map(lambda g: g / accum_steps, grads)
     loss, accuracy = loss / accum_steps, accuracy / accum_steps
 
-  updates, opt_state = tx.update(grads, state["opt_state"], params)
-  params = optax.apply_updates(params, updates)
-  measurements = dict(
-      loss=loss,
-      accuracy=accuracy,
-      learning_rate=schedule(state["step"]),
-      grad_norm=optax.global_norm(grads),
-      param_norm=optax.global_norm(params),
-      update_norm=optax.global_norm(updates))
-  new_state = dict(step=state["step"] + 1, params=params, batch_stats=batch_stats,
-                   opt_state=opt_state, rng=state["rng"])
-  return new_state, measurements
+  new_state, norms = optim.apply_gradients(state, grads, tx, batch_stats)
+  return new_state, dict(loss=loss, accuracy=accuracy, learning_rate=schedule(state["step"]),
+                         **norms)
 
 
 def average_view_predictions(logits):
   """[B, V, K] logits of V views per clip -> [B, K] mean of the views' softmax (Section 4.1)."""
   return jnp.mean(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=1)
-
-
-def predict_views(apply_fn, views):
-  """Averaged predictions [B, K] of clips' views [B, V, ...]; apply_fn maps [N, ...] -> logits."""
-  b, v = views.shape[:2]
-  logits = apply_fn(views.reshape((b * v,) + views.shape[2:]))
-  return average_view_predictions(logits.reshape(b, v, -1))
 
 
 def eval_step(state, batch, *, model, kind):
@@ -230,8 +191,10 @@ def _initial_backbone(config, kind, abstract_encoder, mesh):
 
 
 def build_task(config, workdir, *, start_step, writer, mesh):
-  """The fine-tuning task of `config` (configs/downstream/*.py) for avjax.loop.run, which
-  has checked the config's numbers and batch sizes (avjax.validate)."""
+  """The fine-tuning task of `config` (avjax.downstream.config, as configs/downstream/*.py
+  override it) for avjax.loop.run, which has checked the config's numbers and batch sizes
+  (avjax.validate); what only this task knows (the mode) is checked here, first."""
+  validate.raise_problems(downstream_config.problems(config))
   kind = config.data.kind
   info = downstream_input.describe(config.data, config.split)  # checks the data first
   # A resumed run reseeds the stream (order and augmentations) by its step.
@@ -249,13 +212,14 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   model_config = model_lib.model_config_for(config, model_lib.export_model_config(config))
   model = model_lib.build_classifier(config, info["num_classes"], model_config)
   schedule = optim.make_schedule(config, info["num_train"])
-  tx = make_optimizer(config, schedule)
+  # Linear evaluation (mode=linear) trains the classifier alone: the encoder is frozen.
+  tx = optim.sgd(config, schedule, frozen=("encoder",) if config.mode == "linear" else ())
   first = next(train_iter)
   init = functools.partial(init_state, model=model, tx=tx,
                            input_shape=(1,) + first[kind].shape[1:])
   backbone = None
   if not start_step:
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0), None)
+    abstract = jax.eval_shape(init, jax.random.key(0), None)
     backbone = _initial_backbone(config, kind, {
         "params": abstract["params"]["encoder"],
         "batch_stats": abstract["batch_stats"].get("encoder", {})}, mesh)
@@ -283,12 +247,9 @@ def build_task(config, workdir, *, start_step, writer, mesh):
       meta=lambda step: dict(step=int(step), num_train=int(info["num_train"])))
 
 
-PROTOCOLS = {"esc50": esc50, "hmdb51": hmdb51, "ucf101": ucf101}  # configs/downstream/*.py
-
-
 def train_and_evaluate(config, workdir, *, max_steps=None):
   """Fine-tunes (or resumes) in `workdir`, then tests; returns the results dict written to
   WORKDIR/results.json, or None when stopped before the end of the schedule."""
-  protocol = PROTOCOLS.get(config.get("dataset"))
+  known = config.get("dataset") in downstream_config.PROTOCOLS
   return loop.run(build_task, config, workdir, max_steps=max_steps,
-                  defaults=protocol.get_config() if protocol else None)
+                  defaults=downstream_config.protocol_config(config.dataset) if known else None)

@@ -22,18 +22,16 @@ statistics come from data too), so that learning is read against the features' s
 point. With `input_probes`, the same probes on raw-input statistics of the same snippets
 (avjax.evals.inputs) join them ("inputs").
 
-`evaluate_baseline` (python -m avjax.discrepancy --baseline) evaluates a run's random
-initialisation alone, at step 0, into baseline.json: the measures and probes of the
-step-0 encoders, recalibrated and not, and the raw-input probes. Runs that share the seed
-share it (same initialisation, same probe snippets).
+The offline driver (avjax.evals.offline, python -m avjax.discrepancy) evaluates a workdir's
+kept checkpoints, or its random initialisation alone into baseline.json.
 
 Outputs in WORKDIR: discrepancy.json (one entry per step, merged into the file
 atomically), TensorBoard scalars under "discrepancy/" and "probe/", discrepancy_hist.png
 (the three densities of the latest step; per step in discrepancy/hist_step_N.png) and
 discrepancy_curves.png (the divergences against training step, Figure 1 style).
 
-The snippets come from a `data` object the caller gives (the pretraining task's
-avjax.pretrain.EvalData): this module reads no files of the dataset itself.
+The snippets come from a `data` object the caller gives (avjax.data.pipeline.EvalData):
+this module reads no files of the dataset itself.
 """
 
 import functools
@@ -127,7 +125,7 @@ def random_variables(model, config, batch):
   shape = lambda x: (1,) + tuple(x.shape[1:])
   # One compiled init (cached on disk with the compilation cache), not hundreds of eager ops.
   init = jax.jit(functools.partial(av.init_variables, model), static_argnums=(1, 2))
-  return jax.device_get(init(jax.random.PRNGKey(int(config.seed)), shape(batch["video"]),
+  return jax.device_get(init(jax.random.key(int(config.seed)), shape(batch["video"]),
                              shape(batch["audio"])))
 
 

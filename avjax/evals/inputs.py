@@ -15,7 +15,7 @@ Measured for each (`input_identifiability`):
   genre  the same probe of the title's genre look (synthetic sets with genre looks): fit
          on training titles, scored on held-out ones, so it reads only cues that generalise
          across titles.
-The snippets come from an avjax.pretrain.EvalData-like `data`; this module reads no files.
+The snippets come from an avjax.data.pipeline.EvalData-like `data`; this module reads no files.
 """
 
 import os

@@ -1,6 +1,6 @@
 """Linear probe: logistic regression on frozen features of labeled synthetic snippets.
 
-The synthetic generator (avjax/ingest/synthetic.py) writes labels.json with one semantic
+The synthetic generator (avjax/synthetic/) writes labels.json with one semantic
 audio-visual event per snippet-sized span of every title. A snippet gets the class of the
 event that overlaps its time span [L m, L (m + 1)) the most (L = 3.2 s, the snippet length
 of paper Section 3); snippets that no event overlaps get -1 and are left out. The probe is

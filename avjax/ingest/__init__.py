@@ -1,4 +1,4 @@
-"""Ingest: long-form titles (and the synthetic generator's) to snippet records.
+"""Ingest: long-form titles (yours, or avjax.synthetic's) to snippet records.
 
 discover (titles, ids, splits) -> title (one file: decode, cut, write) -> run (many titles,
 resumable, in parallel on one host) or beam (the same on Apache Beam: many hosts, buckets);

@@ -71,9 +71,3 @@ def structure(boundaries, times, hists, num_snippets, snippet_seconds, threshold
 
 def _dense(ids):
   return np.unique(ids, return_inverse=True)[1].astype(np.int64)
-
-
-def scene_boundaries(boundaries, shot_scene):
-  """The shot boundaries (s) where a new scene starts."""
-  shot_scene = np.asarray(shot_scene)
-  return [float(b) for b, a, c in zip(boundaries, shot_scene[:-1], shot_scene[1:]) if c != a]

@@ -123,7 +123,7 @@ def build_model(model_config):
 def init_variables(model, rng, video_shape, audio_shape):
   """Fresh variables (params, batch_stats) of `model` for inputs of these shapes.
 
-  The train state's init (avjax.pretrain_step) and the random-init reference of the
+  The train state's init (avjax.pretrain.step) and the random-init reference of the
   evaluations both call this with the run's key, so "random initialisation" means this
   run's own step-0 encoders.
   """

@@ -21,6 +21,5 @@ from avjax.downstream import config as downstream_config
 def get_config(arg=None):
   arg = config_args.parse_arg(arg, data="data/esc50", split=1, mode="finetune", init="",
                               runlocal=False)
-  # Sections 4.1, 7.2: random 3-s clips with time/frequency masks, 200 epochs; 10 test clips.
-  config = downstream_config.protocol_config("esc50", arg, num_epochs=200, eval_batch_size=32)
+  config = downstream_config.protocol_config("esc50", arg)  # Section 7.2
   return config

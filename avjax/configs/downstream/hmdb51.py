@@ -22,6 +22,5 @@ from avjax.downstream import config as downstream_config
 def get_config(arg=None):
   arg = config_args.parse_arg(arg, data="data/hmdb51", split=1, mode="finetune", init="",
                               res="default", runlocal=False)
-  # Section 7.2: 200 epochs; test on 10 clips x 3 crops.
-  config = downstream_config.protocol_config("hmdb51", arg, num_epochs=200, eval_batch_size=8)
+  config = downstream_config.protocol_config("hmdb51", arg)  # Section 7.2
   return config

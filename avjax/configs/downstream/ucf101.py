@@ -24,7 +24,6 @@ def get_config(arg=None):
   arg = config_args.parse_arg(arg, data="data/ucf101", split=1, mode="finetune", init="",
                               source="records", res="default",
                               runlocal=False)
-  # Section 7.2: 150 epochs; test on 10 clips x 3 crops.
-  config = downstream_config.protocol_config("ucf101", arg, num_epochs=150, eval_batch_size=8)
+  config = downstream_config.protocol_config("ucf101", arg)  # Section 7.2
   config.data.source = arg.source
   return config

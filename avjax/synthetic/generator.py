@@ -35,8 +35,8 @@ from absl import logging
 
 from avjax import console
 from avjax import fileio
-from avjax.ingest import synthetic_render
-from avjax.ingest.synthetic_plan import GENRE_LOOKS, Options, event_class, plan_collection
+from avjax.synthetic import render as synthetic_render
+from avjax.synthetic.plan import GENRE_LOOKS, Options, event_class, plan_collection
 
 LABELS = "labels.json"
 TITLES_CSV = "titles.csv"

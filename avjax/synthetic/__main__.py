@@ -5,7 +5,7 @@ r"""Writes synthetic movies and TV episodes with ground-truth labels.
   python -m avjax.synthetic --output=/tmp/study --preset=study --workers=2
   python -m avjax.synthetic --output=/tmp/small --preset=study --movies=20 --shows=2
 
-A preset (avjax/ingest/synthetic_presets.py) sets the sizes and the look; any flag given on
+A preset (avjax/synthetic/presets.py) sets the sizes and the look; any flag given on
 the command line overrides its field, and --option=NAME=VALUE any other Options field. Then
 `python -m avjax.ingest --input=/tmp/avsynth --output=DATASET_DIR` reads it like any
 collection (the generated titles.csv names each title's kind and show); a preset logs the
@@ -22,9 +22,9 @@ from absl import flags
 from absl import logging
 
 from avjax import console
-from avjax.ingest import synthetic
-from avjax.ingest import synthetic_plan
-from avjax.ingest import synthetic_presets
+from avjax.synthetic import generator as synthetic
+from avjax.synthetic import plan as synthetic_plan
+from avjax.synthetic import presets as synthetic_presets
 
 flags.DEFINE_string("output", None, "Folder to write the titles, titles.csv and labels.json to.",
                     required=True)

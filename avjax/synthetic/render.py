@@ -1,10 +1,8 @@
 """Synthetic titles, rendered: a plan's pictures and sound, snippet-sized span by span."""
 
-import os
-
 import numpy as np
 
-from avjax.ingest.synthetic_plan import DECAY, FADE, Options, event_class, hsv, rng_for
+from avjax.synthetic.plan import DECAY, FADE, Options, event_class, hsv, rng_for
 from avjax.media import writer as media_writer
 
 def _grade(rgb, style, strength):
@@ -263,7 +261,7 @@ def _render_audio(plan, scene, events, s0, s1, options):
     note = np.floor(t / style["note_seconds"]).astype(np.int64)
     freq = np.asarray(style["music_hz"])[np.asarray(style["motif"])[note % len(style["motif"])]]
     shape = np.sin(np.pi * np.mod(t / style["note_seconds"], 1)) ** 2
-    if "music_timbre" in style:  # a genre look's instrument (synthetic_plan.GENRE_LOOKS)
+    if "music_timbre" in style:  # a genre look's instrument (plan.GENRE_LOOKS)
       tone = 1.2 * _oscillator(style["music_timbre"], freq, t, shape, None)
     else:
       tone = np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t)

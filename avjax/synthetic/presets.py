@@ -1,6 +1,12 @@
 """Named synthetic collections: the sizes and look of `python -m avjax.synthetic --preset=NAME`.
 
-"study" is the benchmark of the sampling study (docs/study_sampling.md, paper Section 4.2):
+"genres" is the benchmark of study v3 (docs/study_sampling.md, paper Section 4.2): the
+look of "study" below with genre looks (plan.GENRE_LOOKS), title-level cues in picture and
+sound shared by the titles of a genre, so that the shortcut generalises across titles as
+it does in films, a colour grade half as strong, and titles of 3.4-4.2 min (64-78
+snippets), so that a window of w = 16 differs from w = M_n.
+
+"study" is the benchmark of the sampling study v2 (docs/study_sampling.md, Appendix A):
 rendered at the resolution the study trains on (short side 32, the crop), with events that
 fill much of the crop and sound well above the background, in their class's own colour and
 drawn independently of the title and the location (so the event probe measures what
@@ -13,13 +19,14 @@ spans, each of 1-3 shots (the camera reframes the set), about 22 scenes per 3-mi
 so that k = 16 snippets can come from 16 different scenes (scene-aware sampling,
 docs/study_sampling.md).
 
-The study preset is frozen: changing it changes the benchmark, so results before and after
-are not comparable (docs/study_sampling.md records when it was frozen).
+The study presets ("genres", "study", "scenes") are frozen: changing one changes its
+benchmark, so results before and after are not comparable (docs/study_sampling.md records
+when each was frozen).
 """
 
 import dataclasses
 
-from avjax.ingest.synthetic_plan import Options
+from avjax.synthetic.plan import Options
 
 _STUDY_LOOK = dict(width=48, height=32, fps=5.0, sample_rate=24000, crf=18, event_scale=3.5,
                    event_x=(0.38, 0.62), event_margin=(0.05, 0.15), event_color="class",
