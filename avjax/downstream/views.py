@@ -143,6 +143,13 @@ def _window(c):
   return int(round(c.clip_seconds * c.sample_rate))
 
 
+def _log_mel(pcm, c):
+  """The log-mel of the config (its n_fft, hop and mel_bins; the paper's by default)."""
+  return audio_lib.log_mel_spectrogram(
+      pcm, sample_rate=c.sample_rate, n_fft=c.get("n_fft", audio_lib.N_FFT),
+      hop=c.get("hop", audio_lib.HOP), mel_bins=c.get("mel_bins", audio_lib.MEL_BINS))
+
+
 def time_frequency_mask(spec, max_fraction, seed):
   """Zeroes one band of up to `max_fraction` of the time axis and one of the mel axis.
 
@@ -178,7 +185,7 @@ def audio_train_view(pcm, seed, c):
   size = _window(c)
   pcm = _fit(pcm, size)
   start = tf.random.stateless_uniform([], seeds[0], 0, tf.shape(pcm)[0] - size + 1, tf.int32)
-  spec = audio_lib.log_mel_spectrogram(pcm[start:start + size], sample_rate=c.sample_rate)
+  spec = _log_mel(pcm[start:start + size], c)
   return time_frequency_mask(spec, c.audio_mask_fraction, seeds[1])
 
 
@@ -189,4 +196,4 @@ def audio_test_views(pcm, c):
   last = tf.cast(tf.shape(pcm)[0] - size, tf.float32)
   starts = tf.cast(tf.round(tf.linspace(0.0, last, c.test_clips)), tf.int32)
   clips = tf.gather(pcm, starts[:, None] + tf.range(size)[None, :])
-  return audio_lib.log_mel_spectrogram(clips, sample_rate=c.sample_rate)
+  return _log_mel(clips, c)
