@@ -60,6 +60,10 @@ def tests_table(tests):
   return "\n".join(lines)
 
 
+def _tests(tests):
+  return f"{len(tests)} test{'' if len(tests) == 1 else 's'}"
+
+
 def _description(header):
   sets = header.get("sets", {})
   parts = [f"{transfer.TITLES.get(d, d)} {s['classes']} classes, {s['train']} train / "
@@ -77,6 +81,8 @@ def block_lines(archive_path, doc_path, archive):
   arch = os.path.relpath(os.path.abspath(archive_path),
                          os.path.dirname(os.path.abspath(doc_path)))  # the link, from the doc
   given = os.path.relpath(archive_path) if os.path.isabs(archive_path) else archive_path
+  if given.startswith(".."):  # the command as it runs from here
+    given = os.path.abspath(archive_path)
   lines = [BEGIN.format(name=transfer.NAME), ""]
   if header is None or not runs:
     lines += [f"No runs are recorded yet in [`{os.path.basename(archive_path)}`]({arch}): "
@@ -96,13 +102,13 @@ def block_lines(archive_path, doc_path, archive):
                 table1(result, mode), ""]
   if result["t"]:
     lines += ["**Does pretraining transfer?** (family T, Holm over its "
-              f"{len(result['t'])} tests): each pretrained setting against from scratch, "
+              f"{_tests(result['t'])}): each pretrained setting against from scratch, "
               "paired by seed; seeds for 5 points: the seeds a paired t test needs to "
               "resolve a 5-point difference with 80% power at the observed spread.", "",
               tests_table(result["t"]), ""]
   if result["k"]:
     lines += ["**Does the sampling setting show downstream?** (family K, Holm over its "
-              f"{len(result['k'])} tests): the paper's Table 1 comparisons, k > 1 against "
+              f"{_tests(result['k'])}): the paper's Table 1 comparisons, k > 1 against "
               "k = 1 at w = M_n, and a window against w = M_n at the same k.", "",
               tests_table(result["k"]), ""]
   planned = len(header.get("seeds", []))
