@@ -1,5 +1,6 @@
-"""Transfer: synthetic downstream sets in the standard layouts, and the transfer table from
-its archive (records, paired tests by seed, Holm families, the generated doc block)."""
+"""Transfer: synthetic downstream sets in the standard layouts, the transfer table from its
+archive (records, paired tests by seed, Holm families, the generated doc block), and the
+transfer test: a short pretraining run's export beats training from scratch downstream."""
 
 import json
 import os
@@ -167,3 +168,113 @@ def test_run_record_reads_results_and_names_what_is_wrong(tmp_path):
                                seed=3, cpu_seconds=12.0)
   assert record["setting"] == "ucf101/linear/k1" and record["seed"] == 3
   assert record["top1"] == 0.5 and record["cpu_seconds"] == 12.0
+
+
+# ---------------------------------------------------------------------------
+# Transfer, end to end (slow): the export of a short pretraining run, evaluated on a tiny
+# downstream set, beats the same model trained from scratch with the same schedule and
+# seed; the same check fails when the export is replaced by a random one.
+#
+# The check is on linear evaluation (f frozen, a linear classifier trained on its pooled
+# features). Measured as the test runs it: clip top-1 0.70 from the export (60 pretraining
+# steps; 0.70 with 100 too) against 0.44 from scratch and 0.30 from a random export, i.e.
+# +0.26 and -0.14 against MARGIN; an export of 40 pretraining steps reached 0.58 (+0.14)
+# and fails the check too. With other fine-tuning seeds (100 pretraining steps, threefry
+# keys): +0.30 and +0.46 from the export, -0.08 and +0.10 from a random one.
+# Fine-tuning all of f was measured on the same set and is not asserted: a single run moves
+# by about 12 points with the seed, and a random export did as well as the pretrained one
+# (fine-tuned top-1 0.64, 0.58, 0.56 from the export, 0.42, 0.50, 0.66 from scratch, 0.52,
+# 0.62, 0.62 from a random export, seeds 0-2). That comparison needs many paired seeds:
+# the transfer table (launch/transfer.sh, docs/downstream.md) makes it.
+
+PRETRAIN_STEPS = 60
+DOWNSTREAM = sd.Sizes(classes=5, groups=6, clips_per_group=5, spans=2)  # 100 train, 50 test
+# The schedule of the test: launch/transfer.sh's inputs, a shorter run at batch 16.
+SCHEDULE = ("model.video.name=r2plus1d_tiny,model.audio.name=resnet_audio_tiny,"
+            "model.dtype=float32,data.num_frames=4,data.fps=1.25,data.scale_min=32,"
+            "data.scale_max=40,data.crop_size=32,data.test_short_side=32,"
+            "data.shuffle_buffer=128,batch_size=16,eval_batch_size=16,total_steps=60,"
+            "optimizer.lr_peak=0.05,optimizer.warmup_epochs=1,log_every_steps=20,"
+            "checkpoint_every_steps=60,seed=0,data.seed=0")
+MARGIN = 0.2  # clip top-1 from the export minus from scratch
+
+
+def pretrain_export(dataset, workdir, steps=PRETRAIN_STEPS):
+  """A short pretraining run (tests/test_learning.py's: tiny model, k = 1); its export."""
+  # pylint: disable=g-import-not-at-top
+  from avjax import pretrain
+  from avjax.configs import pretrain as pretrain_config_file
+  config = pretrain_config_file.get_config(f"dataset={dataset},k=1,runlocal")
+  config.data.update(num_frames=4, short_side=32, crop_size=32, hop=1024)
+  config.optimizer.lr_peak = 5e-3
+  config.update(batch_size=32, total_steps=steps, log_every_steps=50,
+                checkpoint_every_steps=steps)
+  config.evals.discrepancy = 0
+  assert pretrain.train_and_evaluate(config, workdir) is not None
+  return os.path.join(workdir, "export")
+
+
+def random_export(export_dir, output, seed=1):
+  """An export of the same architecture as `export_dir`, with random weights."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import ml_collections
+  from avjax import checkpoint
+  from avjax import fileio
+  from avjax.models import av
+  model_config = fileio.read_json(os.path.join(export_dir, checkpoint.EXPORT_CONFIG))
+  model = av.build_model(ml_collections.ConfigDict(model_config))
+  variables = av.init_variables(model, jax.random.PRNGKey(seed), (1, 4, 32, 32, 3),
+                                (1, 96, 150, 1))
+  checkpoint.export_backbones(output, variables, model_config)
+  return output
+
+
+def downstream_top1(data, init, workdir, mode="linear", overrides=SCHEDULE):
+  """Clip top-1 of split 1 of the UCF101-layout set after training on f from `init`."""
+  # pylint: disable=g-import-not-at-top
+  from avjax.downstream import finetune_all
+  from avjax.downstream import task
+  config = finetune_all.apply_overrides(finetune_all.load_config(
+      "ucf101", f"data={data},split=1,mode={mode},init={init}"), overrides)
+  return task.train_and_evaluate(config, workdir)["top1"]
+
+
+def check_transfers(pretrained, scratch):
+  """The test's assertion: starting from the export beats scratch by MARGIN."""
+  assert pretrained - scratch >= MARGIN, (
+      f"the export does not beat training from scratch by {MARGIN:.2f}: top-1 "
+      f"{pretrained:.3f} vs {scratch:.3f}")
+
+
+@pytest.fixture(scope="module")
+def transfer_setup(tmp_path_factory):
+  """The short pretraining run's export, the tiny downstream set (the pretraining set's look:
+  no title artifacts, no grain) prepared, and the from-scratch top-1."""
+  import tiny_dataset  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path_factory.mktemp("transfer"))
+  dataset = tiny_dataset.make_synthetic_dataset(f"{root}/mini", "mini", movies=40, minutes=0.3)
+  export = pretrain_export(dataset, f"{root}/pretrain")
+  sd.generate_downstream("ucf101", f"{root}/ucf101", sizes=DOWNSTREAM, progress=False,
+                         artifact_strength=0.0, grain=0.0)
+  data = f"{root}/ucf101_prepared"
+  downstream_prepare.prepare("ucf101", f"{root}/ucf101", data, fps=5, short_side=32,
+                             progress=False)
+  return dict(root=root, export=export, data=data,
+              scratch=downstream_top1(data, "", f"{root}/scratch"))
+
+
+@pytest.mark.slow
+def test_a_short_pretraining_run_transfers_better_than_training_from_scratch(transfer_setup,
+                                                                            tmp_path):
+  s = transfer_setup
+  check_transfers(downstream_top1(s["data"], s["export"], str(tmp_path / "run")), s["scratch"])
+
+
+@pytest.mark.slow
+def test_transfer_test_fails_with_a_random_export(transfer_setup, tmp_path):
+  s = transfer_setup
+  export = random_export(s["export"], str(tmp_path / "random_export"))
+  top1 = downstream_top1(s["data"], export, str(tmp_path / "run"))
+  with pytest.raises(AssertionError, match="does not beat training from scratch"):
+    check_transfers(top1, s["scratch"])
