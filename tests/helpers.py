@@ -61,6 +61,22 @@ def tiny_data_config(path, **overrides):
   return config
 
 
+def make_synthetic_dataset(root, preset="mini", *, seed=0, **sizes):
+  """A synthetic preset (avjax/synthetic/presets.py) rendered into ROOT/synthetic and
+  ingested into ROOT/dataset with the flags it is made for; returns the dataset's path.
+  `sizes` override the preset's (movies, shows, episodes, minutes) or Options fields."""
+  # pylint: disable=g-import-not-at-top
+  from avjax.ingest import run as ingest_run
+  from avjax.synthetic import generator as synthetic
+  from avjax.synthetic import presets as synthetic_presets
+  collection = synthetic_presets.preset(preset, **sizes)
+  made_for = collection.pop("ingest")
+  synthetic.generate(f"{root}/synthetic", seed=seed, progress=False, **collection)
+  ingest_run.ingest(f"{root}/synthetic", f"{root}/dataset", params=made_for, workers=1,
+                    progress=False)
+  return f"{root}/dataset"
+
+
 # ---------------------------------------------------------------------------
 # Downstream datasets in their standard layouts (UCF101, HMDB51, ESC-50).
 

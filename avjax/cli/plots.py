@@ -1,4 +1,4 @@
-r"""Figures of pretraining runs, and the report of the sampling study.
+r"""Figures of pretraining runs, and the reports of the sampling study and the transfer table.
 
   python -m avjax.plots --runs=runs/k1,runs/k16 --output=loss.png [--labels=k=1,k=16]
       training loss of several runs on one plot (paper Figure 3), from each run's
@@ -7,6 +7,9 @@ r"""Figures of pretraining runs, and the report of the sampling study.
       --doc=docs/study_sampling.md --figures=docs/study_sampling/v3
       the tables (paired tests, Holm) and figures of a study (launch/study_sampling.sh),
       from its archive alone
+  python -m avjax.plots --transfer=docs/transfer/runs.jsonl --doc=docs/downstream.md
+      the transfer table (launch/transfer.sh; paper Table 1's layout, paired tests, Holm)
+      into the doc's generated block, from its archive alone
   python -m avjax.plots --repeats=DATASET_DIR|preset:NAME [--batch=64] \
       [--settings="1:-1 4:-1 16:-1 16:16"]
       how often batches of i.i.d. groups (the sampler's law before batches kept titles
@@ -24,6 +27,7 @@ from avjax import fileio
 from avjax.evals import plots
 from avjax.evals import study
 from avjax.evals import study_report
+from avjax.evals import transfer_report
 
 flags.DEFINE_string("runs", None, "Comma-separated pretraining workdirs.")
 flags.DEFINE_string("labels", None, "Comma-separated legend labels (runs sharing a "
@@ -31,7 +35,9 @@ flags.DEFINE_string("labels", None, "Comma-separated legend labels (runs sharing
 flags.DEFINE_string("output", None, "PNG to write.")
 flags.DEFINE_integer("smooth", 1, "Moving-average window over logged steps.")
 flags.DEFINE_string("study", None, "A study's archive (runs.jsonl, launch/study_sampling.sh).")
-flags.DEFINE_string("doc", None, "Markdown report to write (with --study).")
+flags.DEFINE_string("transfer", None, "The transfer table's archive (runs.jsonl, "
+                    "launch/transfer.sh).")
+flags.DEFINE_string("doc", None, "Markdown report to write (with --study or --transfer).")
 flags.DEFINE_string("figures", None, "Folder for the report's PNGs (with --study).")
 flags.DEFINE_string("repeats", None, "A dataset dir, or preset:NAME: snippet repeats of "
                     "i.i.d. groups in a batch, per sampling setting.")
@@ -69,6 +75,13 @@ def main(argv):
     result = study_report.write_report(f.study, f.doc, f.figures)
     print("\n".join(study_report.verdict_lines(result, result["header"])))
     print(f"wrote {f.doc} and the figures in {f.figures}")
+    return
+  if f.transfer:
+    if not f.doc:
+      raise app.UsageError("--transfer needs --doc")
+    result = transfer_report.write_report(f.transfer, f.doc)
+    print("\n".join(transfer_report.summary_lines(result)))
+    print(f"wrote {f.doc}")
     return
   if f.repeats:
     counts = _training_counts(f.repeats)

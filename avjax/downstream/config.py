@@ -63,6 +63,11 @@ def default_config(dataset):
   # to 50% of each axis, no crop or scale jitter (Section 4.1); test: 10 clips.
   c.clip_seconds = 3.0
   c.sample_rate = data_config.SAMPLE_RATE
+  # The log-mel of the pretraining run whose g is evaluated (its config.data): g was
+  # trained on spectrograms of this frame rate and height.
+  c.n_fft = data_config.N_FFT
+  c.hop = data_config.HOP
+  c.mel_bins = data_config.MEL_BINS
   c.audio_mask_fraction = 0.5
   # I/O.
   c.shuffle_buffer = 512

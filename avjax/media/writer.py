@@ -6,7 +6,8 @@ import os
 import av
 import numpy as np
 
-_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+               ".avi": "avi"}  # AVI: the container of UCF101 and HMDB51
 
 
 class MediaWriter:

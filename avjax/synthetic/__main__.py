@@ -5,11 +5,15 @@ r"""Writes synthetic movies and TV episodes with ground-truth labels.
   python -m avjax.synthetic --output=/tmp/study --preset=study --workers=2
   python -m avjax.synthetic --output=/tmp/small --preset=study --movies=20 --shows=2
 
+  python -m avjax.synthetic --downstream=ucf101 --output=/tmp/syn_ucf101 [--workers=2]
+
 A preset (avjax/synthetic/presets.py) sets the sizes and the look; any flag given on
 the command line overrides its field, and --option=NAME=VALUE any other Options field. Then
 `python -m avjax.ingest --input=/tmp/avsynth --output=DATASET_DIR` reads it like any
 collection (the generated titles.csv names each title's kind and show); a preset logs the
-ingest flags it is made for.
+ingest flags it is made for. --downstream=ucf101|hmdb51|esc50 writes instead a set of short
+labelled clips in that dataset's standard layout (avjax/synthetic/downstream.py), for
+`python -m avjax.prepare_downstream`; --seed and --option apply to it too.
 """
 
 import ast
@@ -22,6 +26,8 @@ from absl import flags
 from absl import logging
 
 from avjax import console
+from avjax.downstream import layouts
+from avjax.synthetic import downstream as synthetic_downstream
 from avjax.synthetic import generator as synthetic
 from avjax.synthetic import plan as synthetic_plan
 from avjax.synthetic import presets as synthetic_presets
@@ -31,6 +37,9 @@ flags.DEFINE_string("output", None, "Folder to write the titles, titles.csv and 
 flags.DEFINE_string("preset", None, f"Named sizes and look, one of "
                     f"{sorted(synthetic_presets.PRESETS)}; flags given explicitly override "
                     "its fields.")
+flags.DEFINE_enum("downstream", None, list(layouts.DATASETS),
+                  "Write a downstream set in this dataset's standard layout (short clips, "
+                  "one event class each) instead of long-form titles.")
 flags.DEFINE_integer("workers", 1, "Titles rendered in parallel processes (same output).")
 flags.DEFINE_integer("movies", 4, "Number of movies.")
 flags.DEFINE_integer("shows", 2, "Number of TV shows.")
@@ -86,6 +95,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   console.setup()
+  if f.downstream:
+    _downstream(f)
+    return
   try:
     collection = collection_from_flags(f)
   except ValueError as e:
@@ -101,6 +113,22 @@ def main(argv):
                  f.output, " ".join(f"--{k}={v}" for k, v in made_for.items()))
   console.done(f"{len(plans)} titles, {minutes:.1f} min of content",
                titles=os.path.abspath(f.output))
+
+
+def _downstream(f):
+  if f.preset:
+    raise app.UsageError("--downstream and --preset are exclusive")
+  try:
+    options = parse_options(f.option)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  start = time.time()
+  labels = synthetic_downstream.generate_downstream(f.downstream, f.output, seed=f.seed,
+                                                    workers=f.workers, **options)
+  console.done(f"{f.downstream}: {len(labels['clips'])} clips of {len(labels['classes'])} "
+               f"classes in {time.time() - start:.0f} s; prepare with python -m "
+               f"avjax.prepare_downstream --dataset={f.downstream} --root={f.output} "
+               "--fps=5 --short_side=32 --output=...", root=os.path.abspath(f.output))
 
 
 if __name__ == "__main__":

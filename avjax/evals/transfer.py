@@ -1,0 +1,186 @@
+"""The transfer table, from its archive: per-run top-1, the paired tests, the seeds needed.
+
+launch/transfer.sh fine-tunes (and linearly evaluates) f on the synthetic UCF101 and HMDB51
+sets and g on the synthetic ESC-50 set, from scratch and from the exports of the sampling
+study (docs/study_sampling.md), and records every finished run in the table's archive
+(avjax.evals.archive: a header of kind "study", one record of kind "run" per fine-tuning
+run, keyed by (setting, seed) with setting "<dataset>/<mode>/<init>"). Everything here is a
+function of that file (the report: avjax.evals.transfer_report).
+
+Arms are paired by seed: seed s fine-tunes the exports of the study's runs of seed s, and
+the from-scratch arm, with fine-tuning seed s (initialisation, data order, augmentation).
+
+The comparisons, each on every set and mode (`plan`), paired t tests (stats.paired):
+  family T   does pretraining transfer? every pretrained setting against from scratch;
+             Holm over the family (settings x sets x modes);
+  family K   the paper's Table 1 downstream: k > 1 (w = M_n) against k = 1, and a window
+             w < M_n against w = M_n at the same k; Holm over the family.
+"""
+
+import os
+import platform
+
+import numpy as np
+
+from avjax import fileio
+from avjax.downstream import layouts
+from avjax.evals import stats
+from avjax.evals import study
+
+NAME = "transfer"
+SCRATCH = "scratch"  # the init of the from-scratch arm
+DATASETS = ("hmdb51", "esc50", "ucf101")  # the columns of the paper's Table 1, in its order
+TITLES = {"hmdb51": "HMDB51", "esc50": "ESC50", "ucf101": "UCF101"}
+MODES = ("finetune", "linear")
+EFFECT = 5.0  # points: the difference the table is sized to resolve
+POWER = 0.8
+
+
+def setting(dataset, mode, init):
+  """The archive's setting of a run: "<dataset>/<mode>/<init>", e.g. "ucf101/linear/k1"."""
+  if dataset not in layouts.DATASETS or mode not in MODES:
+    raise ValueError(f"dataset {dataset!r} / mode {mode!r}: expected one of "
+                     f"{layouts.DATASETS} / {MODES}")
+  return f"{dataset}/{mode}/{init}"
+
+
+def parse_init(init):
+  """(k, w, scenes) of a study setting's name (k1, k16_wMn, k16_w16, k16_distinct; w = -1
+  for M_n), or None for scratch and other names."""
+  head, _, rest = init[1:].partition("_") if init.startswith("k") else ("", "", "")
+  if not head.isdigit():
+    return None
+  if rest in ("", "wMn"):
+    return int(head), -1, "none"
+  if rest.startswith("w") and rest[1:].isdigit():
+    return int(head), int(rest[1:]), "none"
+  return int(head), -1, rest
+
+
+def init_label(init):
+  """'from scratch', 'k=1', 'k=16, w=M_n', ... of an init's name."""
+  if init == SCRATCH:
+    return "from scratch"
+  parsed = parse_init(init)
+  return study.setting_label(*parsed) if parsed else init
+
+
+# ---------------------------------------------------------------------------
+# Records.
+
+
+def run_record(results_path, *, dataset, mode, init, seed, export="", wall_seconds=None,
+               cpu_seconds=None):
+  """The archive record of a finished fine-tuning run (its WORKDIR/results.json)."""
+  if not os.path.exists(results_path):
+    raise FileNotFoundError(f"{results_path}: the run has no results to archive (not finished)")
+  r = fileio.read_json(results_path)
+  for key in ("dataset", "mode", "top1", "num_test"):
+    if key not in r:
+      raise ValueError(f"{results_path}: no {key!r}; not a fine-tuning results file")
+  if (r["dataset"], r["mode"]) != (dataset, mode):
+    raise ValueError(f"{results_path}: results of {r['dataset']}/{r['mode']}, recorded as "
+                     f"{dataset}/{mode}")
+  return dict(kind="run", setting=setting(dataset, mode, init), seed=int(seed),
+              dataset=dataset, mode=mode, init=init, export=export,
+              top1=r["top1"], view_top1=r.get("view_top1"), num_test=r["num_test"],
+              num_train=r.get("num_train"), num_classes=r.get("num_classes"),
+              split=r.get("split"), steps=r.get("step"), wall_seconds=wall_seconds,
+              cpu_seconds=cpu_seconds)
+
+
+def header(*, data, settings, seeds, sets, modes, overrides, schedule, shift, data_seconds=0):
+  """The archive's header: what is compared, on which sets, with which schedule.
+
+  data: {dataset: prepared dir}; settings: the study's setting names; schedule: a
+  sentence stating the fine-tuning schedule; shift: the sets' distribution shift.
+  """
+  out_sets = {}
+  for dataset in sets:
+    manifest = fileio.read_json(os.path.join(data[dataset], "manifest.json"))
+    split = manifest["splits"]["1"]
+    out_sets[dataset] = dict(classes=len(manifest["classes"]), clips=len(manifest["clips"]),
+                             train=len(split["train"]), test=len(split["test"]))
+  return dict(kind="study", name=NAME, settings=list(settings), seeds=[int(s) for s in seeds],
+              sets=out_sets, modes=list(modes), overrides=overrides, schedule=schedule,
+              shift=shift, data_seconds=int(data_seconds),
+              machine=f"{os.cpu_count()}-core {platform.machine()} CPU")
+
+
+# ---------------------------------------------------------------------------
+# Values and tests.
+
+
+def table(runs):
+  """{(dataset, mode): {init: {seed: top-1 in points}}} of the run records."""
+  out = {}
+  for r in runs:
+    out.setdefault((r["dataset"], r["mode"]), {}).setdefault(r["init"], {})[r["seed"]] = (
+        None if r.get("top1") is None else 100.0 * r["top1"])
+  return out
+
+
+def plan(inits):
+  """The comparisons among `inits` (scratch and the study's setting names): (family T
+  [(a, scratch)], family K [(a, b)])."""
+  pretrained = [i for i in inits if i != SCRATCH]
+  family_t = [(i, SCRATCH) for i in pretrained] if SCRATCH in inits else []
+  family_k = []
+  for i in pretrained:
+    parsed = parse_init(i)
+    if parsed is None:
+      continue
+    k, w, scenes = parsed
+    if w == -1 and scenes == "none" and k > 1 and "k1" in inits:
+      family_k.append((i, "k1"))
+    elif (w != -1 or scenes != "none") and study.setting_name(k, -1) in inits:
+      family_k.append((i, study.setting_name(k, -1)))
+  return family_t, family_k
+
+
+def compare(values, dataset, mode, a, b):
+  """The paired comparison of inits a and b on one set and mode, with the seeds that would
+  resolve EFFECT points at POWER (two-sided, alpha 0.05) given the observed spread."""
+  cell = values.get((dataset, mode), {})
+  out = dict(stats.paired(cell.get(a, {}), cell.get(b, {})), a=a, b=b, dataset=dataset,
+             mode=mode)
+  out["seeds_needed"] = None
+  if out["n"] >= 2 and np.isfinite(out["sd"]) and out["sd"] > 0:
+    try:
+      out["seeds_needed"] = stats.seeds_for_power(EFFECT, out["sd"], POWER)
+    except ValueError:
+      out["seeds_needed"] = None
+  return out
+
+
+def _family(tests, alpha):
+  adjusted, rejected = stats.holm([t["p"] for t in tests], alpha)
+  return [dict(t, p_holm=p, reject=r) for t, p, r in zip(tests, adjusted, rejected)]
+
+
+def inits_of(header, runs):
+  """The arms in table order: scratch, then the header's settings, then any others."""
+  names = [SCRATCH] + list((header or {}).get("settings", []))
+  return names + sorted({r["init"] for r in runs} - set(names))
+
+
+def analyse(archive, alpha=0.05):
+  """dict(values, inits, t (family T), k (family K)): every planned test, Holm per family."""
+  header, runs, _ = archive
+  values = table(runs)
+  inits = [i for i in inits_of(header, runs)
+           if any(i in cell for cell in values.values())]
+  family_t, family_k = plan(inits)
+  cells = [(d, m) for m in MODES for d in DATASETS if (d, m) in values]
+  return dict(
+      values=values, inits=inits, cells=cells,
+      t=_family([compare(values, d, m, a, b) for d, m in cells for a, b in family_t], alpha),
+      k=_family([compare(values, d, m, a, b) for d, m in cells for a, b in family_k], alpha))
+
+
+def cost(runs):
+  """(mean CPU seconds per run, mean wall seconds per run, runs timed) of the records."""
+  cpu = [r["cpu_seconds"] for r in runs if r.get("cpu_seconds")]
+  wall = [r["wall_seconds"] for r in runs if r.get("wall_seconds")]
+  return (float(np.mean(cpu)) if cpu else float("nan"),
+          float(np.mean(wall)) if wall else float("nan"), len(cpu))
