@@ -11,7 +11,7 @@ from avjax.data import audio as audio_lib
 from avjax.data import ops
 from avjax.downstream import config as downstream_config
 from avjax.downstream import input as downstream_input
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.downstream import prepare as downstream_prepare
 from avjax.downstream import views as views_lib
 from avjax.media import decode

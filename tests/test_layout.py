@@ -55,7 +55,7 @@ TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avj
            "avjax.media",
            "avjax.data.config",
            "avjax.data.records", "avjax.data.sampling", "avjax.data.scene_sampling",
-           "avjax.data.titles", "avjax.data.batch_layout",
+           "avjax.data.titles", "avjax.data.batch_layout", "avjax.data.layouts",
            "avjax.ingest.params", "avjax.ingest.lock", "avjax.ingest.verify",
            "avjax.downstream.config", "avjax.validate")
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.downstream import prepare as downstream_prepare
 from avjax.evals import archive
 from avjax.evals import transfer
@@ -224,7 +224,7 @@ def random_export(export_dir, output, seed=1):
   from avjax.models import av
   model_config = fileio.read_json(os.path.join(export_dir, checkpoint.EXPORT_CONFIG))
   model = av.build_model(ml_collections.ConfigDict(model_config))
-  variables = av.init_variables(model, jax.random.PRNGKey(seed), (1, 4, 32, 32, 3),
+  variables = av.init_variables(model, jax.random.key(seed), (1, 4, 32, 32, 3),
                                 (1, 96, 150, 1))
   checkpoint.export_backbones(output, variables, model_config)
   return output

@@ -4,7 +4,7 @@ r"""Prepares a downstream dataset once: clips decoded into TFRecord shards, spli
   python -m avjax.prepare_downstream --dataset=hmdb51 --root=/data/hmdb51 --output=data/hmdb51
   python -m avjax.prepare_downstream --dataset=esc50 --root=/data/ESC-50-master --output=data/esc50
 
-Standard layouts (avjax/downstream/layouts.py, docs/downstream.md):
+Standard layouts (avjax/data/layouts.py, docs/downstream.md):
   ucf101  ROOT/UCF-101/<class>/*.avi, ROOT/ucfTrainTestlist/{classInd,trainlist0k,testlist0k}.txt
   hmdb51  ROOT/<class>/*.avi, ROOT/testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt
   esc50   ROOT/audio/*.wav, ROOT/meta/esc50.csv

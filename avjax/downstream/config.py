@@ -16,7 +16,7 @@ what only it knows (`problems`: the mode).
 import ml_collections
 
 from avjax.data import config as data_config
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.models import av
 
 VIDEO_DATASETS = ("ucf101", "hmdb51")

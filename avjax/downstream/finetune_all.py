@@ -23,7 +23,7 @@ from avjax import config_args
 from avjax import fileio
 from avjax import validate
 from avjax.downstream import config as downstream_config
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.downstream import prepare
 from avjax.downstream import task
 

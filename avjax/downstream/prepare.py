@@ -28,7 +28,7 @@ from avjax import fileio
 from avjax.data import config as data_config
 from avjax.data import example
 from avjax.data import records
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.media import decode
 
 FORMAT = "avjax-downstream"

@@ -23,7 +23,7 @@ import platform
 import numpy as np
 
 from avjax import fileio
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.evals import stats
 from avjax.evals import study
 

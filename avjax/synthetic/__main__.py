@@ -26,7 +26,7 @@ from absl import flags
 from absl import logging
 
 from avjax import console
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.synthetic import downstream as synthetic_downstream
 from avjax.synthetic import generator as synthetic
 from avjax.synthetic import plan as synthetic_plan

@@ -29,7 +29,7 @@ The distribution shift against the pretraining set (the frozen "genres" preset),
 The events' pictures (colour, size, place, motion) and their timbres and rhythms are drawn
 as in pretraining.
 
-Layouts (avjax/downstream/layouts.py reads them):
+Layouts (avjax/data/layouts.py reads them):
   ucf101  ROOT/UCF-101/<Class>/v_<Class>_gXX_cYY.avi, ROOT/ucfTrainTestlist/ (classInd.txt,
           trainlist0s.txt, testlist0s.txt): split s tests the s-th third of the groups
   hmdb51  ROOT/<class>/<clip>.avi, ROOT/testTrainMulti_7030_splits/<class>_test_split<s>.txt
@@ -51,7 +51,7 @@ from absl import logging
 
 from avjax import console
 from avjax import fileio
-from avjax.downstream import layouts
+from avjax.data import layouts
 from avjax.synthetic import presets as synthetic_presets
 from avjax.synthetic import render as synthetic_render
 from avjax.synthetic.plan import event_class, plan_collection, rng_for
