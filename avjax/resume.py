@@ -23,7 +23,11 @@ RESUME_MODES = ("guard", "allow_changes")
 # The config fields that define a run (what is learned, from what, how): a restart that
 # changes one of them is refused unless allowed (check_resume). Paths and machinery that do
 # not change the numbers (where the data lies, prefetch depth, rematerialisation) are not.
-RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout")
+RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout", "init",
+              "init_torch", "init_torch_prefix")
+# Fields with no meaningful default: a checkpoint that does not record one (written before it
+# was a run field) is not compared on it, rather than compared with the default.
+UNDEFAULTED_FIELDS = ("init", "init_torch", "init_torch_prefix")
 NOT_RUN_FIELDS = ("data.dataset", "data.data_dir", "data.prefetch", "data.num_parallel",
                   "data.open_files", "data.skip_bad_records", "data.verify_records",
                   "model.remat")
@@ -129,9 +133,7 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
       logging.warning("%s: the checkpoint at step %d stores no config to compare with; "
                       "resuming unchecked", workdir, start_step)
     else:
-      run_changes = changed_fields(
-          stored, run_fields(config),
-          run_fields(defaults) if defaults is not None else None)
+      run_changes = changed_fields(stored, run_fields(config), _defaults(defaults))
     if run_changes and not allowed:
       diff = "\n".join(f"  {name}: {a!r} -> {b!r}" for name, a, b in run_changes)
       raise ResumeConfigError(
@@ -140,6 +142,21 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
           "--workdir for a new run, or pass --config.resume=allow_changes to resume with "
           f"these changes (recorded in {CONFIG_HISTORY}).")
   return run_changes
+
+
+def _defaults(defaults):
+  if defaults is None:
+    return None
+  return {k: v for k, v in run_fields(defaults).items() if k not in UNDEFAULTED_FIELDS}
+
+
+def read_history(workdir):
+  """The entries of WORKDIR/config_history.jsonl (config changes at restarts), oldest first."""
+  path = os.path.join(workdir, CONFIG_HISTORY)
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def record_changes(workdir, old, new, start_step, run_changes):
