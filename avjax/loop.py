@@ -35,6 +35,7 @@ from clu import parameter_overview
 
 from avjax import checkpoint
 from avjax import console
+from avjax import dirlock
 from avjax import fileio
 from avjax import metrics as metrics_lib
 from avjax import resume
@@ -43,6 +44,7 @@ from avjax import validate
 from avjax.data import titles as titles_lib
 
 FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
+RUN_LOCK = ".run.lock"  # one run per workdir (avjax.dirlock): PID, host, refreshed
 # What a preempted run leaves behind, kept referenced: tearing it down (the input
 # pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
 # the save; the command exits first (exit_promptly).
@@ -53,10 +55,41 @@ class NonFiniteError(FloatingPointError):
   """A non-finite loss or gradient; the run stops, the last good checkpoint stays."""
 
 
+class WorkdirError(OSError):
+  """The workdir cannot be used: a file stands there, or it cannot be written."""
+
+
 # Errors whose message says all (what, where, what to do): the commands print it and exit
 # with status 1, no traceback.
 STOPPING_ERRORS = (validate.ConfigError, resume.ResumeConfigError,
-                   resume.NoIntactCheckpointError, titles_lib.BadDatasetError)
+                   resume.NoIntactCheckpointError, titles_lib.BadDatasetError,
+                   dirlock.LockedError, WorkdirError)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir, purpose):
+  """Holds WORKDIR/.run.lock (process 0) while the block runs: a second run in the same
+  workdir is refused at once, naming this one (dirlock.LockedError). A workdir that this
+  made and that is empty afterwards (a refused start) is removed again."""
+  if jax.process_index() != 0:
+    yield
+    return
+  made = not os.path.lexists(workdir)
+  if os.path.lexists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir}: a file stands there, not a folder; give a "
+                       "folder (new or of an earlier run)")
+  try:
+    lock = dirlock.DirLock(workdir, RUN_LOCK, purpose).acquire()
+  except OSError as e:
+    raise WorkdirError(f"--workdir={workdir}: cannot write there ({type(e).__name__}: "
+                       f"{e.strerror or e}); give a folder you can write to") from None
+  try:
+    yield
+  finally:
+    lock.release()
+    if made:
+      with contextlib.suppress(OSError):
+        os.rmdir(workdir)  # only when empty: a start that wrote nothing leaves nothing
 
 
 @dataclasses.dataclass
@@ -243,6 +276,12 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
   """
   validate.check(config, device_count=jax.device_count())
   workdir = os.path.abspath(workdir)
+  with workdir_lock(workdir, "training run"):
+    return _run(build_task, config, workdir, max_steps, defaults)
+
+
+def _run(build_task, config, workdir, max_steps, defaults):
+  """The body of run(), holding the workdir's lock."""
   mesh = sharding.make_mesh()
   # Nothing is written into the workdir until the task is built: a config, restart or
   # dataset that fails its checks leaves no config.json, log, checkpoints/ or events

@@ -25,6 +25,7 @@ import jax
 
 from avjax import config_args
 from avjax import fileio
+from avjax import loop
 from avjax import resume
 from avjax import validate
 from avjax.downstream import config as downstream_config
@@ -164,6 +165,15 @@ def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=Fals
   """
   workdir = os.path.abspath(workdir)
   init = os.path.abspath(init) if init else ""  # recorded as it names the export anywhere
+  with loop.workdir_lock(workdir, "finetune_all"):
+    return _run_all(init, roots, workdir, load_config=load_config, mode=mode,
+                    runlocal=runlocal, splits=splits, overrides=overrides, name=name,
+                    workers=workers, rerun_mismatched=rerun_mismatched)
+
+
+def _run_all(init, roots, workdir, *, load_config, mode, runlocal, splits, overrides, name,
+             workers, rerun_mismatched):
+  """The body of run_all, holding the workdir's lock."""
   plan = [(d, s) for d in DATASETS if d in roots for s in layouts.SPLITS[d]
           if not splits or s in splits]
 
