@@ -112,6 +112,8 @@ class Task:
       run every `every` steps and at the last step of the run.
     counters: () -> {name: number} of host-side counts logged with the measurements
       (e.g. skipped_records).
+    fingerprint: the identity of the data the task reads (titles_lib.fingerprint), saved
+      with each checkpoint; a restart on other data is refused (resume.check_data).
   """
   train_iter: Any
   first_batch: dict
@@ -124,6 +126,7 @@ class Task:
   evaluators: list = dataclasses.field(default_factory=list)
   init_args: tuple = ()  # arrays passed to init (e.g. pretrained weights), not closed over
   counters: Callable = None
+  fingerprint: Any = None
 
 
 def check_finite(measurements, step):
@@ -296,8 +299,9 @@ def _run(build_task, config, workdir, max_steps, defaults):
     start_step, meta = resume.newest_readable(ckpt) if ckpt is not None else (0, None)
     run_changes = resume.check_resume(config, workdir, start_step, meta, defaults)
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
+    data_changes = resume.check_data(config, workdir, start_step, meta, task.fingerprint)
     validate.check_steps(task.num_steps, config)
-    _open_workdir(workdir, config, start_step, run_changes)
+    _open_workdir(workdir, config, start_step, run_changes, data_changes)
     if ckpt is None:
       ckpt = _checkpointer(workdir, config)
     task, state, shardings, start_step = _restore(build_task, task, config, workdir, ckpt,
@@ -380,7 +384,7 @@ def _existing_checkpointer(workdir, config):
   return _checkpointer(workdir, config)
 
 
-def _open_workdir(workdir, config, start_step=0, run_changes=()):
+def _open_workdir(workdir, config, start_step=0, run_changes=(), data_changes=None):
   """The workdir, its log file and config.json, once the task has checked its inputs;
   every change of config.json is appended to config_history.jsonl first."""
   os.makedirs(workdir, exist_ok=True)
@@ -390,7 +394,7 @@ def _open_workdir(workdir, config, start_step=0, run_changes=()):
     path = os.path.join(workdir, resume.CONFIG_FILE)
     old = fileio.read_json(path) if os.path.exists(path) else None
     new = json.loads(config.to_json())
-    resume.record_changes(workdir, old, new, start_step, list(run_changes))
+    resume.record_changes(workdir, old, new, start_step, list(run_changes), data_changes)
     fileio.write_json(path, new)
 
 
@@ -398,7 +402,10 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
   """The loop proper; returns (state, last step, preempted)."""
   stop = min(task.num_steps, max_steps or task.num_steps)
   log = _Log(writer, task, config, stop)
-  run_config = resume.run_fields(config)  # saved with every checkpoint: check_resume
+  # Saved with every checkpoint: what check_resume and check_data compare a restart with.
+  identity = dict(run_config=resume.run_fields(config))
+  if task.fingerprint is not None:
+    identity["data_fingerprint"] = task.fingerprint
   preempted = False
   pending = None  # measurements of the previous step, checked one step behind
   batch = task.first_batch
@@ -433,7 +440,7 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
       preempted = ckpt.reached_preemption(step, sigterm["raised"])
       if ckpt.should_save(step) or step == stop or preempted:
         check_finite(jax.device_get(measurements), step)
-        ckpt.save(step, state, dict(task.meta(step), run_config=run_config), force=True)
+        ckpt.save(step, state, dict(task.meta(step), **identity), force=True)
       log.pause(time.time() - t0)
       if preempted:
         break

@@ -14,6 +14,7 @@ from absl import logging
 
 from avjax import checkpoint
 from avjax import fileio
+from avjax.data import titles as titles_lib
 
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
@@ -76,6 +77,10 @@ def changed_fields(old, new, defaults=None):
 
 class ResumeConfigError(ValueError):
   """A restart whose config changes fields that define the run (without allow_changes)."""
+
+
+class ResumeDataError(ResumeConfigError):
+  """A restart on a dataset whose titles changed since the checkpoint (without allow_changes)."""
 
 
 class NoIntactCheckpointError(RuntimeError):
@@ -144,6 +149,41 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
   return run_changes
 
 
+def check_data(config, workdir, start_step, meta, fingerprint):
+  """Refuses a restart whose data (titles, snippet counts, splits, entries) differ from
+  the checkpoint's (meta["data_fingerprint"], titles_lib.fingerprint); returns the changes
+  (allowed by resume=allow_changes) for record_data_changes, or None. Writes nothing."""
+  stored = (meta or {}).get("data_fingerprint")
+  if not start_step or fingerprint is None or stored is None:
+    return None
+  changes = titles_lib.fingerprint_changes(stored, fingerprint)
+  if not any(changes.values()):
+    return None
+  if config.get("resume", "guard") != "allow_changes":
+    raise ResumeDataError(
+        f"{workdir}: the dataset changed since the checkpoint at step {start_step}:\n"
+        f"{describe_data_changes(changes)}\nThe same data stream cannot be resumed. "
+        "Restore the dataset, use a new --workdir for a new run, or pass "
+        f"--config.resume=allow_changes to resume on this data (recorded in {CONFIG_HISTORY}).")
+  return changes
+
+
+def describe_data_changes(changes, limit=20):
+  """Lines of titles added, removed and changed (at most `limit` of each, then a count)."""
+  def listing(items):
+    items = list(items)
+    more = f", ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+  lines = []
+  for key in ("added", "removed"):
+    if changes[key]:
+      lines.append(f"  titles {key} ({len(changes[key])}): {listing(changes[key])}")
+  if changes["changed"]:
+    lines.append(f"  titles changed ({len(changes['changed'])}): "
+                 + listing(f"{t} ({w})" for t, w in changes["changed"].items()))
+  return "\n".join(lines)
+
+
 def _defaults(defaults):
   if defaults is None:
     return None
@@ -159,18 +199,26 @@ def read_history(workdir):
     return [json.loads(line) for line in f if line.strip()]
 
 
-def record_changes(workdir, old, new, start_step, run_changes):
-  if old is None or old == new:
+def record_changes(workdir, old, new, start_step, run_changes, data_changes=None):
+  """Appends one entry for this restart to config_history.jsonl: the config's changes, and
+  the data's (check_data) when a restart on changed data was allowed."""
+  if (old is None or old == new) and not data_changes:
     return
   absent = "<absent>"
-  a, b = flat_fields(old), flat_fields(new)
+  a, b = flat_fields(old or new), flat_fields(new)
   changes = {k: [a.get(k, absent), b.get(k, absent)] for k in sorted(set(a) | set(b))
              if a.get(k, absent) != b.get(k, absent)}
   entry = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), step=int(start_step),
                changes=changes, run_fields_changed=[n for n, _, _ in run_changes],
-               allowed_by="resume=allow_changes" if run_changes else None)
+               allowed_by="resume=allow_changes" if run_changes or data_changes else None)
+  if data_changes:
+    entry["data_changes"] = data_changes
   with open(os.path.join(workdir, CONFIG_HISTORY), "a", encoding="utf-8") as f:
     f.write(json.dumps(entry) + "\n")
-  logging.warning("config changed since the last start at step %d (recorded in %s): %s",
-                  start_step, CONFIG_HISTORY,
-                  "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+  if changes:
+    logging.warning("config changed since the last start at step %d (recorded in %s): %s",
+                    start_step, CONFIG_HISTORY,
+                    "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+  if data_changes:
+    logging.warning("the dataset changed since step %d (recorded in %s):\n%s", start_step,
+                    CONFIG_HISTORY, describe_data_changes(data_changes))

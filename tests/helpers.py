@@ -79,9 +79,10 @@ def toy_config(**overrides):
   return config
 
 
-def toy_task(starts, fetch=None):
+def toy_task(starts, fetch=None, fingerprint=None):
   """build_task of a one-vector model; records each start step in `starts`, and calls
-  `fetch(i)` when the loop fetches its i-th batch (i = 1, 2, ...) if given."""
+  `fetch(i)` when the loop fetches its i-th batch (i = 1, 2, ...) if given; `fingerprint`:
+  the identity of its (pretended) data."""
   from avjax import loop  # pylint: disable=g-import-not-at-top
   def build(config, workdir, *, start_step, writer, mesh):
     del workdir, writer, mesh
@@ -109,7 +110,7 @@ def toy_task(starts, fetch=None):
                      num_steps=config.total_steps, init=init, update=update,
                      describe=lambda m: f"loss {m['loss']:.3f}",
                      meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
-                     counters=lambda: dict(skipped_records=3))
+                     counters=lambda: dict(skipped_records=3), fingerprint=fingerprint)
   return build
 
 
