@@ -138,28 +138,47 @@ def check_finite(measurements, step):
                          "The last checkpoint saved before this step is kept.")
 
 
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) stopped the run after saving a checkpoint of the step it arrived in;
+  the same command resumes. Commands exit with status 130, as for any Ctrl-C."""
+
+  def __init__(self, step):
+    super().__init__(f"interrupted at step {step}: checkpoint saved; the same command "
+                     "resumes")
+    self.step = step
+
+
 @contextlib.contextmanager
 def sigterm_flag():
-  """Yields a dict whose "raised" turns True on SIGTERM, while the loop runs.
+  """Yields a dict whose "raised" turns True on SIGTERM or a first SIGINT, while the loop
+  runs; "signal" says which. A second SIGINT aborts at once (KeyboardInterrupt).
 
-  SLURM, Kubernetes and TPU maintenance announce preemption with SIGTERM. With several
-  processes no Python handler is installed: JAX's own preemption notice (which the
-  checkpoint manager syncs across processes) must see the signal.
+  SLURM, Kubernetes and TPU maintenance announce preemption with SIGTERM; a user at the
+  terminal presses Ctrl-C. Both save a checkpoint at the current step, then stop. With
+  several processes no Python handler is installed: JAX's own preemption notice (which
+  the checkpoint manager syncs across processes) must see the signal.
   """
-  flag = {"raised": False}
+  flag = {"raised": False, "signal": None}
   if jax.process_count() > 1:
     yield flag
     return
 
   def handler(signum, frame):
     del frame
-    logging.warning("received signal %d: saving a checkpoint and exiting", signum)
-    flag["raised"] = True
-  previous = signal.signal(signal.SIGTERM, handler)
+    if signum == signal.SIGINT and flag["signal"] == signal.SIGINT:
+      raise KeyboardInterrupt  # the second Ctrl-C: no save, now
+    if signum == signal.SIGINT:
+      logging.warning("Ctrl-C: saving a checkpoint at this step and stopping (Ctrl-C again "
+                      "to abort at once, without it)")
+    else:
+      logging.warning("received signal %d: saving a checkpoint and exiting", signum)
+    flag.update(raised=True, signal=flag["signal"] or signum)
+  previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
   try:
     yield flag
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for s, h in previous.items():
+      signal.signal(s, h)
 
 
 class _Log:
@@ -276,6 +295,7 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
     validate.ConfigError: a bad config (nothing is written), or a schedule of 0 steps.
     ResumeConfigError: a restart that changes fields defining the run.
     NoIntactCheckpointError: every checkpoint is damaged.
+    Interrupted: Ctrl-C arrived; the checkpoint of that step is saved.
   """
   validate.check(config, device_count=jax.device_count())
   workdir = os.path.abspath(workdir)
@@ -319,6 +339,8 @@ def _run(build_task, config, workdir, max_steps, defaults):
       _LEFT_RUNNING.append((task, state, step_fn, writer, ckpt))
     elif task is not None:
       _close(task.train_iter)
+  if preempted == signal.SIGINT:
+    raise Interrupted(step)
   if preempted:
     logging.warning("preempted at step %d: checkpoint saved, exiting", step)
     return None
@@ -399,7 +421,8 @@ def _open_workdir(workdir, config, start_step=0, run_changes=(), data_changes=No
 
 
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
-  """The loop proper; returns (state, last step, preempted)."""
+  """The loop proper; returns (state, last step, preempted: the signal that stopped it, or
+  True for a preemption announced to several processes, or False)."""
   stop = min(task.num_steps, max_steps or task.num_steps)
   log = _Log(writer, task, config, stop)
   # Saved with every checkpoint: what check_resume and check_data compare a restart with.
@@ -443,6 +466,7 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
         ckpt.save(step, state, dict(task.meta(step), **identity), force=True)
       log.pause(time.time() - t0)
       if preempted:
+        preempted = sigterm["signal"] or True
         break
 
       if step < stop:

@@ -326,3 +326,31 @@ def test_sigterm_saves_and_exits_promptly(tiny_dataset, tmp_path):
   steps = checkpoint.Checkpointer(workdir, every_steps=1).all_steps()
   assert len(steps) == 1 and 2 <= steps[0] < 1000
   assert not (workdir / "export").exists()
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C: saved like SIGTERM; a second one aborts at once.
+
+
+def test_ctrl_c_saves_the_step_it_arrives_in_and_a_second_one_aborts_at_once(tmp_path):
+  def ctrl_c(times):
+    def fetch(i):
+      if i == 2:  # while fetching step 3's batch
+        for _ in range(times):
+          os.kill(os.getpid(), signal.SIGINT)
+    return fetch
+  workdir = str(tmp_path / "run")
+  config = toy_config(total_steps=8, checkpoint_every_steps=100)
+  with pytest.raises(loop.Interrupted, match="interrupted at step 3: checkpoint saved"):
+    loop.run(toy_task([], ctrl_c(1)), config, workdir)
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+  starts = []
+  with pytest.raises(KeyboardInterrupt) as error:
+    loop.run(toy_task(starts, ctrl_c(2)), config, workdir)
+  assert not isinstance(error.value, loop.Interrupted) and starts == [3]
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
+  assert ckpt.all_steps() == [3]  # aborted: no save at step 6
+  ckpt.close()

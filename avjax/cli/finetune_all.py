@@ -64,6 +64,9 @@ def main(argv):
     loop.exit_promptly(0)
   except loop.STOPPING_ERRORS as e:
     sys.exit(f"avjax.finetune_all: {e}")
+  except loop.Interrupted as e:
+    print(e, file=sys.stderr)
+    loop.exit_promptly(130)
   print(finetune_all.markdown(summary))
   console.done("downstream evaluation", results=os.path.join(os.path.abspath(f.workdir),
                                                               "results.json"))
