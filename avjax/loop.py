@@ -326,6 +326,7 @@ def _run(build_task, config, workdir, max_steps, defaults):
       ckpt = _checkpointer(workdir, config)
     task, state, shardings, start_step = _restore(build_task, task, config, workdir, ckpt,
                                                   start_step, mesh, writer)
+    writer.drop_lines_after(start_step)  # steps the checkpoint lost are trained again
     step_fn = sharding.jit_update(task.update, mesh, shardings)
     state, step, preempted = _train(task, config, state, step_fn, start_step, max_steps,
                                     ckpt, mesh, writer)
@@ -415,9 +416,25 @@ def _open_workdir(workdir, config, start_step=0, run_changes=(), data_changes=No
   if jax.process_index() == 0:
     path = os.path.join(workdir, resume.CONFIG_FILE)
     old = fileio.read_json(path) if os.path.exists(path) else None
-    new = json.loads(config.to_json())
+    new = _with_absolute_paths(json.loads(config.to_json()))
     resume.record_changes(workdir, old, new, start_step, list(run_changes), data_changes)
     fileio.write_json(path, new)
+
+
+def _with_absolute_paths(config):
+  """config.json names local dataset folders absolutely, so that commands run from another
+  folder (avjax.discrepancy --workdir, avjax.export) find them."""
+  data = config.get("data") or {}
+  fix = lambda p: os.path.abspath(p) if p and "://" not in p else p
+  # Pretraining names its dataset folders in data.dataset; fine-tuning names a dataset
+  # there (e.g. "ucf101") and its folder in data.data_dir.
+  for key in ("data_dir",) if "data_dir" in data else ("dataset",):
+    value = data.get(key)
+    if isinstance(value, str):
+      data[key] = fix(value)
+    elif isinstance(value, list):
+      data[key] = [fix(p) if isinstance(p, str) else p for p in value]
+  return config
 
 
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):

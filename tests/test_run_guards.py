@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -354,3 +355,19 @@ def test_ctrl_c_saves_the_step_it_arrives_in_and_a_second_one_aborts_at_once(tmp
   ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
   assert ckpt.all_steps() == [3]  # aborted: no save at step 6
   ckpt.close()
+
+
+def test_a_resumed_run_keeps_one_metrics_line_per_step(tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  monkeypatch.chdir(tmp_path)
+  config = toy_config(checkpoint_every_steps=4, **{"data.dataset": "data/movies"})
+  loop.run(toy_task([]), config, workdir, max_steps=5)  # checkpoints at 4 and 5
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "5"))  # killed before saving step 5
+  starts = []
+  loop.run(toy_task(starts), config, workdir)
+  assert starts == [4]
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    assert [json.loads(l)["step"] for l in f] == [1, 2, 3, 4, 5, 6]
+  # config.json names the dataset so that commands run from elsewhere find it.
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["data"]["dataset"] == str(tmp_path / "data" / "movies")
