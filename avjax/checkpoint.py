@@ -310,15 +310,15 @@ def load_export(export_dir, *, shardings=None):
 def export_workdir(workdir, output, step=None):
   """Restores a training checkpoint of `workdir` and writes its backbones to `output`.
 
-  Raises ExportError (one line: what and what to do) for a folder that is not a
-  pretraining run, a step it does not have, or a checkpoint a live run removed while it
+  Raises FileNotFoundError for a folder without config.json, ExportError (one line: what
+  and what to do) for a fine-tuning run, a step it does not have, or a checkpoint a live run removed while it
   was read.
   """
   workdir = os.path.abspath(workdir)
   config_path = os.path.join(workdir, "config.json")
   if not os.path.isdir(workdir) or not os.path.exists(config_path):
-    raise ExportError(f"{workdir}: not a pretraining workdir (no config.json); give the "
-                      "--workdir of a python -m avjax.main run")
+    raise FileNotFoundError(f"{workdir}: not a pretraining workdir (no config.json); give the "
+                            "--workdir of a python -m avjax.main run")
   config = fileio.read_json(config_path)
   model_config = config.get("model", {})
   if "mode" in config or not all(k in model_config for k in ("video", "audio")):

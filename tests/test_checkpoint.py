@@ -141,5 +141,5 @@ def test_export_of_a_wrong_folder_or_step_says_what_to_do(tmp_path):
   ckpt.close()
   with pytest.raises(checkpoint.ExportError, match="no checkpoint of step 3; steps there: 2"):
     checkpoint.export_workdir(str(run), str(tmp_path / "out"), step=3)
-  with pytest.raises(checkpoint.ExportError, match="not a pretraining workdir"):
+  with pytest.raises(FileNotFoundError, match="not a pretraining workdir"):
     checkpoint.export_workdir(str(tmp_path / "nothing"), str(tmp_path / "out"))

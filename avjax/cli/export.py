@@ -35,7 +35,8 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   try:
     step = checkpoint.export_workdir(FLAGS.workdir, FLAGS.output, FLAGS.step)
-  except (checkpoint.ExportError, checkpoint.DamagedCheckpointError, dirlock.LockedError) as e:
+  except (checkpoint.ExportError, checkpoint.DamagedCheckpointError, dirlock.LockedError,
+          FileNotFoundError) as e:
     sys.exit(f"avjax.export: {e}")
   console.done(f"exported f and g of step {step} of {FLAGS.workdir}",
                export=os.path.abspath(FLAGS.output))
