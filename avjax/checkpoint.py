@@ -15,12 +15,15 @@ to checkpoints/<step>.damaged, where Orbax no longer sees it, so the next restor
 the newest intact one.
 
 An export holds only the backbones f ("video_encoder") and g ("audio_encoder"), their
-variables and a JSON of the model config; heads are discarded (paper Section 3).
+variables and a JSON of the model config; heads are discarded (paper Section 3). It is
+written beside its folder (OUTPUT.partial) and renamed into place, under a lock
+(.OUTPUT.export.lock beside it), so a killed export never damages a complete one.
 """
 
 import json
 import os
 import re
+import shutil
 import sys
 
 import jax
@@ -28,6 +31,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
+from avjax import dirlock
 from avjax import fileio
 from avjax import sharding
 
@@ -40,6 +44,10 @@ BACKBONES = ("video_encoder", "audio_encoder")
 _DAMAGE = re.compile(r"Error reading|DATA_LOSS|OUT_OF_RANGE|NOT_FOUND|corrupt|decompress|"
                      r"was not found in the checkpoint|No such file|Unexpected end|checksum",
                      re.IGNORECASE)
+
+
+class ExportError(ValueError):
+  """A workdir or step that cannot be exported; the message says why and what to do."""
 
 
 class DamagedCheckpointError(RuntimeError):
@@ -205,8 +213,38 @@ class Checkpointer:
 # Export of the backbones for downstream evaluation.
 
 
+def _sync(name):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def _export_lock(output_dir):
+  """The lock of an export folder: a file beside it, since the folder itself is replaced."""
+  parent, name = os.path.split(output_dir)
+  return dirlock.DirLock(parent, f".{name}.export.lock", "export")
+
+
+def _finish_replacement(output_dir):
+  """Completes an export killed between its two renames (OUTPUT moved to OUTPUT.previous,
+  the new one not yet in place): the previous export goes back; leftovers are removed."""
+  previous = output_dir + ".previous"
+  if os.path.isdir(previous):
+    if os.path.exists(output_dir):
+      shutil.rmtree(previous)
+    else:
+      os.rename(previous, output_dir)
+      logging.warning("%s: put back the export that an interrupted export had moved aside",
+                      output_dir)
+  shutil.rmtree(output_dir + ".partial", ignore_errors=True)
+
+
 def export_backbones(output_dir, variables, model_config):
   """Writes f and g (params and batch_stats) and the model config to `output_dir`.
+
+  The export is written to OUTPUT.partial and renamed into place: an existing export is
+  replaced only by a complete one. Another export into the same folder is refused
+  (dirlock.LockedError).
 
   Args:
     output_dir: a new or existing directory; an existing export there is replaced.
@@ -214,15 +252,29 @@ def export_backbones(output_dir, variables, model_config):
     model_config: the ConfigDict (or dict) the model was built from.
   """
   output_dir = os.path.abspath(output_dir)
+  partial = output_dir + ".partial"
   tree = {
       col: {name: variables[col][name] for name in BACKBONES}
       for col in ("params", "batch_stats")
   }
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(output_dir, "backbones"), tree, force=True)
-  if jax.process_index() == 0:
-    config = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
-    fileio.write_json(os.path.join(output_dir, EXPORT_CONFIG), config)
+  lock = _export_lock(output_dir).acquire() if jax.process_index() == 0 else None
+  try:
+    if lock is not None:
+      _finish_replacement(output_dir)
+    _sync(f"avjax-export-start-{output_dir}")
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(os.path.join(partial, "backbones"), tree, force=True)
+    if lock is not None:
+      config = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
+      fileio.write_json(os.path.join(partial, EXPORT_CONFIG), config)
+      if os.path.exists(output_dir):
+        os.rename(output_dir, output_dir + ".previous")
+      os.rename(partial, output_dir)
+      shutil.rmtree(output_dir + ".previous", ignore_errors=True)
+  finally:
+    if lock is not None:
+      lock.release()
+  _sync(f"avjax-export-done-{output_dir}")
   logging.info("exported backbones to %s", output_dir)
 
 
@@ -235,7 +287,11 @@ def load_export(export_dir, *, shardings=None):
   export_dir = os.path.abspath(export_dir)
   config_path = os.path.join(export_dir, EXPORT_CONFIG)
   if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{export_dir}: not an avjax export (no {EXPORT_CONFIG}); "
+    hint = ""
+    if os.path.isdir(export_dir + ".previous"):
+      hint = (f" (an export into it was interrupted: rerun python -m avjax.export, which puts "
+              f"back {export_dir}.previous)")
+    raise FileNotFoundError(f"{export_dir}: not an avjax export (no {EXPORT_CONFIG}){hint}; "
                             "make one with python -m avjax.export")
   model_config = fileio.read_json(config_path)
   path = os.path.join(export_dir, "backbones")
@@ -252,18 +308,45 @@ def load_export(export_dir, *, shardings=None):
 
 
 def export_workdir(workdir, output, step=None):
-  """Restores a training checkpoint of `workdir` and writes its backbones to `output`."""
+  """Restores a training checkpoint of `workdir` and writes its backbones to `output`.
+
+  Raises FileNotFoundError for a folder without config.json, ExportError (one line: what
+  and what to do) for a fine-tuning run, a step it does not have, or a checkpoint a live run removed while it
+  was read.
+  """
+  workdir = os.path.abspath(workdir)
   config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{config_path}: not a pretraining workdir (no config.json)")
-  model_config = fileio.read_json(config_path)["model"]
+  if not os.path.isdir(workdir) or not os.path.exists(config_path):
+    raise FileNotFoundError(f"{workdir}: not a pretraining workdir (no config.json); give the "
+                            "--workdir of a python -m avjax.main run")
+  config = fileio.read_json(config_path)
+  model_config = config.get("model", {})
+  if "mode" in config or not all(k in model_config for k in ("video", "audio")):
+    raise ExportError(f"{workdir}: a fine-tuning run (config.json has mode="
+                      f"{config.get('mode')!r}), not a pretraining run; export the pretraining "
+                      "run it started from (its results.json names it as init)")
   ckpt = Checkpointer(workdir, every_steps=1)
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"{workdir}: no checkpoints to export")
-  # Restore the saved tree as it is (on this run's devices); only the backbones are needed.
-  state, _ = ckpt.restore(None, step=step)
-  ckpt.close()
+  try:
+    steps = ckpt.all_steps()
+    step = (steps[-1] if steps else None) if step is None else step
+    if step is None:
+      raise ExportError(f"{workdir}: no checkpoints to export (the run has not saved one yet)")
+    if step not in steps:
+      raise ExportError(f"{workdir}: no checkpoint of step {step}; steps there: "
+                        f"{', '.join(map(str, steps)) or 'none'}")
+    # Restore the saved tree as it is (on this run's devices); only the backbones are needed.
+    try:
+      state, _ = ckpt.restore(None, step=step)
+    except (DamagedCheckpointError, FileNotFoundError):
+      ckpt.manager.reload()
+      if step not in ckpt.all_steps():  # a live run's keep_checkpoints removed it meanwhile
+        raise ExportError(
+            f"{workdir}: the checkpoint of step {step} was removed while it was read (the "
+            "run is still training and keeps only its newest checkpoints); rerun the export, "
+            "or pass --step of a checkpoint it keeps") from None
+      raise
+  finally:
+    ckpt.close()
   variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
   export_backbones(output, variables, model_config)
   return step

@@ -35,6 +35,7 @@ from clu import parameter_overview
 
 from avjax import checkpoint
 from avjax import console
+from avjax import dirlock
 from avjax import fileio
 from avjax import metrics as metrics_lib
 from avjax import resume
@@ -43,6 +44,7 @@ from avjax import validate
 from avjax.data import titles as titles_lib
 
 FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
+RUN_LOCK = ".run.lock"  # one run per workdir (avjax.dirlock): PID, host, refreshed
 # What a preempted run leaves behind, kept referenced: tearing it down (the input
 # pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
 # the save; the command exits first (exit_promptly).
@@ -53,10 +55,41 @@ class NonFiniteError(FloatingPointError):
   """A non-finite loss or gradient; the run stops, the last good checkpoint stays."""
 
 
+class WorkdirError(OSError):
+  """The workdir cannot be used: a file stands there, or it cannot be written."""
+
+
 # Errors whose message says all (what, where, what to do): the commands print it and exit
 # with status 1, no traceback.
 STOPPING_ERRORS = (validate.ConfigError, resume.ResumeConfigError,
-                   resume.NoIntactCheckpointError, titles_lib.BadDatasetError)
+                   resume.NoIntactCheckpointError, titles_lib.BadDatasetError,
+                   dirlock.LockedError, WorkdirError)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir, purpose):
+  """Holds WORKDIR/.run.lock (process 0) while the block runs: a second run in the same
+  workdir is refused at once, naming this one (dirlock.LockedError). A workdir that this
+  made and that is empty afterwards (a refused start) is removed again."""
+  if jax.process_index() != 0:
+    yield
+    return
+  made = not os.path.lexists(workdir)
+  if os.path.lexists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir}: a file stands there, not a folder; give a "
+                       "folder (new or of an earlier run)")
+  try:
+    lock = dirlock.DirLock(workdir, RUN_LOCK, purpose).acquire()
+  except OSError as e:
+    raise WorkdirError(f"--workdir={workdir}: cannot write there ({type(e).__name__}: "
+                       f"{e.strerror or e}); give a folder you can write to") from None
+  try:
+    yield
+  finally:
+    lock.release()
+    if made:
+      with contextlib.suppress(OSError):
+        os.rmdir(workdir)  # only when empty: a start that wrote nothing leaves nothing
 
 
 @dataclasses.dataclass
@@ -79,6 +112,8 @@ class Task:
       run every `every` steps and at the last step of the run.
     counters: () -> {name: number} of host-side counts logged with the measurements
       (e.g. skipped_records).
+    fingerprint: the identity of the data the task reads (titles_lib.fingerprint), saved
+      with each checkpoint; a restart on other data is refused (resume.check_data).
   """
   train_iter: Any
   first_batch: dict
@@ -91,6 +126,7 @@ class Task:
   evaluators: list = dataclasses.field(default_factory=list)
   init_args: tuple = ()  # arrays passed to init (e.g. pretrained weights), not closed over
   counters: Callable = None
+  fingerprint: Any = None
 
 
 def check_finite(measurements, step):
@@ -102,28 +138,47 @@ def check_finite(measurements, step):
                          "The last checkpoint saved before this step is kept.")
 
 
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) stopped the run after saving a checkpoint of the step it arrived in;
+  the same command resumes. Commands exit with status 130, as for any Ctrl-C."""
+
+  def __init__(self, step):
+    super().__init__(f"interrupted at step {step}: checkpoint saved; the same command "
+                     "resumes")
+    self.step = step
+
+
 @contextlib.contextmanager
 def sigterm_flag():
-  """Yields a dict whose "raised" turns True on SIGTERM, while the loop runs.
+  """Yields a dict whose "raised" turns True on SIGTERM or a first SIGINT, while the loop
+  runs; "signal" says which. A second SIGINT aborts at once (KeyboardInterrupt).
 
-  SLURM, Kubernetes and TPU maintenance announce preemption with SIGTERM. With several
-  processes no Python handler is installed: JAX's own preemption notice (which the
-  checkpoint manager syncs across processes) must see the signal.
+  SLURM, Kubernetes and TPU maintenance announce preemption with SIGTERM; a user at the
+  terminal presses Ctrl-C. Both save a checkpoint at the current step, then stop. With
+  several processes no Python handler is installed: JAX's own preemption notice (which
+  the checkpoint manager syncs across processes) must see the signal.
   """
-  flag = {"raised": False}
+  flag = {"raised": False, "signal": None}
   if jax.process_count() > 1:
     yield flag
     return
 
   def handler(signum, frame):
     del frame
-    logging.warning("received signal %d: saving a checkpoint and exiting", signum)
-    flag["raised"] = True
-  previous = signal.signal(signal.SIGTERM, handler)
+    if signum == signal.SIGINT and flag["signal"] == signal.SIGINT:
+      raise KeyboardInterrupt  # the second Ctrl-C: no save, now
+    if signum == signal.SIGINT:
+      logging.warning("Ctrl-C: saving a checkpoint at this step and stopping (Ctrl-C again "
+                      "to abort at once, without it)")
+    else:
+      logging.warning("received signal %d: saving a checkpoint and exiting", signum)
+    flag.update(raised=True, signal=flag["signal"] or signum)
+  previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
   try:
     yield flag
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for s, h in previous.items():
+      signal.signal(s, h)
 
 
 class _Log:
@@ -240,9 +295,16 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
     validate.ConfigError: a bad config (nothing is written), or a schedule of 0 steps.
     ResumeConfigError: a restart that changes fields defining the run.
     NoIntactCheckpointError: every checkpoint is damaged.
+    Interrupted: Ctrl-C arrived; the checkpoint of that step is saved.
   """
   validate.check(config, device_count=jax.device_count())
   workdir = os.path.abspath(workdir)
+  with workdir_lock(workdir, "training run"):
+    return _run(build_task, config, workdir, max_steps, defaults)
+
+
+def _run(build_task, config, workdir, max_steps, defaults):
+  """The body of run(), holding the workdir's lock."""
   mesh = sharding.make_mesh()
   # Nothing is written into the workdir until the task is built: a config, restart or
   # dataset that fails its checks leaves no config.json, log, checkpoints/ or events
@@ -257,12 +319,14 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
     start_step, meta = resume.newest_readable(ckpt) if ckpt is not None else (0, None)
     run_changes = resume.check_resume(config, workdir, start_step, meta, defaults)
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
+    data_changes = resume.check_data(config, workdir, start_step, meta, task.fingerprint)
     validate.check_steps(task.num_steps, config)
-    _open_workdir(workdir, config, start_step, run_changes)
+    _open_workdir(workdir, config, start_step, run_changes, data_changes)
     if ckpt is None:
       ckpt = _checkpointer(workdir, config)
     task, state, shardings, start_step = _restore(build_task, task, config, workdir, ckpt,
                                                   start_step, mesh, writer)
+    writer.drop_lines_after(start_step)  # steps the checkpoint lost are trained again
     step_fn = sharding.jit_update(task.update, mesh, shardings)
     state, step, preempted = _train(task, config, state, step_fn, start_step, max_steps,
                                     ckpt, mesh, writer)
@@ -276,6 +340,8 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
       _LEFT_RUNNING.append((task, state, step_fn, writer, ckpt))
     elif task is not None:
       _close(task.train_iter)
+  if preempted == signal.SIGINT:
+    raise Interrupted(step)
   if preempted:
     logging.warning("preempted at step %d: checkpoint saved, exiting", step)
     return None
@@ -341,7 +407,7 @@ def _existing_checkpointer(workdir, config):
   return _checkpointer(workdir, config)
 
 
-def _open_workdir(workdir, config, start_step=0, run_changes=()):
+def _open_workdir(workdir, config, start_step=0, run_changes=(), data_changes=None):
   """The workdir, its log file and config.json, once the task has checked its inputs;
   every change of config.json is appended to config_history.jsonl first."""
   os.makedirs(workdir, exist_ok=True)
@@ -350,16 +416,36 @@ def _open_workdir(workdir, config, start_step=0, run_changes=()):
   if jax.process_index() == 0:
     path = os.path.join(workdir, resume.CONFIG_FILE)
     old = fileio.read_json(path) if os.path.exists(path) else None
-    new = json.loads(config.to_json())
-    resume.record_changes(workdir, old, new, start_step, list(run_changes))
+    new = _with_absolute_paths(json.loads(config.to_json()))
+    resume.record_changes(workdir, old, new, start_step, list(run_changes), data_changes)
     fileio.write_json(path, new)
 
 
+def _with_absolute_paths(config):
+  """config.json names local dataset folders absolutely, so that commands run from another
+  folder (avjax.discrepancy --workdir, avjax.export) find them."""
+  data = config.get("data") or {}
+  fix = lambda p: os.path.abspath(p) if p and "://" not in p else p
+  # Pretraining names its dataset folders in data.dataset; fine-tuning names a dataset
+  # there (e.g. "ucf101") and its folder in data.data_dir.
+  for key in ("data_dir",) if "data_dir" in data else ("dataset",):
+    value = data.get(key)
+    if isinstance(value, str):
+      data[key] = fix(value)
+    elif isinstance(value, list):
+      data[key] = [fix(p) if isinstance(p, str) else p for p in value]
+  return config
+
+
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
-  """The loop proper; returns (state, last step, preempted)."""
+  """The loop proper; returns (state, last step, preempted: the signal that stopped it, or
+  True for a preemption announced to several processes, or False)."""
   stop = min(task.num_steps, max_steps or task.num_steps)
   log = _Log(writer, task, config, stop)
-  run_config = resume.run_fields(config)  # saved with every checkpoint: check_resume
+  # Saved with every checkpoint: what check_resume and check_data compare a restart with.
+  identity = dict(run_config=resume.run_fields(config))
+  if task.fingerprint is not None:
+    identity["data_fingerprint"] = task.fingerprint
   preempted = False
   pending = None  # measurements of the previous step, checked one step behind
   batch = task.first_batch
@@ -394,9 +480,10 @@ def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):
       preempted = ckpt.reached_preemption(step, sigterm["raised"])
       if ckpt.should_save(step) or step == stop or preempted:
         check_finite(jax.device_get(measurements), step)
-        ckpt.save(step, state, dict(task.meta(step), run_config=run_config), force=True)
+        ckpt.save(step, state, dict(task.meta(step), **identity), force=True)
       log.pause(time.time() - t0)
       if preempted:
+        preempted = sigterm["signal"] or True
         break
 
       if step < stop:

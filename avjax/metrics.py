@@ -19,6 +19,8 @@ import time
 import jax
 from absl import logging
 
+from avjax import fileio
+
 try:  # the `data` extra installs tensorboard; an accelerator-only host may lack it
   from tensorboard.compat.proto import event_pb2
   from tensorboard.compat.proto import summary_pb2
@@ -113,6 +115,26 @@ class MetricWriter:
     if self.enabled and self.jsonl_path:
       with open(self.jsonl_path, "a", encoding="utf-8") as f:
         f.write(json.dumps(dict(step=int(step), **scalars)) + "\n")
+
+  def drop_lines_after(self, step):
+    """Removes metrics.jsonl's lines of steps after `step` (atomically): a resumed run
+    trains them again, so each step keeps one line. Returns how many were dropped."""
+    if not (self.enabled and self.jsonl_path and os.path.exists(self.jsonl_path)):
+      return 0
+    with open(self.jsonl_path, encoding="utf-8") as f:
+      lines = f.readlines()
+
+    def keep(line):
+      try:
+        return int(json.loads(line)["step"]) <= step
+      except (ValueError, KeyError, TypeError):
+        return False  # a line cut short by a kill
+    kept = [l if l.endswith("\n") else l + "\n" for l in lines if keep(l)]
+    if len(kept) < len(lines):
+      with fileio.atomic_path(self.jsonl_path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+          f.writelines(kept)
+    return len(lines) - len(kept)
 
   def write_hparams(self, hparams):
     if self.enabled and event_file_writer is not None:

@@ -14,6 +14,7 @@ from absl import logging
 
 from avjax import checkpoint
 from avjax import fileio
+from avjax.data import titles as titles_lib
 
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
@@ -23,7 +24,11 @@ RESUME_MODES = ("guard", "allow_changes")
 # The config fields that define a run (what is learned, from what, how): a restart that
 # changes one of them is refused unless allowed (check_resume). Paths and machinery that do
 # not change the numbers (where the data lies, prefetch depth, rematerialisation) are not.
-RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout")
+RUN_FIELDS = ("data", "model", "loss", "optimizer", "batch_size", "mode", "dropout", "init",
+              "init_torch", "init_torch_prefix")
+# Fields with no meaningful default: a checkpoint that does not record one (written before it
+# was a run field) is not compared on it, rather than compared with the default.
+UNDEFAULTED_FIELDS = ("init", "init_torch", "init_torch_prefix")
 NOT_RUN_FIELDS = ("data.dataset", "data.data_dir", "data.prefetch", "data.num_parallel",
                   "data.open_files", "data.skip_bad_records", "data.verify_records",
                   "model.remat")
@@ -72,6 +77,10 @@ def changed_fields(old, new, defaults=None):
 
 class ResumeConfigError(ValueError):
   """A restart whose config changes fields that define the run (without allow_changes)."""
+
+
+class ResumeDataError(ResumeConfigError):
+  """A restart on a dataset whose titles changed since the checkpoint (without allow_changes)."""
 
 
 class NoIntactCheckpointError(RuntimeError):
@@ -129,9 +138,7 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
       logging.warning("%s: the checkpoint at step %d stores no config to compare with; "
                       "resuming unchecked", workdir, start_step)
     else:
-      run_changes = changed_fields(
-          stored, run_fields(config),
-          run_fields(defaults) if defaults is not None else None)
+      run_changes = changed_fields(stored, run_fields(config), _defaults(defaults))
     if run_changes and not allowed:
       diff = "\n".join(f"  {name}: {a!r} -> {b!r}" for name, a, b in run_changes)
       raise ResumeConfigError(
@@ -142,18 +149,76 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
   return run_changes
 
 
-def record_changes(workdir, old, new, start_step, run_changes):
-  if old is None or old == new:
+def check_data(config, workdir, start_step, meta, fingerprint):
+  """Refuses a restart whose data (titles, snippet counts, splits, entries) differ from
+  the checkpoint's (meta["data_fingerprint"], titles_lib.fingerprint); returns the changes
+  (allowed by resume=allow_changes) for record_data_changes, or None. Writes nothing."""
+  stored = (meta or {}).get("data_fingerprint")
+  if not start_step or fingerprint is None or stored is None:
+    return None
+  changes = titles_lib.fingerprint_changes(stored, fingerprint)
+  if not any(changes.values()):
+    return None
+  if config.get("resume", "guard") != "allow_changes":
+    raise ResumeDataError(
+        f"{workdir}: the dataset changed since the checkpoint at step {start_step}:\n"
+        f"{describe_data_changes(changes)}\nThe same data stream cannot be resumed. "
+        "Restore the dataset, use a new --workdir for a new run, or pass "
+        f"--config.resume=allow_changes to resume on this data (recorded in {CONFIG_HISTORY}).")
+  return changes
+
+
+def describe_data_changes(changes, limit=20):
+  """Lines of titles added, removed and changed (at most `limit` of each, then a count)."""
+  def listing(items):
+    items = list(items)
+    more = f", ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+  lines = []
+  for key in ("added", "removed"):
+    if changes[key]:
+      lines.append(f"  titles {key} ({len(changes[key])}): {listing(changes[key])}")
+  if changes["changed"]:
+    lines.append(f"  titles changed ({len(changes['changed'])}): "
+                 + listing(f"{t} ({w})" for t, w in changes["changed"].items()))
+  return "\n".join(lines)
+
+
+def _defaults(defaults):
+  if defaults is None:
+    return None
+  return {k: v for k, v in run_fields(defaults).items() if k not in UNDEFAULTED_FIELDS}
+
+
+def read_history(workdir):
+  """The entries of WORKDIR/config_history.jsonl (config changes at restarts), oldest first."""
+  path = os.path.join(workdir, CONFIG_HISTORY)
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def record_changes(workdir, old, new, start_step, run_changes, data_changes=None):
+  """Appends one entry for this restart to config_history.jsonl: the config's changes, and
+  the data's (check_data) when a restart on changed data was allowed."""
+  if (old is None or old == new) and not data_changes:
     return
   absent = "<absent>"
-  a, b = flat_fields(old), flat_fields(new)
+  a, b = flat_fields(old or new), flat_fields(new)
   changes = {k: [a.get(k, absent), b.get(k, absent)] for k in sorted(set(a) | set(b))
              if a.get(k, absent) != b.get(k, absent)}
   entry = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), step=int(start_step),
                changes=changes, run_fields_changed=[n for n, _, _ in run_changes],
-               allowed_by="resume=allow_changes" if run_changes else None)
+               allowed_by="resume=allow_changes" if run_changes or data_changes else None)
+  if data_changes:
+    entry["data_changes"] = data_changes
   with open(os.path.join(workdir, CONFIG_HISTORY), "a", encoding="utf-8") as f:
     f.write(json.dumps(entry) + "\n")
-  logging.warning("config changed since the last start at step %d (recorded in %s): %s",
-                  start_step, CONFIG_HISTORY,
-                  "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+  if changes:
+    logging.warning("config changed since the last start at step %d (recorded in %s): %s",
+                    start_step, CONFIG_HISTORY,
+                    "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+  if data_changes:
+    logging.warning("the dataset changed since step %d (recorded in %s):\n%s", start_step,
+                    CONFIG_HISTORY, describe_data_changes(data_changes))

@@ -62,3 +62,12 @@ def ucf101_prepared(tmp_path_factory):
   out = str(root / "prepared")
   prepare.prepare("ucf101", helpers.make_ucf101(str(root / "layout")), out, progress=False)
   return out
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+  """A 3.5-s clock clip (helpers.write_clock, 10 fps): one snippet at the default params."""
+  import helpers  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp("clip") / "clip.mp4")
+  helpers.write_clock(path, seconds=3.5, fps=10)
+  return path

@@ -14,6 +14,9 @@ import os
 import wave
 
 import av
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from PIL import Image
 
@@ -75,6 +78,56 @@ def make_synthetic_dataset(root, preset="mini", *, seed=0, **sizes):
   ingest_run.ingest(f"{root}/synthetic", f"{root}/dataset", params=made_for, workers=1,
                     progress=False)
   return f"{root}/dataset"
+
+
+# ---------------------------------------------------------------------------
+# A toy task: the loop's machinery without a model or TensorFlow.
+
+
+def toy_config(**overrides):
+  """The toy task's run config: 6 steps of batch 8, checkpoints every 2."""
+  config = ml_collections.ConfigDict(dict(
+      seed=0, batch_size=8, total_steps=6, num_epochs=1, log_every_steps=1,
+      checkpoint_every_steps=2, keep_checkpoints=10, keep_every_steps=0, resume="guard",
+      data=dict(k=1, w=-1, dataset="/data/a"), model=dict(width=3),
+      optimizer=dict(lr_init=0.0, lr_peak=0.1, lr_end=0.0, grad_clip_norm=0.0)))
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def toy_task(starts, fetch=None, fingerprint=None):
+  """build_task of a one-vector model; records each start step in `starts`, and calls
+  `fetch(i)` when the loop fetches its i-th batch (i = 1, 2, ...) if given; `fingerprint`:
+  the identity of its (pretended) data."""
+  from avjax import loop  # pylint: disable=g-import-not-at-top
+  def build(config, workdir, *, start_step, writer, mesh):
+    del workdir, writer, mesh
+    starts.append(start_step)
+    width = config.model.width
+
+    def init(rng):
+      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)),
+                  rng=jax.random.key_data(rng))
+
+    def update(state, batch):
+      w = state["params"]["w"] + batch["x"].mean()
+      norm = jnp.sqrt(jnp.sum(w ** 2))
+      return (dict(state, step=state["step"] + 1, params=dict(w=w)),
+              dict(loss=norm, learning_rate=jnp.float32(0.1), grad_norm=norm, param_norm=norm))
+    batch = dict(x=np.ones((config.batch_size, 1), np.float32))
+    fetched = iter(range(1, 1 << 30))
+
+    def next_batch():
+      i = next(fetched)
+      if fetch is not None:
+        fetch(i)
+      return batch
+    return loop.Task(train_iter=iter(next_batch, None), first_batch=batch,
+                     num_steps=config.total_steps, init=init, update=update,
+                     describe=lambda m: f"loss {m['loss']:.3f}",
+                     meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
+                     counters=lambda: dict(skipped_records=3), fingerprint=fingerprint)
+  return build
 
 
 # ---------------------------------------------------------------------------

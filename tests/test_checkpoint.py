@@ -88,3 +88,58 @@ def test_export_keeps_backbones_only(tmp_path):
 def test_load_export_of_a_non_export_names_the_folder(tmp_path):
   with pytest.raises(FileNotFoundError, match="not an avjax export"):
     checkpoint.load_export(tmp_path)
+
+
+def _variables(value):
+  return {"params": {"video_encoder": {"w": np.full((2, 2), value, np.float32)},
+                     "audio_encoder": {"w": np.full((3,), value, np.float32)}},
+          "batch_stats": {"video_encoder": {"mean": np.full(2, value, np.float32)},
+                          "audio_encoder": {"mean": np.full(3, value, np.float32)}}}
+
+
+def test_a_killed_re_export_leaves_the_complete_export_whole(tmp_path, monkeypatch):
+  out = str(tmp_path / "export")
+  checkpoint.export_backbones(out, _variables(1.0), {"embed_dim": 8})
+
+  def killed(*args):
+    raise KeyboardInterrupt  # the re-export dies after writing its arrays
+  with monkeypatch.context() as m:
+    m.setattr(checkpoint.fileio, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+      checkpoint.export_backbones(out, _variables(2.0), {"embed_dim": 16})
+  restored, config = checkpoint.load_export(out)
+  assert config == {"embed_dim": 8}  # the complete export, untouched
+  np.testing.assert_array_equal(restored["params"]["video_encoder"]["w"], 1.0)
+  # Killed between its two renames: the next export puts the old one back first.
+  os.rename(out, out + ".previous")
+  with pytest.raises(FileNotFoundError, match=r"interrupted: rerun python -m avjax.export"):
+    checkpoint.load_export(out)
+  checkpoint.export_backbones(out, _variables(3.0), {"embed_dim": 4})
+  restored, config = checkpoint.load_export(out)
+  assert config == {"embed_dim": 4}
+  np.testing.assert_array_equal(restored["params"]["audio_encoder"]["w"], 3.0)
+  assert sorted(os.listdir(tmp_path)) == ["export"]  # no .partial, .previous or lock left
+
+
+def test_a_second_export_into_the_same_folder_is_refused(tmp_path):
+  out = str(tmp_path / "export")
+  with checkpoint._export_lock(out):  # pylint: disable=protected-access
+    with pytest.raises(checkpoint.dirlock.LockedError, match="another export"):
+      checkpoint.export_backbones(out, _variables(1.0), {})
+  assert not os.path.exists(out)
+
+
+def test_export_of_a_wrong_folder_or_step_says_what_to_do(tmp_path):
+  run = tmp_path / "finetune"
+  run.mkdir()
+  (run / "config.json").write_text('{"mode": "linear", "model": {"video": {}, "audio": {}}}')
+  with pytest.raises(checkpoint.ExportError, match="a fine-tuning run .*mode='linear'"):
+    checkpoint.export_workdir(str(run), str(tmp_path / "out"))
+  (run / "config.json").write_text('{"model": {"video": {}, "audio": {}}}')
+  ckpt = checkpoint.Checkpointer(str(run), every_steps=1, async_save=False)
+  ckpt.save(2, dict(params=_variables(1.0)["params"]), {"step": 2})
+  ckpt.close()
+  with pytest.raises(checkpoint.ExportError, match="no checkpoint of step 3; steps there: 2"):
+    checkpoint.export_workdir(str(run), str(tmp_path / "out"), step=3)
+  with pytest.raises(FileNotFoundError, match="not a pretraining workdir"):
+    checkpoint.export_workdir(str(tmp_path / "nothing"), str(tmp_path / "out"))

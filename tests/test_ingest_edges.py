@@ -24,17 +24,8 @@ from avjax.ingest import title as ingest_title
 from avjax.media import decode
 from avjax.media import writer as media_writer
 
-from helpers import write_clock
 
 PARAMS = dict(short_side=64)
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-  """A 3.5-s clip: one snippet."""
-  path = str(tmp_path_factory.mktemp("clip") / "clip.mp4")
-  write_clock(path, seconds=3.5, fps=10)
-  return path
 
 
 def _touch(path):

@@ -16,7 +16,7 @@ from helpers import MODULES, ROOT, imports_of
 # module may import only modules of its own or a lower rank. Within a rank, no cycles.
 RANKS = {
     "avjax": 0, "avjax.fileio": 0, "avjax.storage": 0, "avjax.config_args": 0,
-    "avjax.console": 0,
+    "avjax.console": 0, "avjax.dirlock": 0,
     "avjax.media": 1, "avjax.models": 1, "avjax.losses": 1, "avjax.sharding": 1,
     "avjax.optim": 1, "avjax.metrics": 1,
     "avjax.data": 2, "avjax.checkpoint": 2, "avjax.synthetic": 2,
@@ -52,6 +52,7 @@ TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avj
            "avjax.pretrain.config", "avjax.evals",
            "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
            "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.console", "avjax.storage",
+           "avjax.dirlock",
            "avjax.media",
            "avjax.data.config",
            "avjax.data.records", "avjax.data.sampling", "avjax.data.scene_sampling",

@@ -91,15 +91,15 @@ UNINTERRUPTED_LOG = _Records()
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_dataset, tmp_path_factory):
+def uninterrupted(wide_tiny_dataset, tmp_path_factory):
   """The tiny run: 4 steps, the discrepancy measures at steps 2 and 4, the probe (on labels
   written for the tiny dataset) at the end."""
   root = tmp_path_factory.mktemp("uninterrupted")
-  manifest = records.load_manifest(tiny_dataset)
+  manifest = records.load_manifest(wide_tiny_dataset)
   params = manifest["params"]
   labels = str(root / "labels.json")
   _write_labels(labels, manifest, params["frames_per_snippet"] / params["fps"])
-  config = pretrain_config(tiny_dataset)
+  config = pretrain_config(wide_tiny_dataset)
   config.evals.discrepancy = 2
   config.discrepancy.labels = labels
   config.discrepancy.probe_steps = 50

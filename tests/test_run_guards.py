@@ -5,16 +5,15 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
 import pytest
+
+import helpers
 
 from avjax import checkpoint
 from avjax import loop
@@ -156,51 +155,7 @@ def test_the_benchmark_command_checks_its_config_too():
   assert "config.data.k=0: must be an integer >= 1" in result.stderr
 
 
-# ---------------------------------------------------------------------------
-# A toy task: the loop's machinery without a model or TensorFlow.
-
-
-def toy_config(**overrides):
-  config = ml_collections.ConfigDict(dict(
-      seed=0, batch_size=8, total_steps=6, num_epochs=1, log_every_steps=1,
-      checkpoint_every_steps=2, keep_checkpoints=10, keep_every_steps=0, resume="guard",
-      data=dict(k=1, w=-1, dataset="/data/a"), model=dict(width=3),
-      optimizer=dict(lr_init=0.0, lr_peak=0.1, lr_end=0.0, grad_clip_norm=0.0)))
-  config.update_from_flattened_dict(overrides)
-  return config
-
-
-def toy_task(starts, fetch=None):
-  """build_task of a one-vector model; records each start step in `starts`, and calls
-  `fetch(i)` when the loop fetches its i-th batch (i = 1, 2, ...) if given."""
-  def build(config, workdir, *, start_step, writer, mesh):
-    del workdir, writer, mesh
-    starts.append(start_step)
-    width = config.model.width
-
-    def init(rng):
-      return dict(step=jnp.zeros((), jnp.int32), params=dict(w=jnp.zeros(width)),
-                  rng=jax.random.key_data(rng))
-
-    def update(state, batch):
-      w = state["params"]["w"] + batch["x"].mean()
-      norm = jnp.sqrt(jnp.sum(w ** 2))
-      return (dict(state, step=state["step"] + 1, params=dict(w=w)),
-              dict(loss=norm, learning_rate=jnp.float32(0.1), grad_norm=norm, param_norm=norm))
-    batch = dict(x=np.ones((config.batch_size, 1), np.float32))
-    fetched = iter(range(1, 1 << 30))
-
-    def next_batch():
-      i = next(fetched)
-      if fetch is not None:
-        fetch(i)
-      return batch
-    return loop.Task(train_iter=iter(next_batch, None), first_batch=batch,
-                     num_steps=config.total_steps, init=init, update=update,
-                     describe=lambda m: f"loss {m['loss']:.3f}",
-                     meta=lambda step: dict(step=int(step)), finish=lambda state, step: state,
-                     counters=lambda: dict(skipped_records=3))
-  return build
+toy_config, toy_task = helpers.toy_config, helpers.toy_task
 
 
 def test_a_schedule_of_zero_steps_never_exports_or_finishes(tmp_path):
@@ -372,3 +327,47 @@ def test_sigterm_saves_and_exits_promptly(tiny_dataset, tmp_path):
   steps = checkpoint.Checkpointer(workdir, every_steps=1).all_steps()
   assert len(steps) == 1 and 2 <= steps[0] < 1000
   assert not (workdir / "export").exists()
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C: saved like SIGTERM; a second one aborts at once.
+
+
+def test_ctrl_c_saves_the_step_it_arrives_in_and_a_second_one_aborts_at_once(tmp_path):
+  def ctrl_c(times):
+    def fetch(i):
+      if i == 2:  # while fetching step 3's batch
+        for _ in range(times):
+          os.kill(os.getpid(), signal.SIGINT)
+    return fetch
+  workdir = str(tmp_path / "run")
+  config = toy_config(total_steps=8, checkpoint_every_steps=100)
+  with pytest.raises(loop.Interrupted, match="interrupted at step 3: checkpoint saved"):
+    loop.run(toy_task([], ctrl_c(1)), config, workdir)
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+  starts = []
+  with pytest.raises(KeyboardInterrupt) as error:
+    loop.run(toy_task(starts, ctrl_c(2)), config, workdir)
+  assert not isinstance(error.value, loop.Interrupted) and starts == [3]
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=100)
+  assert ckpt.all_steps() == [3]  # aborted: no save at step 6
+  ckpt.close()
+
+
+def test_a_resumed_run_keeps_one_metrics_line_per_step(tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  monkeypatch.chdir(tmp_path)
+  config = toy_config(checkpoint_every_steps=4, **{"data.dataset": "data/movies"})
+  loop.run(toy_task([]), config, workdir, max_steps=5)  # checkpoints at 4 and 5
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "5"))  # killed before saving step 5
+  starts = []
+  loop.run(toy_task(starts), config, workdir)
+  assert starts == [4]
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    assert [json.loads(l)["step"] for l in f] == [1, 2, 3, 4, 5, 6]
+  # config.json names the dataset so that commands run from elsewhere find it.
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["data"]["dataset"] == str(tmp_path / "data" / "movies")

@@ -6,7 +6,9 @@ r"""Every split of every downstream dataset, and the Table 5 row (avjax.downstre
 
 A root is a prepared directory (python -m avjax.prepare_downstream) or a dataset in its
 standard layout, prepared once into WORKDIR/data/<dataset>. Rerunning the command skips
-finished runs and resumes unfinished ones. `--init=` (empty) gives the from-scratch baseline.
+finished runs and resumes unfinished ones made with the same init, mode and config; a split
+run earlier with others is refused (--rerun_mismatched moves it aside and runs it again).
+`--init=` (empty) gives the from-scratch baseline.
 """
 
 import os
@@ -29,6 +31,8 @@ flags.DEFINE_string("overrides", "", "Config overrides for every run, e.g. "
                     "'eval_batch_size=16,data.num_parallel=8'.")
 flags.DEFINE_string("name", "", "Method name in the table (default: the export's run name).")
 flags.DEFINE_integer("workers", 1, "Processes for preparing raw roots.")
+flags.DEFINE_bool("rerun_mismatched", False, "Splits run earlier in WORKDIR with another init, "
+                  "mode or config are moved aside and run again (default: refused).")
 flags.mark_flags_as_required(["roots", "workdir"])
 
 
@@ -53,12 +57,16 @@ def main(argv):
   try:
     summary = finetune_all.run_all(f.init, roots, f.workdir, load_config=load_config,
                                    mode=f.mode, runlocal=f.runlocal, splits=splits,
-                                   overrides=f.overrides, name=f.name, workers=f.workers)
+                                   overrides=f.overrides, name=f.name, workers=f.workers,
+                                   rerun_mismatched=f.rerun_mismatched)
   except finetune_all.Preempted as e:
     print(e, file=sys.stderr)
     loop.exit_promptly(0)
   except loop.STOPPING_ERRORS as e:
     sys.exit(f"avjax.finetune_all: {e}")
+  except loop.Interrupted as e:
+    print(e, file=sys.stderr)
+    loop.exit_promptly(130)
   print(finetune_all.markdown(summary))
   console.done("downstream evaluation", results=os.path.join(os.path.abspath(f.workdir),
                                                               "results.json"))

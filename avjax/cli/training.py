@@ -11,7 +11,8 @@ def train(name, import_task, config, workdir):
   """Console, multi-host start, the task imported with TensorFlow's banners sent to the
   log, train_and_evaluate. A stopping error (bad config, refused restart, unreadable data)
   exits with its message, status 1; a preempted run exits at once (no slow teardown in the
-  grace period), status 0. Returns (task, its result)."""
+  grace period), status 0; after Ctrl-C (checkpoint saved) status 130. Returns (task, its
+  result)."""
   console.setup()  # the log file opens in WORKDIR once the config and data are checked
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow loads only when a run starts (fast --help).
@@ -22,6 +23,9 @@ def train(name, import_task, config, workdir):
     result = task.train_and_evaluate(config, workdir)
   except loop.STOPPING_ERRORS as e:
     sys.exit(f"avjax.{name}: {e}")
+  except loop.Interrupted as e:
+    console.done(str(e), checkpoints=os.path.join(os.path.abspath(workdir), "checkpoints"))
+    loop.exit_promptly(130)
   if result is None:
     console.done("stopped before the end of the schedule; the same command resumes",
                  checkpoints=os.path.join(os.path.abspath(workdir), "checkpoints"))

@@ -4,6 +4,9 @@ Selection filters by split, kind and genre and can keep a title budget (paper Se
 the genre ablation uses 1.6K movies, drawn at random or evenly per genre).
 """
 
+import hashlib
+import json
+
 from absl import logging
 import numpy as np
 
@@ -165,3 +168,38 @@ def readable_titles(config, titles):
   logging.warning("leaving out %d of %d titles whose files cannot be read "
                   "(skip_bad_records):\n  %s", len(bad), len(titles), listing)
   return good, bad
+
+
+def fingerprint(titles):
+  """{title id: [snippets, split, content hash]} of the titles a run reads: the identity of
+  its data, saved with each checkpoint so that a restart on changed data is noticed.
+
+  The hash covers the title's entry (what its entry file and the manifest hold: kind,
+  show, genres, duration, snippet count, split, scene ids, file names), not where the
+  dataset lies, so a moved dataset keeps its fingerprint.
+  """
+  out = {}
+  for t in titles:
+    entry = {k: v for k, v in t.items() if k != "dataset_dir"}
+    digest = hashlib.sha1(json.dumps(entry, sort_keys=True).encode("utf-8")).hexdigest()
+    out[str(t["id"])] = [int(t["num_snippets"]), t.get("split"), digest[:12]]
+  return out
+
+
+def fingerprint_changes(old, new):
+  """{"added": [ids], "removed": [ids], "changed": {id: what}} between two fingerprints;
+  empty lists and dict when they agree."""
+  changed = {}
+  for tid in sorted(set(old) & set(new)):
+    (n0, s0, h0), (n1, s1, h1) = old[tid], new[tid]
+    what = []
+    if n0 != n1:
+      what.append(f"snippets {n0} -> {n1}")
+    if s0 != s1:
+      what.append(f"split {s0} -> {s1}")
+    if h0 != h1 and not what:
+      what.append("entry changed (show, genres, duration or scenes)")
+    if what:
+      changed[tid] = ", ".join(what)
+  return dict(added=sorted(set(new) - set(old)), removed=sorted(set(old) - set(new)),
+              changed=changed)

@@ -9,11 +9,15 @@ average performance over all splits").
 
 A root is a prepared directory (python -m avjax.prepare_downstream) or a dataset in its
 standard layout, which is then prepared once into WORKDIR/data/<dataset>. Rerunning the
-command skips finished runs and resumes unfinished ones from their checkpoints.
-`--init=` (empty) gives the from-scratch baseline.
+command skips finished runs and resumes unfinished ones from their checkpoints, but only
+runs whose recorded config (init, mode and the fields that define a run,
+avjax.resume.run_fields) is the one asked for: any other is refused with the difference
+before anything runs, or, with `rerun_mismatched`, moved aside and run again. The table is
+built from each split's own results.json. `--init=` (empty) gives the from-scratch baseline.
 """
 
 import os
+import time
 
 from absl import logging
 
@@ -21,6 +25,8 @@ import jax
 
 from avjax import config_args
 from avjax import fileio
+from avjax import loop
+from avjax import resume
 from avjax import validate
 from avjax.downstream import config as downstream_config
 from avjax.data import layouts
@@ -35,6 +41,71 @@ ARCH_NAMES = {"r2plus1d_18": "R(2+1)D-18", "resnet18_audio": "ResNet-18"}
 
 class Preempted(SystemExit):
   """A run stopped before the end of its schedule (its checkpoint is saved); rerun to go on."""
+
+
+class MismatchedRunError(resume.ResumeConfigError):
+  """A split's earlier run (finished or not) was made with another init, mode or config."""
+
+
+def recorded_mismatch(run_dir, config):
+  """[(field, recorded, requested)] where the earlier run in `run_dir` differs from `config`
+  in a field that defines the run; [] when they agree or there is no earlier run.
+
+  The record is the run's config.json (written when it started, kept up to date by
+  allowed restarts), or, without one, the init and mode in its results.json.
+  """
+  config_path = os.path.join(run_dir, resume.CONFIG_FILE)
+  results_path = os.path.join(run_dir, task.RESULTS)
+  requested = resume.run_fields(config)
+  if os.path.exists(config_path):
+    recorded = resume.run_fields(fileio.read_json(config_path))
+  elif os.path.exists(results_path):
+    results = fileio.read_json(results_path)
+    recorded = {k: results[k] for k in ("init", "mode") if k in results}
+  else:
+    return []
+  changes = resume.changed_fields(recorded, requested)
+  # A relative init recorded from the same folder names the same export.
+  return [(name, a, b) for name, a, b in changes
+          if not (name in resume.UNDEFAULTED_FIELDS and isinstance(a, str) and a and b
+                  and os.path.abspath(a) == os.path.abspath(b))]
+
+
+def _set_aside(run_dir):
+  """Moves an earlier run out of the way (never deletes it); returns its new path."""
+  target = f"{run_dir}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+  n = 1
+  while os.path.exists(target):
+    target = f"{run_dir}.replaced-{time.strftime('%Y%m%d-%H%M%S')}.{n}"
+    n += 1
+  os.rename(run_dir, target)
+  return target
+
+
+def check_earlier_runs(plan, workdir, config_of, *, rerun_mismatched=False):
+  """Refuses (MismatchedRunError, one line per field and split) when a split's earlier run
+  differs from what is asked, unless `rerun_mismatched`: then those runs are moved aside
+  (WORKDIR/<dataset>/split<k>.replaced-<time>) and will be run again."""
+  found = []
+  for dataset, split, config in ((d, s, config_of(d, s)) for d, s in plan):
+    run_dir = os.path.join(workdir, dataset, f"split{split}")
+    changes = recorded_mismatch(run_dir, config)
+    if changes:
+      found.append((dataset, split, run_dir, changes))
+  if not found:
+    return
+  if rerun_mismatched:
+    for dataset, split, run_dir, changes in found:
+      logging.warning("%s split %d was run with %s; moved it to %s and running it again",
+                      dataset, split, ", ".join(f"{n}={a!r}" for n, a, _ in changes),
+                      _set_aside(run_dir))
+    return
+  lines = [f"  {dataset} split {split} ({run_dir}): {name} was {a!r}, now {b!r}"
+           for dataset, split, run_dir, changes in found for name, a, b in changes]
+  raise MismatchedRunError(
+      "earlier runs in this workdir were made with another init, mode or config:\n"
+      + "\n".join(lines) + "\nUse another --workdir for this evaluation, or pass "
+      "--rerun_mismatched to move those runs aside and run them again.")
 
 
 def parse_roots(text):
@@ -85,12 +156,24 @@ def prepared_dir(dataset, root, workdir, workers=1):
 
 
 def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=False, splits=None,
-            overrides="", name="", workers=1):
+            overrides="", name="", workers=1, rerun_mismatched=False):
   """Runs (or resumes, or skips when finished) every split; writes and returns the summary.
 
   `load_config(dataset, ARGS)` is the run config of configs/downstream/<dataset>.py:ARGS.
+  A split run earlier with another init, mode or config is refused (MismatchedRunError),
+  or with `rerun_mismatched` moved aside and run again.
   """
   workdir = os.path.abspath(workdir)
+  init = os.path.abspath(init) if init else ""  # recorded as it names the export anywhere
+  with loop.workdir_lock(workdir, "finetune_all"):
+    return _run_all(init, roots, workdir, load_config=load_config, mode=mode,
+                    runlocal=runlocal, splits=splits, overrides=overrides, name=name,
+                    workers=workers, rerun_mismatched=rerun_mismatched)
+
+
+def _run_all(init, roots, workdir, *, load_config, mode, runlocal, splits, overrides, name,
+             workers, rerun_mismatched):
+  """The body of run_all, holding the workdir's lock."""
   plan = [(d, s) for d in DATASETS if d in roots for s in layouts.SPLITS[d]
           if not splits or s in splits]
 
@@ -105,6 +188,8 @@ def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=Fals
                               + downstream_config.problems(config))
     except validate.ConfigError as e:
       raise validate.ConfigError(f"{dataset} split {split}: {e}") from None
+  check_earlier_runs(plan, workdir, lambda d, s: config_of(d, s, roots[d]),
+                     rerun_mismatched=rerun_mismatched)
   runs = []
   for dataset in DATASETS:
     if dataset not in roots:
@@ -116,15 +201,15 @@ def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=Fals
       run_dir = os.path.join(workdir, dataset, f"split{split}")
       results_path = os.path.join(run_dir, task.RESULTS)
       if os.path.exists(results_path):
-        logging.info("%s split %d: finished earlier (%s)", dataset, split, results_path)
-        runs.append(fileio.read_json(results_path))
-        continue
-      config = config_of(dataset, split, data)
-      logging.info("%s split %d -> %s", dataset, split, run_dir)
-      result = task.train_and_evaluate(config, run_dir)
-      if result is None:  # preempted: the rerun resumes
-        raise Preempted(f"{dataset} split {split} stopped before the end; rerun to resume")
-      runs.append(result)
+        logging.info("%s split %d: finished earlier with the same config (%s)", dataset,
+                     split, results_path)
+      else:
+        config = config_of(dataset, split, data)
+        logging.info("%s split %d -> %s", dataset, split, run_dir)
+        if task.train_and_evaluate(config, run_dir) is None:  # preempted: the rerun resumes
+          raise Preempted(f"{dataset} split {split} stopped before the end; rerun to resume")
+      # The table holds what each split's own results.json says it came from.
+      runs.append(dict(fileio.read_json(results_path), results=results_path))
   summary = summarize(runs, init=init, mode=mode, name=name)
   fileio.write_json(os.path.join(workdir, "results.json"), summary)
   with fileio.atomic_path(os.path.join(workdir, "results.md")) as tmp:
@@ -151,9 +236,24 @@ def _describe_init(init):
   return os.path.basename(run), dataset
 
 
+def _one(values, what):
+  """The value all runs share, or "mixed" (earlier results of another kind in the table)."""
+  values = set(values)
+  if len(values) > 1:
+    logging.warning("the table mixes runs of different %s: %s", what, sorted(values))
+    return "mixed"
+  return values.pop() if values else None
+
+
 def summarize(runs, *, init="", mode="finetune", name=""):
-  """{"datasets": {dataset: {"splits": {k: top1}, "mean": top1}}, ...} from run results."""
-  method, pretraining = _describe_init(init)
+  """{"datasets": {dataset: {"splits": {k: top1}, "mean": top1}}, ...} from run results.
+
+  Init and mode are what the runs' results record (`init`, `mode`: the request, for results
+  that do not record them).
+  """
+  init = _one((r.get("init", init) for r in runs), "inits") if runs else init
+  mode = _one((r.get("mode", mode) for r in runs), "modes") if runs else mode
+  method, pretraining = _describe_init(init) if init != "mixed" else ("mixed", "?")
   datasets = {}
   arch = {}
   for r in runs:
@@ -190,4 +290,14 @@ def markdown(summary):
     cells = [pct(ds[d]["splits"].get(str(k))) if str(k) in ds[d]["splits"] else "–"
              for k in range(1, 6)]
     lines.append(f"| {TITLES[d]} | " + " | ".join(cells) + f" | {pct(ds[d]['mean'])} |")
+  runs = [r for r in summary.get("runs", ()) if "results" in r]
+  if runs:
+    lines += ["", "Where each number comes from:", "", "| Dataset | split | mode | init | "
+              "top-1 % | results |", "|---|---:|---|---|---:|---|"]
+    for r in runs:
+      init = r.get("init") or r.get("init_torch") or "from scratch"
+      changed = " (resumed with changes)" if r.get("resumed_with_changes") else ""
+      lines.append(f"| {TITLES.get(r['dataset'], r['dataset'])} | {r['split']} | "
+                   f"{r.get('mode', '?')}{changed} | {init} | {pct(r['top1'])} | "
+                   f"{r['results']} |")
   return "\n".join(lines) + "\n"

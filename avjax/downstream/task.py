@@ -25,6 +25,7 @@ from avjax import console
 from avjax import fileio
 from avjax import loop
 from avjax import optim
+from avjax import resume
 from avjax import sharding
 from avjax import validate
 from avjax.downstream import config as downstream_config
@@ -234,6 +235,11 @@ def build_task(config, workdir, *, start_step, writer, mesh):
         views_per_clip=downstream_config.views_per_clip(config.data),
         num_train=int(info["num_train"]), num_classes=int(info["num_classes"]),
         step=int(step), encoder=model_config[kind].to_dict(), dtype=model_config.dtype)
+    # A restart allowed to change the run (resume=allow_changes, e.g. another init) is
+    # named here: these numbers did not all come from the config above.
+    changes = [e for e in resume.read_history(workdir) if e.get("run_fields_changed")]
+    if changes:
+      results["resumed_with_changes"] = changes
     if jax.process_index() == 0:
       fileio.write_json(os.path.join(workdir, RESULTS), results)
     return results

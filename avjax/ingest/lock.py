@@ -1,146 +1,20 @@
-"""One ingest at a time per output folder: a lock file naming the holder's PID and host.
+"""One ingest at a time per output folder: DATASET_DIR/.ingest.lock (avjax.dirlock).
 
-`DATASET_DIR/.ingest.lock` is created exclusively (O_EXCL) by the ingest driver (never by
-its workers) and holds {"pid", "host", "started", "token"}. A second ingest into the same
-folder is refused with the holder named. A lock is stale, and is taken over, when its
-process is gone (same host: the PID no longer runs, or runs a process started at another
-time), or, for a holder on another host, when the holder has not refreshed the file's
-modification time for STALE_SECONDS (the holder refreshes it every REFRESH_SECONDS).
+Taken by the ingest driver (never by its workers), by `--verify --repair` and by
+add_scenes; a second one is refused at once naming the holder's PID and host.
 """
 
-import json
-import os
-import socket
-import threading
-import time
-import uuid
-
-from absl import logging
+from avjax import dirlock
 
 LOCK_FILE = ".ingest.lock"
-REFRESH_SECONDS = 60.0
-STALE_SECONDS = 600.0
+LockedError = dirlock.LockedError
+process_alive = dirlock.process_alive
+stale_reason = dirlock.stale_reason
+STALE_SECONDS = dirlock.STALE_SECONDS
 
 
-class LockedError(RuntimeError):
-  """Another live ingest holds the output folder."""
-
-
-def _start_time(pid):
-  """The kernel's start time of process `pid` (clock ticks since boot), or None."""
-  try:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-      return int(f.read().rsplit(")", 1)[1].split()[19])
-  except (OSError, IndexError, ValueError):
-    return None
-
-
-def process_alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True  # someone else's process
-  return True
-
-
-def _read(path):
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def stale_reason(holder, path, *, now=None):
-  """Why the lock at `path` held by `holder` (its JSON, or None) is stale, or None if live."""
-  now = time.time() if now is None else now
-  try:
-    age = now - os.path.getmtime(path)
-  except FileNotFoundError:
-    return "it is gone"
-  if not isinstance(holder, dict) or "pid" not in holder:
-    # Unreadable: a holder may be writing it this instant; old and unreadable is stale.
-    return f"it is unreadable and {age:.0f} s old" if age > REFRESH_SECONDS else None
-  pid, host = int(holder["pid"]), holder.get("host")
-  if host == socket.gethostname():
-    if not process_alive(pid):
-      return f"process {pid} on {host} is gone"
-    started = holder.get("start_time")
-    if started is not None and _start_time(pid) not in (None, started):
-      return f"process {pid} on {host} is another process now"
-    return None
-  if age > STALE_SECONDS:
-    return f"{host} has not refreshed it for {age:.0f} s"
-  return None
-
-
-def describe(holder):
-  if not isinstance(holder, dict):
-    return "an unknown process (the lock file is unreadable)"
-  return (f"PID {holder.get('pid')} on host {holder.get('host')}, started "
-          f"{holder.get('started', '?')}")
-
-
-class IngestLock:
-  """`with IngestLock(dataset_dir):` holds the folder's lock; refreshes it while held."""
+class IngestLock(dirlock.DirLock):
+  """`with IngestLock(dataset_dir):` holds the dataset folder's lock while the block runs."""
 
   def __init__(self, dataset_dir, purpose="ingest"):
-    self.path = os.path.join(dataset_dir, LOCK_FILE)
-    self.purpose = purpose
-    self._token = uuid.uuid4().hex
-    self._stop = threading.Event()
-    self._thread = None
-
-  def acquire(self):
-    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-    for _ in range(3):
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
-        holder = _read(self.path)
-        why = stale_reason(holder, self.path)
-        if why is None:
-          raise LockedError(
-              f"{os.path.dirname(self.path)} is being written by another {self.purpose}: "
-              f"{describe(holder)} (lock file {self.path}). Wait for it to finish; if that "
-              "process is gone, remove the lock file.") from None
-        logging.warning("taking over the stale lock %s of %s: %s", self.path,
-                        describe(holder), why)
-        try:
-          os.remove(self.path)
-        except FileNotFoundError:
-          pass
-        continue
-      me = dict(pid=os.getpid(), host=socket.gethostname(), purpose=self.purpose,
-                started=time.strftime("%Y-%m-%d %H:%M:%S"), start_time=_start_time(os.getpid()),
-                token=self._token)
-      with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(me, f)
-      self._thread = threading.Thread(target=self._refresh, name="ingest-lock", daemon=True)
-      self._thread.start()
-      return self
-    raise LockedError(f"{self.path}: could not take the lock (others keep taking it)")
-
-  def _refresh(self):
-    while not self._stop.wait(REFRESH_SECONDS):
-      try:
-        os.utime(self.path)
-      except OSError:
-        return
-
-  def release(self):
-    self._stop.set()
-    if self._thread is not None:
-      self._thread.join()
-      self._thread = None
-    holder = _read(self.path)
-    if isinstance(holder, dict) and holder.get("token") == self._token:
-      os.remove(self.path)
-
-  def __enter__(self):
-    return self.acquire()
-
-  def __exit__(self, *_):
-    self.release()
+    super().__init__(dataset_dir, LOCK_FILE, purpose)

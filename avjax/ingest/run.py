@@ -1,8 +1,11 @@
 """Ingest of many titles: every title of an input not yet finished, resumably, in parallel.
 
 A title is finished when its entry file `titles/<id>.json` exists (written last, after
-records and index); the manifest is rebuilt from the entry files on every run, so a
-rerun of the same command completes an interrupted ingest.
+records and index); the manifest is rebuilt from the entry files on every run (a damaged
+one included), so a rerun of the same command completes an interrupted ingest. Finished
+titles whose titles.csv row now says another kind, show or genres get their entry and
+split re-derived (avjax.ingest.relabel); a title whose audio or video covers much less than
+the other is reported under "partial" with the seconds dropped.
 
 The driver (this module's `ingest`, never its workers) holds the output's lock
 (avjax.ingest.lock) for the whole run, and only while holding it removes temporary files
@@ -27,6 +30,7 @@ from avjax.data import records
 from avjax.ingest import discover
 from avjax.ingest import lock as lock_lib
 from avjax.ingest import params as params_lib
+from avjax.ingest import relabel as relabel_lib
 from avjax.ingest import title as title_lib
 
 # Temporaries: TitleWriter's "<name>.<pid>.tmp[.npy]", fileio.atomic_path's "<name>.*.tmp".
@@ -119,11 +123,25 @@ def _ingest_one(args):
     return title, None, f"{type(e).__name__}: {e}"
 
 
+def _manifest_params(dataset_dir):
+  """The params of the existing manifest; None when there is none or it is damaged (it is
+  rebuilt from the entry files, which are the truth)."""
+  path = records.manifest_path(dataset_dir)
+  if not os.path.exists(path):
+    return None
+  try:
+    return fileio.read_json(path)["params"]
+  except (ValueError, KeyError, TypeError) as e:
+    logging.warning("%s is damaged (%s); rebuilding it from the entry files in %s", path,
+                    str(e).split(": ", 1)[-1][:200], os.path.join(dataset_dir, records.TITLES_DIR))
+    return None
+
+
 def _start_output(dataset_dir, params):
   """Prepares `dataset_dir` for a (resumed) ingest; returns the finished titles' entries."""
   os.makedirs(os.path.join(dataset_dir, records.TITLES_DIR), exist_ok=True)
-  if os.path.exists(records.manifest_path(dataset_dir)):
-    old = fileio.read_json(records.manifest_path(dataset_dir)).get("params")
+  old = _manifest_params(dataset_dir)
+  if old is not None:
     if old != params:
       raise ValueError(f"{dataset_dir} was ingested with params {old}, this run has {params}; "
                        "use the same flags to resume, or a new --output")
@@ -133,7 +151,20 @@ def _start_output(dataset_dir, params):
   return done
 
 
-def _count(report, title, entry, reason):
+def partial_coverage(entry, params):
+  """{"video_seconds", "audio_seconds", "seconds_dropped"} when one track of a title covers
+  much less than the other (the snippets stop where the shorter one does): at least a
+  snippet and a tenth of the longer one dropped; else None."""
+  video, audio = entry.get("video_seconds"), entry.get("audio_seconds")
+  if video is None or audio is None:
+    return None
+  dropped = abs(video - audio)
+  if dropped < max(records.snippet_seconds(params), 0.1 * max(video, audio)):
+    return None
+  return dict(video_seconds=video, audio_seconds=audio, seconds_dropped=round(dropped, 1))
+
+
+def _count(report, title, entry, reason, params):
   """Adds one title's outcome to the report."""
   if entry is None:
     report["failed"].append(dict(title_id=title["id"], path=title["path"], reason=reason))
@@ -142,6 +173,13 @@ def _count(report, title, entry, reason):
     report["ingested"] += 1
     report["snippets"] += entry["num_snippets"]
     report["hours"] += entry["duration"] / 3600
+    partial = partial_coverage(entry, params)
+    if partial:
+      report["partial"].append(dict(title_id=title["id"], path=title["path"], **partial))
+      logging.warning("%s (%s): video covers %.1f s, audio %.1f s; the %.1f s past the "
+                      "shorter one are dropped", title["path"], title["id"],
+                      partial["video_seconds"], partial["audio_seconds"],
+                      partial["seconds_dropped"])
 
 
 def _size(title):
@@ -168,12 +206,15 @@ def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads,
   """The body of `ingest`, run while holding the output's lock."""
   done = _start_output(dataset_dir, params)
   console.attach_log(dataset_dir)  # a command's log file, now that the input was found
+  relabelled = relabel_lib.relabel(dataset_dir, done, titles, params["val_fraction"])
+  if relabelled:
+    build_manifest(dataset_dir, params)
   todo = [t for t in titles if t["id"] not in done]
   workers = max(1, min(workers, len(todo)))
   threads = threads or max(1, (os.cpu_count() or 1) // workers)
   report = dict(input=os.path.abspath(input_path), titles=len(titles),
                 already_done=len(titles) - len(todo), ingested=0, snippets=0, hours=0.0,
-                failed=[], interrupted=False)
+                failed=[], partial=[], relabelled=relabelled, interrupted=False)
   logging.info("%d titles, %d already done, %d to ingest with %d worker(s)", len(titles),
                report["already_done"], len(todo), workers)
   bar = console.progress(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
@@ -192,7 +233,7 @@ def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads,
         pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
       results = pool.imap_unordered(_ingest_one, jobs)
     for i, (title, entry, reason) in enumerate(results):
-      _count(report, title, entry, reason)
+      _count(report, title, entry, reason, params)
       bar.set_postfix_str(f"titles {i + 1}/{len(todo)}, {report['snippets']} snippets, "
                           f"{report['hours']:.2f} h, {len(report['failed'])} failed",
                           refresh=False)

@@ -150,6 +150,8 @@ def ingest_title(path, dataset_dir, title_meta, params, *, threads=1):
       num_snippets=len(writer), split=discover.split_of(title_meta, params["val_fraction"]),
       records=records_rel, index=index_rel, frame_size=[height, width],
       shots=boundaries, snippet_shots=snippet_shots, snippet_scenes=snippet_scenes,
-      source=os.path.abspath(path))
+      source=os.path.abspath(path),
+      # What each track covers: snippets stop where the shorter one does (ingest_report).
+      video_seconds=round(video_end - cutter.t0, 3), audio_seconds=round(audio_end - cutter.t0, 3))
   fileio.write_json(entry_path(dataset_dir, title_id), entry)
   return entry

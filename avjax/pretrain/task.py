@@ -17,6 +17,7 @@ from avjax import checkpoint
 from avjax import loop
 from avjax import optim
 from avjax.data import pipeline
+from avjax.data import titles as titles_lib
 from avjax.evals import discrepancy
 from avjax.models import av
 from avjax.pretrain import config as pretrain_config
@@ -88,7 +89,11 @@ def build_task(config, workdir, *, start_step, writer, mesh):
       evaluators=evaluators(config, model, workdir=workdir, writer=writer, mesh=mesh,
                             final_step=num_steps),
       counters=lambda: dict(skipped_records=getattr(train_iter, "num_skipped", 0),
-                            left_out_titles=len(getattr(train_iter, "left_out", ()))))
+                            left_out_titles=len(getattr(train_iter, "left_out", ()))),
+      # The selected titles, those left out as unreadable included: a restart on other
+      # titles, counts, splits or entries is refused (the stream and schedule would change).
+      fingerprint=titles_lib.fingerprint(
+          list(train_iter.titles) + [e for e, _ in getattr(train_iter, "left_out", ())]))
 
 
 def train_and_evaluate(config, workdir, *, max_steps=None):
