@@ -41,10 +41,10 @@ from avjax import metrics as metrics_lib
 from avjax import resume
 from avjax import sharding
 from avjax import validate
+from avjax import workdir as workdir_lib
 from avjax.data import titles as titles_lib
 
 FINISHED_FILE = "finished.json"  # written once the whole schedule has been trained
-RUN_LOCK = ".run.lock"  # one run per workdir (avjax.dirlock): PID, host, refreshed
 # What a preempted run leaves behind, kept referenced: tearing it down (the input
 # pipeline's threads, the compiled step, the buffers) took seconds to tens of seconds after
 # the save; the command exits first (exit_promptly).
@@ -55,41 +55,11 @@ class NonFiniteError(FloatingPointError):
   """A non-finite loss or gradient; the run stops, the last good checkpoint stays."""
 
 
-class WorkdirError(OSError):
-  """The workdir cannot be used: a file stands there, or it cannot be written."""
-
-
 # Errors whose message says all (what, where, what to do): the commands print it and exit
 # with status 1, no traceback.
 STOPPING_ERRORS = (validate.ConfigError, resume.ResumeConfigError,
                    resume.NoIntactCheckpointError, titles_lib.BadDatasetError,
-                   dirlock.LockedError, WorkdirError)
-
-
-@contextlib.contextmanager
-def workdir_lock(workdir, purpose):
-  """Holds WORKDIR/.run.lock (process 0) while the block runs: a second run in the same
-  workdir is refused at once, naming this one (dirlock.LockedError). A workdir that this
-  made and that is empty afterwards (a refused start) is removed again."""
-  if jax.process_index() != 0:
-    yield
-    return
-  made = not os.path.lexists(workdir)
-  if os.path.lexists(workdir) and not os.path.isdir(workdir):
-    raise WorkdirError(f"--workdir={workdir}: a file stands there, not a folder; give a "
-                       "folder (new or of an earlier run)")
-  try:
-    lock = dirlock.DirLock(workdir, RUN_LOCK, purpose).acquire()
-  except OSError as e:
-    raise WorkdirError(f"--workdir={workdir}: cannot write there ({type(e).__name__}: "
-                       f"{e.strerror or e}); give a folder you can write to") from None
-  try:
-    yield
-  finally:
-    lock.release()
-    if made:
-      with contextlib.suppress(OSError):
-        os.rmdir(workdir)  # only when empty: a start that wrote nothing leaves nothing
+                   dirlock.LockedError, workdir_lib.WorkdirError)
 
 
 @dataclasses.dataclass
@@ -299,7 +269,7 @@ def run(build_task, config, workdir, *, max_steps=None, defaults=None):
   """
   validate.check(config, device_count=jax.device_count())
   workdir = os.path.abspath(workdir)
-  with workdir_lock(workdir, "training run"):
+  with workdir_lib.lock(workdir, "training run"):
     return _run(build_task, config, workdir, max_steps, defaults)
 
 
@@ -321,7 +291,7 @@ def _run(build_task, config, workdir, max_steps, defaults):
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
     data_changes = resume.check_data(config, workdir, start_step, meta, task.fingerprint)
     validate.check_steps(task.num_steps, config)
-    _open_workdir(workdir, config, start_step, run_changes, data_changes)
+    workdir_lib.open_workdir(workdir, config, start_step, run_changes, data_changes)
     if ckpt is None:
       ckpt = _checkpointer(workdir, config)
     task, state, shardings, start_step = _restore(build_task, task, config, workdir, ckpt,
@@ -405,36 +375,6 @@ def _existing_checkpointer(workdir, config):
   if not os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
     return None
   return _checkpointer(workdir, config)
-
-
-def _open_workdir(workdir, config, start_step=0, run_changes=(), data_changes=None):
-  """The workdir, its log file and config.json, once the task has checked its inputs;
-  every change of config.json is appended to config_history.jsonl first."""
-  os.makedirs(workdir, exist_ok=True)
-  console.attach_log(workdir, jax.process_index())
-  logging.info("workdir %s", workdir)
-  if jax.process_index() == 0:
-    path = os.path.join(workdir, resume.CONFIG_FILE)
-    old = fileio.read_json(path) if os.path.exists(path) else None
-    new = _with_absolute_paths(json.loads(config.to_json()))
-    resume.record_changes(workdir, old, new, start_step, list(run_changes), data_changes)
-    fileio.write_json(path, new)
-
-
-def _with_absolute_paths(config):
-  """config.json names local dataset folders absolutely, so that commands run from another
-  folder (avjax.discrepancy --workdir, avjax.export) find them."""
-  data = config.get("data") or {}
-  fix = lambda p: os.path.abspath(p) if p and "://" not in p else p
-  # Pretraining names its dataset folders in data.dataset; fine-tuning names a dataset
-  # there (e.g. "ucf101") and its folder in data.data_dir.
-  for key in ("data_dir",) if "data_dir" in data else ("dataset",):
-    value = data.get(key)
-    if isinstance(value, str):
-      data[key] = fix(value)
-    elif isinstance(value, list):
-      data[key] = [fix(p) if isinstance(p, str) else p for p in value]
-  return config
 
 
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):

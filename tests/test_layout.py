@@ -21,7 +21,7 @@ RANKS = {
     "avjax.optim": 1, "avjax.metrics": 1,
     "avjax.data": 2, "avjax.checkpoint": 2, "avjax.synthetic": 2,
     "avjax.ingest": 3, "avjax.evals": 3, "avjax.resume": 3, "avjax.validate": 3,
-    "avjax.loop": 4,
+    "avjax.loop": 4, "avjax.workdir": 4,
     "avjax.pretrain": 5, "avjax.downstream": 5,
     "avjax.bench": 6,
     # On top: the run configs (get_config files the commands read) and the commands
@@ -48,8 +48,8 @@ TF_MODULES = ("tensorflow", "tensorflow_datasets", "tensorflow_io", "clu.metric_
 # What must run on an accelerator host without TensorFlow: no import at any nesting level
 # may reach TensorFlow, directly or through another module.
 TF_FREE = ("avjax.models", "avjax.losses", "avjax.sharding", "avjax.optim", "avjax.metrics",
-           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.pretrain.step",
-           "avjax.pretrain.config", "avjax.evals",
+           "avjax.checkpoint", "avjax.resume", "avjax.loop", "avjax.workdir",
+           "avjax.pretrain.step", "avjax.pretrain.config", "avjax.evals",
            "avjax.bench.step", "avjax.bench.flops", "avjax.bench.hlo", "avjax.bench.memory",
            "avjax.configs", "avjax.config_args", "avjax.fileio", "avjax.console", "avjax.storage",
            "avjax.dirlock",

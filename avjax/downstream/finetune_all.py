@@ -25,11 +25,11 @@ import jax
 
 from avjax import config_args
 from avjax import fileio
-from avjax import loop
 from avjax import resume
 from avjax import validate
-from avjax.downstream import config as downstream_config
+from avjax import workdir as workdir_lib
 from avjax.data import layouts
+from avjax.downstream import config as downstream_config
 from avjax.downstream import prepare
 from avjax.downstream import task
 
@@ -165,7 +165,7 @@ def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=Fals
   """
   workdir = os.path.abspath(workdir)
   init = os.path.abspath(init) if init else ""  # recorded as it names the export anywhere
-  with loop.workdir_lock(workdir, "finetune_all"):
+  with workdir_lib.lock(workdir, "finetune_all"):
     return _run_all(init, roots, workdir, load_config=load_config, mode=mode,
                     runlocal=runlocal, splits=splits, overrides=overrides, name=name,
                     workers=workers, rerun_mismatched=rerun_mismatched)
