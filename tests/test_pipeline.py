@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from avjax import fileio
 from avjax.data import audio
 from avjax.data import config as data_config
 from avjax.data import example
@@ -109,6 +110,17 @@ def test_batch_layout_errors(dataset, batch, kwargs, match):
     batch = 12  # 6 groups, 6 per host, not divisible by 4 devices
   with pytest.raises(ValueError, match=match):
     pipeline.make_train_iterator(config, global_batch_size=batch, **kwargs)
+
+
+def test_titles_short_of_k_are_counted_and_a_k_beyond_every_title_names_the_dataset(dataset):
+  counts = [t["num_snippets"] for t in fileio.read_json(f"{dataset}/manifest.json")["titles"]
+            if t["split"] == "train"]
+  k = max(counts) - 1  # only the longest titles have k snippets
+  it = _train(tiny_data_config(dataset, k=k), k)
+  assert it.num_left_out == sum(c < k for c in counts) > 0
+  with pytest.raises(titles_lib.BadDatasetError,
+                     match=rf"^{dataset}: .*no title has at least k={max(counts) + 1} snippets"):
+    _train(tiny_data_config(dataset, k=max(counts) + 1), max(counts) + 1)
 
 
 def test_select_titles(dataset):

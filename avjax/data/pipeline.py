@@ -238,11 +238,22 @@ class TrainIterator(_RestartingIterator):
     self.start_step = int(start_step)
     if self.start_step < 0:
       raise ValueError(f"start_step={start_step}: must be >= 0")
-    self.sampler = scene_sampling.make_sampler(config, self.titles, self.groups_per_batch)
+    try:
+      self.sampler = scene_sampling.make_sampler(config, self.titles, self.groups_per_batch)
+    except sampling.TooFewSnippetsError as e:  # the data, not the code: one line, no trace
+      raise titles_lib.BadDatasetError(
+          f"{'+'.join(titles_lib.dataset_paths(config.dataset))}: {len(self.titles)} training "
+          f"titles for batch size {self.global_batch_size}: {e}") from None
     self.snippets_per_epoch = self.sampler.snippets_per_epoch
     # Global batch (start_step + i) is the i-th this iterator yields.
     self._layout = (self.start_step, self.groups_per_batch, self.groups_per_host,
                     process_index)
+
+  @property
+  def num_left_out(self):
+    """Training titles not drawn: unreadable ones (skip_bad_records) and those with fewer
+    than k snippets."""
+    return len(self.left_out) + self.sampler.num_dropped
 
   def sampler_position(self, step):
     """Sampler position of the first group of global batch `step`: where a run resumed

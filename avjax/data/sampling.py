@@ -36,7 +36,13 @@ import math
 import numpy as np
 from absl import logging
 
+
 TITLE_WEIGHTS = ("uniform", "length")
+
+
+class TooFewSnippetsError(ValueError):
+  """The titles cannot give a batch of distinct snippets: no title has k of them, or fewer
+  titles than a batch has groups do."""
 
 
 class BadGroupsError(ValueError):
@@ -119,7 +125,7 @@ class HierarchicalSampler:
       logging.warning("sampler: left out %d of %d titles with fewer than k=%d snippets",
                       self.num_dropped, len(self.counts), self.k)
     if not len(self.titles):
-      raise ValueError(f"no title has at least k={self.k} snippets ({len(self.counts)} "
+      raise TooFewSnippetsError(f"no title has at least k={self.k} snippets ({len(self.counts)} "
                        f"titles, the longest has {int(self.counts.max(initial=0))}); use a "
                        "smaller k or longer titles")
     kept = self.counts[self.titles]
@@ -140,11 +146,11 @@ class HierarchicalSampler:
   def _check_batch_fits(self):
     g, k = self.groups_per_batch, self.k
     if k == 1 and g > self.snippets_per_epoch:
-      raise ValueError(f"a batch of {g} snippets (k=1) cannot be filled without repeating "
+      raise TooFewSnippetsError(f"a batch of {g} snippets (k=1) cannot be filled without repeating "
                        f"one: the titles hold {self.snippets_per_epoch} snippets in all; use a "
                        "batch size of at most that, or more data")
     if k > 1 and g > len(self.titles):
-      raise ValueError(f"a batch of {g} groups of k={k} snippets needs {g} distinct titles "
+      raise TooFewSnippetsError(f"a batch of {g} groups of k={k} snippets needs {g} distinct titles "
                        f"with at least k snippets each (no snippet twice in a batch), and "
                        f"only {len(self.titles)} of {len(self.counts)} titles have them; use "
                        f"a batch size of at most {len(self.titles) * k}, a smaller k, or "

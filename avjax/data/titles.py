@@ -18,7 +18,8 @@ KINDS = {"movie": ("movie",), "movies": ("movie",), "episode": ("episode",),
 GENRE_MIX = ("natural", "uniform")
 
 
-def _paths(dataset):
+def dataset_paths(dataset):
+  """The dataset dirs that config.dataset names (one, or a list to pool)."""
   if isinstance(dataset, str):
     dataset = [dataset]
   paths = [str(p) for p in (dataset or []) if str(p)]
@@ -34,7 +35,7 @@ def pooled_manifest(dataset):
   Each title entry gets a "dataset_dir" key. Pooled datasets must share the snippet
   format (fps, frames per snippet, sample rate) and have distinct title ids.
   """
-  paths = _paths(dataset)
+  paths = dataset_paths(dataset)
   params, titles, seen = None, [], {}
   for path in paths:
     manifest = records.load_manifest(path)

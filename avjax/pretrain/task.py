@@ -89,7 +89,7 @@ def build_task(config, workdir, *, start_step, writer, mesh):
       evaluators=evaluators(config, model, workdir=workdir, writer=writer, mesh=mesh,
                             final_step=num_steps),
       counters=lambda: dict(skipped_records=getattr(train_iter, "num_skipped", 0),
-                            left_out_titles=len(getattr(train_iter, "left_out", ()))),
+                            left_out_titles=getattr(train_iter, "num_left_out", 0)),
       # The selected titles, those left out as unreadable included: a restart on other
       # titles, counts, splits or entries is refused (the stream and schedule would change).
       fingerprint=titles_lib.fingerprint(
