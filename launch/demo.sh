@@ -22,7 +22,7 @@ MAIN_ARGS=(--config.batch_size=64 --config.data.k=16 --config.optimizer.lr_peak=
 if [[ "${TOY:-0}" == "1" ]]; then  # the sizes of launch/study_sampling.sh's TOY
   SYNTHETIC_ARGS=(--movies=4 --shows=1 --episodes=2 --minutes=0.3) VAL=0.4 STEPS=4
   EVAL_EVERY=2 LOG_EVERY=1
-  MAIN_ARGS=(--config.batch_size=8 --config.data.k=2 --config.discrepancy.probe_steps=20)
+  MAIN_ARGS=(--config.batch_size=6 --config.data.k=2 --config.discrepancy.probe_steps=20)
 fi
 
 echo "[demo] 1/3 generating synthetic long-form titles in $WORK/synthetic (preset \"demo\")"

@@ -38,7 +38,7 @@ def wide_tiny_dataset(tmp_path_factory):
   held out): enough for batches of 8 groups of distinct titles."""
   import helpers  # pylint: disable=g-import-not-at-top
   path = tmp_path_factory.mktemp("wide_tiny_dataset")
-  helpers.make_tiny_dataset(path, movies=6, shows=3)
+  helpers.make_tiny_dataset(path, **helpers.WIDE)
   return str(path)
 
 

@@ -29,6 +29,10 @@ from avjax.media import writer as media_writer
 # Tiny snippet datasets.
 
 
+# The wide tiny dataset's sizes (conftest.wide_tiny_dataset): 9 training titles.
+WIDE = dict(movies=6, shows=3)
+
+
 def make_tiny_dataset(path, titles=None, *, movies=4, shows=2, episodes_per_show=2,
                       snippets_per_title=(6, 9, 12), val_movies=1, val_shows=1,
                       short_side=40, aspect=1.4, frames_per_snippet=4, fps=5.0,

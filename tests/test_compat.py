@@ -63,8 +63,10 @@ def test_an_old_export_loads_into_the_encoders_and_computes_what_it_did(old_work
 
 
 @pytest.mark.slow
-def test_an_old_run_resumes_trains_on_and_exports(old_workdir, tiny_dataset):
-  dataset = tiny_dataset  # the run's data (helpers.make_tiny_dataset's defaults), made again
+def test_an_old_run_resumes_trains_on_and_exports(old_workdir, wide_tiny_dataset):
+  # The run's data format (helpers.make_tiny_dataset), with the titles its batches of 8
+  # groups need now that a batch's titles are distinct.
+  dataset = wide_tiny_dataset
   before = {int(json.loads(l)["step"]) for l in open(os.path.join(old_workdir,
                                                                    "metrics.jsonl"))}
   assert before == {1, 2}

@@ -42,14 +42,14 @@ def _run(args, cwd, env):
 
 
 @pytest.mark.slow
-def test_installed_package_pretrains_and_finetunes_from_elsewhere(installed, tiny_dataset,
+def test_installed_package_pretrains_and_finetunes_from_elsewhere(installed, wide_tiny_dataset,
                                                                   esc50_prepared):
   elsewhere, env, site = installed
   where = subprocess.run([sys.executable, "-c", "import avjax; print(avjax.__file__)"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
   assert where.stdout.strip().startswith(str(site))
 
-  _run(["avjax.main", f"--config=configs/pretrain.py:dataset={tiny_dataset},k=2,runlocal",
+  _run(["avjax.main", f"--config=configs/pretrain.py:dataset={wide_tiny_dataset},k=2,runlocal",
         "--workdir=pretrain", "--config.total_steps=3", "--config.batch_size=16",
         "--config.data.num_frames=4", "--config.data.short_side=40",
         "--config.data.crop_size=32"], elsewhere, env)

@@ -46,7 +46,7 @@ def with_hook(build_task, hook):
 
 
 def _pretraining(request):
-  dataset = request.getfixturevalue("tiny_dataset")
+  dataset = request.getfixturevalue("wide_tiny_dataset")
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
   config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
   config.update(batch_size=16, total_steps=4, log_every_steps=1)

@@ -509,7 +509,7 @@ def test_an_error_in_one_process_stops_the_other(dataset, tmp_path):
   others, _ = _first_batches(dataset, 0, 4)
   n, m = sorted(mine - set().union(*others))[0]
   bad = tmp_path / "bad"
-  helpers.make_tiny_dataset(bad, corrupt={(titles[n], m): "jpeg"})
+  helpers.make_tiny_dataset(bad, **helpers.WIDE, corrupt={(titles[n], m): "jpeg"})
   heartbeat = 10
   launch = Launch(["--processes=2", "--grace=120", f"--heartbeat_timeout={heartbeat}"],
                   _pretrain_command(str(bad), str(tmp_path / "run")), env=_env())

@@ -304,8 +304,8 @@ def test_no_intact_checkpoint_stops_with_a_clear_error(toy_run):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_promptly(tiny_dataset, tmp_path):
-  dataset = tiny_dataset
+def test_sigterm_saves_and_exits_promptly(wide_tiny_dataset, tmp_path):
+  dataset = wide_tiny_dataset  # batches of 8 distinct titles
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "avjax.main",
          f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", f"--workdir={workdir}",

@@ -46,7 +46,7 @@ def test_synthetic_sets_prepare_in_the_standard_layouts(dataset, tmp_path):
   # The unchanged preparation reads the set like the real one, at the study's frame rate.
   report = downstream_prepare.prepare(dataset, root, out, fps=5, short_side=32, progress=False)
   assert report["counts"] == dict(listed=n, prepared=n, missing=0, unreadable=0, unlisted=0)
-  manifest = downstream_prepare.load_manifest(out)
+  manifest = downstream_prepare.load_prepared(out)
   seconds = sizes.spans * labels["options"]["snippet_seconds"]
   for clip in manifest["clips"]:
     assert clip["duration"] == pytest.approx(seconds, abs=0.05)
@@ -202,7 +202,7 @@ MARGIN = 0.2  # clip top-1 from the export minus from scratch
 def pretrain_export(dataset, workdir, steps=PRETRAIN_STEPS):
   """A short pretraining run (tests/test_learning.py's: tiny model, k = 1); its export."""
   # pylint: disable=g-import-not-at-top
-  from avjax import pretrain
+  from avjax.pretrain import task as pretrain
   from avjax.configs import pretrain as pretrain_config_file
   config = pretrain_config_file.get_config(f"dataset={dataset},k=1,runlocal")
   config.data.update(num_frames=4, short_side=32, crop_size=32, hop=1024)
@@ -233,10 +233,11 @@ def random_export(export_dir, output, seed=1):
 def downstream_top1(data, init, workdir, mode="linear", overrides=SCHEDULE):
   """Clip top-1 of split 1 of the UCF101-layout set after training on f from `init`."""
   # pylint: disable=g-import-not-at-top
+  from avjax import config_args
   from avjax.downstream import finetune_all
   from avjax.downstream import task
-  config = finetune_all.apply_overrides(finetune_all.load_config(
-      "ucf101", f"data={data},split=1,mode={mode},init={init}"), overrides)
+  config = finetune_all.apply_overrides(config_args.load_config(
+      f"configs/downstream/ucf101.py:data={data},split=1,mode={mode},init={init}"), overrides)
   return task.train_and_evaluate(config, workdir)["top1"]
 
 
