@@ -50,6 +50,10 @@ class ExportError(ValueError):
   """A workdir or step that cannot be exported; the message says why and what to do."""
 
 
+class CheckpointSaveError(OSError):
+  """A checkpoint could not be written (a full disk, no permission); said in one line."""
+
+
 class DamagedCheckpointError(RuntimeError):
   """A checkpoint whose files cannot be read; `step` and `cause` say which and why."""
 
@@ -130,6 +134,7 @@ class Checkpointer:
     )
     self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self._save_failed = False
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -138,11 +143,15 @@ class Checkpointer:
     return self.manager.should_save(step)
 
   def save(self, step, state, meta, *, force=False):
-    """Saves asynchronously; returns whether a save was started."""
-    return self.manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        force=force)
+    """Saves asynchronously; returns whether a save was started. A failed save (this one,
+    or the previous one still writing) raises CheckpointSaveError."""
+    try:
+      return self.manager.save(
+          step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                        meta=ocp.args.JsonSave(meta)),
+          force=force)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(f"at step {step}", e) from None
 
   def restore(self, abstract_state, step=None):
     """(state, meta) of `step` (default: latest) restored into `abstract_state`'s shardings.
@@ -205,8 +214,27 @@ class Checkpointer:
     return signalled
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the save in flight. After a failed save, later failures are only logged:
+    the first one is what the run reports."""
+    try:
+      self.manager.wait_until_finished()
+      self.manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      if self._save_failed:
+        logging.error("checkpoint manager after a failed save: %s", _one_line(e))
+        return
+      raise self._save_error("still in flight at the end", e) from None
+
+  def _save_error(self, when, error):
+    """One line for the console (the cause, where, what to do); the trace to the log file.
+    Orbax's 'Event loop is closed' reports that follow a failed save are dropped."""
+    self._save_failed = True
+    _quiet_closed_loop_noise()
+    logging.error("checkpoint save %s failed", when, exc_info=error)
+    return CheckpointSaveError(
+        f"{self.directory}: a checkpoint save {when} failed: {_one_line(error)}; free space "
+        "or fix the permissions there and rerun the same command (it resumes from the "
+        "newest complete checkpoint; the full trace is in log.txt)")
 
 
 # ---------------------------------------------------------------------------

@@ -59,7 +59,8 @@ class NonFiniteError(FloatingPointError):
 # with status 1, no traceback.
 STOPPING_ERRORS = (validate.ConfigError, resume.ResumeConfigError,
                    resume.NoIntactCheckpointError, titles_lib.BadDatasetError,
-                   dirlock.LockedError, workdir_lib.WorkdirError)
+                   dirlock.LockedError, workdir_lib.WorkdirError,
+                   checkpoint.CheckpointSaveError)
 
 
 @dataclasses.dataclass

@@ -14,7 +14,6 @@ from absl import logging
 
 from avjax import checkpoint
 from avjax import fileio
-from avjax.data import titles as titles_lib
 
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
@@ -151,12 +150,13 @@ def check_resume(config, workdir, start_step, meta, defaults=None):
 
 def check_data(config, workdir, start_step, meta, fingerprint):
   """Refuses a restart whose data (titles, snippet counts, splits, entries) differ from
-  the checkpoint's (meta["data_fingerprint"], titles_lib.fingerprint); returns the changes
-  (allowed by resume=allow_changes) for record_data_changes, or None. Writes nothing."""
+  the checkpoint's (meta["data_fingerprint"], avjax.data.titles.fingerprint); returns the
+  changes (allowed by resume=allow_changes) for record_data_changes, or None. Writes
+  nothing."""
   stored = (meta or {}).get("data_fingerprint")
   if not start_step or fingerprint is None or stored is None:
     return None
-  changes = titles_lib.fingerprint_changes(stored, fingerprint)
+  changes = fingerprint_changes(stored, fingerprint)
   if not any(changes.values()):
     return None
   if config.get("resume", "guard") != "allow_changes":
@@ -222,3 +222,22 @@ def record_changes(workdir, old, new, start_step, run_changes, data_changes=None
   if data_changes:
     logging.warning("the dataset changed since step %d (recorded in %s):\n%s", start_step,
                     CONFIG_HISTORY, describe_data_changes(data_changes))
+
+
+def fingerprint_changes(old, new):
+  """{"added": [ids], "removed": [ids], "changed": {id: what}} between two fingerprints;
+  empty lists and dict when they agree."""
+  changed = {}
+  for tid in sorted(set(old) & set(new)):
+    (n0, s0, h0), (n1, s1, h1) = old[tid], new[tid]
+    what = []
+    if n0 != n1:
+      what.append(f"snippets {n0} -> {n1}")
+    if s0 != s1:
+      what.append(f"split {s0} -> {s1}")
+    if h0 != h1 and not what:
+      what.append("entry changed (show, genres, duration or scenes)")
+    if what:
+      changed[tid] = ", ".join(what)
+  return dict(added=sorted(set(new) - set(old)), removed=sorted(set(old) - set(new)),
+              changed=changed)

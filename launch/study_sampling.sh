@@ -52,7 +52,7 @@ mkdir -p "$ROOT"
 ROOT="$(cd "$ROOT" && pwd)"
 
 if [[ "${TOY:-0}" == "1" ]]; then
-  : "${SETTINGS:=1:-1 2:-1:distinct}" "${SEEDS:=0 1}" "${STEPS:=4}" "${BATCH:=8}" "${EVAL_EVERY:=4}"
+  : "${SETTINGS:=1:-1 2:-1}" "${SEEDS:=0 1}" "${STEPS:=4}" "${BATCH:=8}" "${EVAL_EVERY:=4}"
   : "${RUN_ARGS:=--config.discrepancy.probe_steps=20 --config.discrepancy.floor_rounds=5}"
   : "${PRESET_ARGS:=--movies=6 --shows=1 --episodes=2 --minutes=0.2}" "${VAL:=0.4}"
   : "${DOC:=$ROOT/study_sampling.md}" "${FIGURES:=$ROOT/figures}"

@@ -1,6 +1,7 @@
 """Orbax checkpoints: sharded restore, retention, preemption, backbone export."""
 
 import os
+import shutil
 import signal
 
 import jax
@@ -38,6 +39,24 @@ def test_save_restore_into_target_shardings(tmp_path):
   for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
     assert got.sharding == replicated
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize("async_save", [True, False])
+def test_a_failed_save_says_where_and_why_in_one_line(tmp_path, async_save):
+  ckpt = checkpoint.Checkpointer(tmp_path, every_steps=1, async_save=async_save)
+  # Where the checkpoints go stands a file: Orbax's write fails as on a broken disk.
+  shutil.rmtree(ckpt.directory, ignore_errors=True)
+  with open(ckpt.directory, "w", encoding="utf-8") as f:
+    f.write("not a folder")
+  with pytest.raises(checkpoint.CheckpointSaveError) as e:
+    ckpt.save(3, make_state(3), {}, force=True)
+    ckpt.close()  # an asynchronous save reports its failure when waited for
+  message = str(e.value)
+  assert "\n" not in message and len(message) < 700, message
+  assert message.startswith(f"{ckpt.directory}: a checkpoint save ") and "failed: " in message
+  assert "rerun the same command" in message
+  ckpt.close()  # after the failure: logged, not raised again
+  assert checkpoint.CheckpointSaveError in loop.STOPPING_ERRORS  # commands print one line
 
 
 def test_keeps_last_n_and_every_mth(tmp_path):

@@ -199,13 +199,13 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
   # Two settings x two seeds, and each seed's random-initialisation baseline, archived.
   path = root / "figures" / "runs.jsonl"
   header, runs, baselines = archive.load(str(path))
-  assert [s["label"] for s in header["settings"]] == ["k=1", "k=2, distinct scenes"]
+  assert [s["label"] for s in header["settings"]] == ["k=1", "k=2, w=M_n"]
   assert sorted((r["setting"], r["seed"]) for r in runs) == [
-      ("k1", 0), ("k1", 1), ("k2_distinct", 0), ("k2_distinct", 1)]
+      ("k1", 0), ("k1", 1), ("k2_wMn", 0), ("k2_wMn", 1)]
   assert sorted(b["seed"] for b in baselines) == [0, 1]
   assert {"random_bn", "inputs"} <= set(baselines[0]["final"]["probe"])
   assert "genre_probe" in runs[0]["final"] and "random_bn" not in runs[0]["final"]["probe"]
-  assert "| k=2, distinct scenes vs k=1 | event f | 2 |" in doc  # family S1, paired
+  assert "| k=2, w=M_n vs k=1 | event f | 2 |" in doc  # the primary comparison, paired
   assert "What the inputs alone say" in doc and "video_pixels" in doc
   for name in ("loss.png", "divergences.png", "probes.png", "differences.png"):
     assert os.path.exists(root / "figures" / name)

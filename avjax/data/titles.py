@@ -185,22 +185,3 @@ def fingerprint(titles):
     digest = hashlib.sha1(json.dumps(entry, sort_keys=True).encode("utf-8")).hexdigest()
     out[str(t["id"])] = [int(t["num_snippets"]), t.get("split"), digest[:12]]
   return out
-
-
-def fingerprint_changes(old, new):
-  """{"added": [ids], "removed": [ids], "changed": {id: what}} between two fingerprints;
-  empty lists and dict when they agree."""
-  changed = {}
-  for tid in sorted(set(old) & set(new)):
-    (n0, s0, h0), (n1, s1, h1) = old[tid], new[tid]
-    what = []
-    if n0 != n1:
-      what.append(f"snippets {n0} -> {n1}")
-    if s0 != s1:
-      what.append(f"split {s0} -> {s1}")
-    if h0 != h1 and not what:
-      what.append("entry changed (show, genres, duration or scenes)")
-    if what:
-      changed[tid] = ", ".join(what)
-  return dict(added=sorted(set(new) - set(old)), removed=sorted(set(old) - set(new)),
-              changed=changed)

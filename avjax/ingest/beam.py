@@ -32,6 +32,7 @@ from avjax.data import records
 from avjax.ingest import discover
 from avjax.ingest import lock as lock_lib
 from avjax.ingest import params as params_lib
+from avjax.ingest import relabel as relabel_lib
 from avjax.ingest import run as run_lib
 
 NAMESPACE = "avjax.ingest"
@@ -42,7 +43,8 @@ NAMESPACE = "avjax.ingest"
 
 
 def start_run(input_path, output, params, metadata=None):
-  """The driver's start of a run: (all titles, titles still to ingest).
+  """The driver's start of a run: (all titles, titles still to ingest, the finished titles
+  relabelled by titles.csv edits).
 
   Runs once, before any worker: checks that belong before a run (the output's params,
   and anything else a run must hold to, e.g. that no other ingest writes there) go here.
@@ -57,8 +59,11 @@ def start_run(input_path, output, params, metadata=None):
   if storage.is_local(output):  # called holding the output's lock (ingest)
     run_lib.remove_temporaries(output)
   done = run_lib.finished_entries(output)
+  relabelled = []
+  if storage.is_local(output):  # titles.csv edits reach finished titles (ingest.relabel)
+    relabelled = relabel_lib.relabel(output, done, titles, params["val_fraction"])
   run_lib.build_manifest(output, params)
-  return titles, [t for t in titles if t["id"] not in done]
+  return titles, [t for t in titles if t["id"] not in done], relabelled
 
 
 def pipeline_options(runner, beam_pipeline_options="", workers=1):
@@ -108,8 +113,8 @@ def ingest(input_path, output, *, runner, beam_pipeline_options="", metadata=Non
   guard = (lock_lib.IngestLock(output) if storage.is_local(output)
            else contextlib.nullcontext())
   with guard:
-    titles, todo = start_run(input_path, output, params, metadata)
-    report = new_report(input_path, len(titles), len(titles) - len(todo))
+    titles, todo, relabelled = start_run(input_path, output, params, metadata)
+    report = new_report(input_path, len(titles), len(titles) - len(todo), relabelled)
     logging.info("%d titles, %d already done, %d to ingest on %s", len(titles),
                  report["already_done"], len(todo), runner)
     pipeline = beam.Pipeline(options=options)
@@ -140,19 +145,21 @@ def print_metrics(result):
 # The last step.
 
 
-def new_report(input_path, titles, already_done):
+def new_report(input_path, titles, already_done, relabelled=()):
   """An empty report of a run (the local path's fields)."""
   return dict(input=storage.abspath(input_path), titles=titles, already_done=already_done,
-              ingested=0, snippets=0, hours=0.0, failed=[], interrupted=False)
+              ingested=0, snippets=0, hours=0.0, failed=[], partial=[],
+              relabelled=list(relabelled), interrupted=False)
 
 
 def finish(results, *, output, params, report):
   """Writes manifest.json (from the entry files) and ingest_report.json; returns the report."""
-  report = dict(report, failed=list(report["failed"]))
+  report = dict(report, failed=list(report["failed"]), partial=list(report.get("partial", [])))
   for r in results:
     title = dict(id=r["id"], path=r["path"])
-    entry = None if r["reason"] else dict(num_snippets=r["num_snippets"], duration=r["duration"])
-    run_lib._count(report, title, entry, r["reason"])  # pylint: disable=protected-access
+    entry = None if r["reason"] else {key: r.get(key) for key in (
+        "num_snippets", "duration", "video_seconds", "audio_seconds")}
+    run_lib._count(report, title, entry, r["reason"], params)  # pylint: disable=protected-access
   run_lib.build_manifest(output, params)
   report["hours"] = round(report["hours"], 4)
   report["failed"].sort(key=lambda f: f["title_id"])
@@ -259,4 +266,5 @@ class IngestTitle(beam.DoFn):
                  title["id"], entry["num_snippets"], entry["duration"], wall,
                  entry["duration"] / max(wall, 1e-9))
     yield dict(id=title["id"], path=title["path"], reason=None,
-               num_snippets=entry["num_snippets"], duration=entry["duration"])
+               num_snippets=entry["num_snippets"], duration=entry["duration"],
+               video_seconds=entry.get("video_seconds"), audio_seconds=entry.get("audio_seconds"))
