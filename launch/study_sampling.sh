@@ -131,6 +131,9 @@ write_header() {  # the study's header record: data, settings, sizes, what the i
   python -c "import sys; from avjax.evals import archive, study
 (path, ds, syn, settings, seeds, steps, batch, lr, short_side, frames, hop, toy, preset_args,
  preset, name, inputs, data_seconds) = sys.argv[1:]
+old = archive.load(path)[0]
+if old and old.get('data_seconds'):
+  data_seconds = old['data_seconds']  # made in the first sitting; later ones find the data
 archive.put(path, study.header(
     dataset=ds, synthetic=syn, settings=settings.split(), seeds=[int(x) for x in seeds.split()],
     steps=int(steps), batch=int(batch), lr=float(lr), short_side=int(short_side),
