@@ -276,7 +276,10 @@ class TrainIterator(_RestartingIterator):
       s = step
       while True:
         for pos, (n, idx) in _host_groups(sampler, skipped, layout, s):
-          data = np.array([source.read(n, int(m)) for m in idx], dtype=object)
+          try:
+            data = np.array([source.read(n, int(m)) for m in idx], dtype=object)
+          except records.ClosedReaderError:
+            return  # the iterator was closed; tf.data's prefetch stops here, quietly
           keys = pos * k + np.arange(k, dtype=np.int64)  # augmentation seeds
           yield data, np.full(k, n, np.int32), idx.astype(np.int32), keys
         s += 1
@@ -341,8 +344,11 @@ class EvalIterator(_RestartingIterator):
 
     def generate():
       for n, m in items:
-        yield (np.array([source.read(n, m)], dtype=object), np.array([n], np.int32),
-               np.array([m], np.int32), np.zeros(1, np.int64))
+        try:
+          data = np.array([source.read(n, m)], dtype=object)
+        except records.ClosedReaderError:
+          return  # the iterator was closed; tf.data's prefetch stops here, quietly
+        yield data, np.array([n], np.int32), np.array([m], np.int32), np.zeros(1, np.int64)
 
     signature = (tf.TensorSpec([1], tf.string), tf.TensorSpec([1], tf.int32),
                  tf.TensorSpec([1], tf.int32), tf.TensorSpec([1], tf.int64))

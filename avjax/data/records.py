@@ -264,6 +264,11 @@ def check_titles(titles, dataset_dir=None):
   return good, bad
 
 
+class ClosedReaderError(ValueError):
+  """A read after the reader was closed: its iterator was dropped while tf.data still
+  prefetched."""
+
+
 class SnippetReader:
   """Random access to snippet m of title n through the per-title index (no scan).
 
@@ -310,7 +315,7 @@ class SnippetReader:
     """Serialized tf.train.Example of snippet `snippet_index` of `title_id`."""
     with self._lock:
       if self._closed:
-        raise ValueError(f"{self.dataset_dir}: read from a closed SnippetReader")
+        raise ClosedReaderError(f"{self.dataset_dir}: read from a closed SnippetReader")
       f, index, path = self._handle(title_id)
       if not 0 <= snippet_index < len(index):
         raise IndexError(f"title {title_id}: snippet {snippet_index} out of range "
