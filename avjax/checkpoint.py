@@ -20,6 +20,7 @@ written beside its folder (OUTPUT.partial) and renamed into place, under a lock
 (.OUTPUT.export.lock beside it), so a killed export never damages a complete one.
 """
 
+import functools
 import json
 import os
 import re
@@ -30,6 +31,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
+from orbax.checkpoint._src.metadata import array_metadata_store
+from orbax.checkpoint._src.serialization import type_handler_registry
 
 from avjax import dirlock
 from avjax import fileio
@@ -98,6 +101,19 @@ def abstract_like(tree, shardings):
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+@functools.cache
+def _whole_small_arrays():
+  """Orbax splits the writing of a replicated array among its replicas, one slicing program
+  per device and array shape: for small arrays those compilations (seconds at the first
+  save) cost more than the split saves. Below 1 MiB a slice, one replica writes the whole
+  array. (Orbax's own default handler, with that threshold added, registered without Orbax's
+  warning on the console; called before saving.)"""
+  type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
+      jax.Array, ocp.type_handlers.ArrayHandler(
+          array_metadata_store=array_metadata_store.Store(),
+          min_slice_bytes_for_replica_parallel=1 << 20), override=True, ignore_warnings=True)
+
+
 def replicated_target(path):
   """The restore target of the saved tree at `path` on this run's devices: every array
   replicated over all of them.
@@ -133,6 +149,7 @@ class Checkpointer:
         enable_async_checkpointing=async_save,
     )
     self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    _whole_small_arrays()
     self.manager = ocp.CheckpointManager(self.directory, options=options)
     self._save_failed = False
 
@@ -290,6 +307,7 @@ def export_backbones(output_dir, variables, model_config):
     if lock is not None:
       _finish_replacement(output_dir)
     _sync(f"avjax-export-start-{output_dir}")
+    _whole_small_arrays()
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(partial, "backbones"), tree, force=True)
     if lock is not None:

@@ -10,13 +10,12 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 # Flax inits draw one threefry key per parameter; XLA:CPU compiles those ~4x slower than
-# the "rbg" generator, which keeps the suite's many tiny-model inits fast.
-jax.config.update("jax_default_prng_impl", "rbg")
+# the "rbg" generator, which keeps the suite's many tiny-model inits fast (in the commands
+# the tests start too: they inherit the environment).
+os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 # Made once per test session (per pytest-xdist worker); read them, never change them (a
