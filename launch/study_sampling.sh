@@ -148,17 +148,13 @@ run_one() {  # k w scenes seed slot
   local k="$1" w="$2" sc="$3" seed="$4" slot="$5"
   local name; name="$(run_name "$k" "$w" "$sc" "$seed")"
   local RUN="$ROOT/runs/$name"
-  local pin=()
-  if command -v taskset > /dev/null && [[ "$JOBS" -gt 1 ]]; then
-    pin=(taskset -c "$(( slot % $(nproc) ))")
-  fi
   log "$name: pretraining $STEPS steps (k=$k, w=$w, scenes=$sc, B=$BATCH, seed $seed)"
   local t0; t0=$(date +%s)
   # runlocal caps k at 4; the overrides below set the study's k and sizes. The seed sets the
   # initialisation, the sampler stream and the probe's training titles: the arms of a seed
   # share the initialisation and the probe snippets (paired), and the seed's baseline
   # (random init) is evaluated once, not in every run.
-  "${pin[@]}" python -m avjax.main --config="configs/pretrain.py:dataset=$DS,k=$k,w=$w,runlocal" \
+  pinned "$slot" python -m avjax.main --config="configs/pretrain.py:dataset=$DS,k=$k,w=$w,runlocal" \
     --workdir="$RUN" --config.data.k="$k" --config.data.w="$w" --config.data.scenes="$sc" \
     --config.batch_size="$BATCH" --config.total_steps="$STEPS" \
     --config.optimizer.lr_peak="$LR" \
@@ -182,14 +178,10 @@ run_one() {  # k w scenes seed slot
 
 baseline_one() {  # seed workdir slot: the seed's random initialisation, once
   local seed="$1" RUN="$2" slot="$3"
-  local pin=()
-  if command -v taskset > /dev/null && [[ "$JOBS" -gt 1 ]]; then
-    pin=(taskset -c "$(( slot % $(nproc) ))")
-  fi
   local t0; t0=$(date +%s)
   for _ in $(seq 360); do [[ -f "$RUN/config.json" ]] && break; sleep 5; done
   log "baseline_seed$seed: random initialisation of $(basename "$RUN")"
-  "${pin[@]}" python -m avjax.discrepancy --workdir="$RUN" --baseline \
+  pinned "$slot" python -m avjax.discrepancy --workdir="$RUN" --baseline \
     > "$ROOT/baseline_seed$seed.log" 2>&1 || {
     log "baseline_seed$seed: FAILED, see $ROOT/baseline_seed$seed.log"; return 1; }
   record baseline "$RUN" "random init" "$seed" 0 0 none "$(( $(date +%s) - t0 ))" || return 1
@@ -198,21 +190,7 @@ baseline_one() {  # seed workdir slot: the seed's random initialisation, once
 
 DATA_SECONDS=$(( $(date +%s) - START ))
 write_header || exit 1
-FAILED=0
-slot=0
-declare -A PIDS=()
-wait_for_slot() {
-  while [[ ${#PIDS[@]} -ge $JOBS ]]; do
-    for s in "${!PIDS[@]}"; do
-      if ! kill -0 "${PIDS[$s]}" 2> /dev/null; then
-        wait "${PIDS[$s]}" || FAILED=$((FAILED + 1))
-        unset "PIDS[$s]"
-      fi
-    done
-    [[ ${#PIDS[@]} -ge $JOBS ]] && sleep 2
-  done
-  for ((s = 0; s < JOBS; s++)); do [[ -z "${PIDS[$s]:-}" ]] && { slot=$s; break; }; done
-}
+source "$REPO/launch/jobs.sh"
 for seed in $SEEDS; do  # seeds outermost: a stopped study has every setting at equal seeds
   first=""
   for kw in $SETTINGS; do
@@ -221,16 +199,12 @@ for seed in $SEEDS; do  # seeds outermost: a stopped study has every setting at 
     setting="$(run_name "$k" "$w" "$sc" x)"; setting="${setting%_seedx}"
     [[ -z "$first" ]] && first="$ROOT/runs/$name"
     if archived run "$setting" "$seed"; then log "$name: in the archive, skipped"; continue; fi
-    wait_for_slot
-    run_one "$k" "$w" "$sc" "$seed" "$slot" &
-    PIDS[$slot]=$!
+    start_job run_one "$k" "$w" "$sc" "$seed"
   done
   if archived baseline "random init" "$seed"; then continue; fi
-  wait_for_slot
-  baseline_one "$seed" "$first" "$slot" &
-  PIDS[$slot]=$!
+  start_job baseline_one "$seed" "$first"
 done
-for s in "${!PIDS[@]}"; do wait "${PIDS[$s]}" || FAILED=$((FAILED + 1)); done
+wait_jobs
 
 # --- Report, from the archive alone.
 python -m avjax.plots --study="$ARCHIVE" --doc="$DOC" --figures="$FIGURES" || exit 1

@@ -136,15 +136,11 @@ run_arm() {  # init seed mode slot: the missing sets of one arm, seed and mode, 
   local roots="" set
   for set in $todo; do roots+="${roots:+,}$set=${DATA[$set]}"; done
   local work="$ROOT/runs/$name/$mode"
-  local pin=()
-  if command -v taskset > /dev/null && [[ "$JOBS" -gt 1 ]]; then
-    pin=(taskset -c "$(( slot % $(nproc) ))")
-  fi
   mkdir -p "$work"
   log "$name $mode: $todo"
   local t0; t0=$(date +%s)
   local TIMEFORMAT="%R %U %S"
-  { time "${pin[@]}" python -m avjax.finetune_all --init="$export" --roots="$roots" \
+  { time pinned "$slot" python -m avjax.finetune_all --init="$export" --roots="$roots" \
       --workdir="$work" --mode="$mode" --splits=1 --name="$name" \
       --overrides="$OVERRIDES,seed=$seed,data.seed=$seed" > "$work.log" 2>&1 ; } \
     2> "$work.time"
@@ -170,31 +166,15 @@ archive.put(path, transfer.run_record(
   log "$name $mode: $(( $(date +%s) - t0 )) s ($todo)"
 }
 
-FAILED=0
-slot=0
-declare -A PIDS=()
-wait_for_slot() {
-  while [[ ${#PIDS[@]} -ge $JOBS ]]; do
-    for s in "${!PIDS[@]}"; do
-      if ! kill -0 "${PIDS[$s]}" 2> /dev/null; then
-        wait "${PIDS[$s]}" || FAILED=$((FAILED + 1))
-        unset "PIDS[$s]"
-      fi
-    done
-    [[ ${#PIDS[@]} -ge $JOBS ]] && sleep 2
-  done
-  for ((s = 0; s < JOBS; s++)); do [[ -z "${PIDS[$s]:-}" ]] && { slot=$s; break; }; done
-}
+source "$REPO/launch/jobs.sh"
 for seed in $SEEDS; do  # seeds outermost: a stopped table has every arm at equal seeds
   for init in $INITS; do
     for mode in $MODES; do
-      wait_for_slot
-      run_arm "$init" "$seed" "$mode" "$slot" &
-      PIDS[$slot]=$!
+      start_job run_arm "$init" "$seed" "$mode"
     done
   done
 done
-for s in "${!PIDS[@]}"; do wait "${PIDS[$s]}" || FAILED=$((FAILED + 1)); done
+wait_jobs
 
 # --- Report, from the archive alone.
 python -m avjax.plots --transfer="$ARCHIVE" --doc="$DOC" || exit 1
