@@ -13,7 +13,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Flax inits draw one threefry key per parameter; XLA:CPU compiles those ~4x slower than
 # the "rbg" generator, which keeps the suite's many tiny-model inits fast (in the commands
 # the tests start too: they inherit the environment).
-os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
+os.environ["JAX_DEFAULT_PRNG_IMPL"] = "rbg"
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -206,7 +206,6 @@ def test_launcher_stops_the_others_when_one_fails_and_passes_sigterm_on(tmp_path
 def _env():
   env = dict(os.environ)
   env.update(PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),
-             JAX_DEFAULT_PRNG_IMPL=str(jax.config.jax_default_prng_impl),
              TF_CPP_MIN_LOG_LEVEL="2")
   return env
 
