@@ -210,7 +210,9 @@ def test_train_and_test_batches_from_prepared_records(ucf_prepared):
   c = tiny_video_config(out)
   info = downstream_input.describe(c, 1)
   assert info == dict(classes=list(UCF_CLASSES), num_classes=2, num_train=4, num_test=2)
-  batch = next(downstream_input.train_dataset(c, 1, batch_size=4).as_numpy_iterator())
+  train = downstream_input.train_dataset(c, 1, batch_size=4)
+  assert train.options().autotune.enabled is False  # as pretraining's pipeline
+  batch = next(train.as_numpy_iterator())
   assert batch["video"].shape == (4, 4, 16, 16, 3) and batch["video"].dtype == np.float32
   assert set(batch["label"]) <= {0, 1}
   assert np.isfinite(batch["video"]).all() and abs(batch["video"].mean()) < 3

@@ -54,6 +54,8 @@ def test_shapes_dtypes_ranges_and_groups(dataset):
       np.testing.assert_array_equal(batch["snippet_index"][2 * j:2 * j + 2], idx)
   # The iterator owns the sampler position: a run resumed after 3 steps draws from 3 G on.
   assert it.sampler_position(3) == 12
+  # Fixed parallelism, no autotuning: dropping a tuned iterator could wait for the tuner.
+  assert it._build(3).options().autotune.enabled is False  # pylint: disable=protected-access
 
 
 def test_global_array_shards_hold_whole_groups(tmp_path):

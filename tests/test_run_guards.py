@@ -333,6 +333,16 @@ def test_sigterm_saves_and_exits_promptly(wide_tiny_dataset, tmp_path):
 # Ctrl-C: saved like SIGTERM; a second one aborts at once.
 
 
+@pytest.fixture
+def python_sigint():
+  """Python's own SIGINT handler, as in a terminal (a shell's background job starts with
+  SIGINT ignored); afterwards the one the tests started with."""
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_saves_the_step_it_arrives_in_and_a_second_one_aborts_at_once(tmp_path):
   def ctrl_c(times):
     def fetch(i):

@@ -13,10 +13,12 @@ downstream one (avjax.downstream.views) differ only in which ops they name:
                       test: even_clips | log_mel
 
 Randomness is a pure function of the seed, so a resumed run draws the same augmentations.
-`pad_batch` and `hide_gpus_from_tensorflow` serve both pipelines' batching and set-up.
+`pad_batch`, `hide_gpus_from_tensorflow`, `parallel_calls` and `dataset_options` serve both
+pipelines' batching and set-up.
 """
 
 import functools
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +46,29 @@ def hide_gpus_from_tensorflow():
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # TF already initialised its devices
     pass
+
+
+def parallel_calls(num_parallel):
+  """Decode calls in flight: `num_parallel`, or one per core this process may use (-1)."""
+  if num_parallel in (None, -1):
+    return len(os.sched_getaffinity(0))
+  return int(num_parallel)
+
+
+def dataset_options():
+  """The tf.data options of both pipelines.
+
+  Parallelism is fixed (`parallel_calls`), not tuned: with autotuning on, dropping an
+  iterator can wait for the tuner's sleep (seconds to a minute, TensorFlow 2.20), which
+  every run, evaluation and restart would pay. The order of elements is kept either way.
+  """
+  options = tf.data.Options()
+  options.deterministic = True  # batches must keep the groups' and clips' order
+  options.autotune.enabled = False
+  # Parallelism comes from decoding many snippets or clips at once; threads inside one op
+  # would only oversubscribe the cores.
+  options.threading.max_intra_op_parallelism = 1
+  return options
 
 
 # ---------------------------------------------------------------------------

@@ -80,16 +80,6 @@ def _process_defaults(process_index, process_count, num_local_devices):
   return int(process_index), int(process_count), int(num_local_devices)
 
 
-def _options():
-  options = tf.data.Options()
-  options.deterministic = True  # batches must keep the groups' order
-  options.autotune.enabled = True
-  # Parallelism comes from decoding many snippets at once; threads inside one op would
-  # only oversubscribe the cores.
-  options.threading.max_intra_op_parallelism = 1
-  return options
-
-
 # ---------------------------------------------------------------------------
 # Iterators.
 
@@ -198,12 +188,11 @@ class _RestartingIterator:
   def _dataset(self, generator, signature, batch_size, drop_remainder, train):
     if self._snippet_fn is None:
       self._snippet_fn = snippets.snippet_fn(self.config, self.params, train)
-    num_parallel = self.config.num_parallel
-    num_parallel = tf.data.AUTOTUNE if num_parallel in (None, -1) else int(num_parallel)
     ds = tf.data.Dataset.from_generator(generator, output_signature=signature).unbatch()
-    ds = ds.map(self._snippet_fn, num_parallel_calls=num_parallel, deterministic=True)
+    ds = ds.map(self._snippet_fn, num_parallel_calls=ops.parallel_calls(
+        self.config.num_parallel), deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(self.config.prefetch).with_options(_options())
+    return ds.prefetch(self.config.prefetch).with_options(ops.dataset_options())
 
   # Subclasses.
   def _exhausted(self, step):

@@ -125,10 +125,12 @@ def _source(c, split, subset, *, train, seed, process_index, process_count):
       ds = ds.shard(process_count, process_index)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(16, len(files)),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                       num_parallel_calls=ops.parallel_calls(c.num_parallel),
+                       deterministic=True)
   else:
     ds = ds.flat_map(tf.data.TFRecordDataset)
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).filter(lambda x: x["label"] >= 0)
+  ds = ds.map(parse, num_parallel_calls=ops.parallel_calls(c.num_parallel))
+  ds = ds.filter(lambda x: x["label"] >= 0)
   if not by_file:
     ds = ds.shard(process_count, process_index)
   return ds
@@ -177,13 +179,9 @@ def train_dataset(c, split, *, batch_size, seed=None, process_index=0, process_c
       x = views.audio_train_view(ex["audio"], rng, c)
     return {c.kind: _output(x, c), "label": ex["label"]}
 
-  ds = ds.map(augment, num_parallel_calls=_calls(c))
+  ds = ds.map(augment, num_parallel_calls=ops.parallel_calls(c.num_parallel))
   ds = ds.batch(batch_size, drop_remainder=True)
-  return ds.prefetch(c.prefetch)
-
-
-def _calls(c):
-  return tf.data.AUTOTUNE if c.num_parallel in (-1, None) else int(c.num_parallel)
+  return ds.prefetch(c.prefetch).with_options(ops.dataset_options())
 
 
 def test_dataset(c, split, *, batch_size, process_index=0, process_count=1):
@@ -202,8 +200,8 @@ def test_dataset(c, split, *, batch_size, process_index=0, process_count=1):
       x = views.audio_test_views(ex["audio"], c)
     return {c.kind: _output(x, c), "label": ex["label"]}
 
-  ds = ds.map(test_views, num_parallel_calls=_calls(c))
-  return ds.batch(batch_size).prefetch(c.prefetch)
+  ds = ds.map(test_views, num_parallel_calls=ops.parallel_calls(c.num_parallel))
+  return ds.batch(batch_size).prefetch(c.prefetch).with_options(ops.dataset_options())
 
 
 def test_batches(c, split, *, batch_size, num_test, process_index=0, process_count=1):
