@@ -7,6 +7,8 @@ so XLA's partitioner places the collectives (one gradient all-reduce, and an all
 the embeddings for the loss over the global batch).
 """
 
+import collections
+import json
 import os
 import sys
 
@@ -189,6 +191,25 @@ def init_state(init_fn, rng, state_shardings, *args):
   """`init_fn(rng, *args)` jitted with the target shardings: built in place on every
   device, never materialised on one host first."""
   return jax.jit(init_fn, out_shardings=state_shardings)(rng, *args)
+
+
+# What `reused` built for the last few keys. jax.jit caches compiled programs by function
+# object: a second run of the same settings in one process (the next seed of a sweep, a
+# test and its control) that jits the same init and update functions skips their compiles.
+_REUSED = collections.OrderedDict()
+_REUSED_KEEP = 4
+
+
+def reused(key, build):
+  """`build()`, or what it returned before in this process for an equal `key` (JSON data:
+  every setting the built functions depend on)."""
+  key = json.dumps(key, sort_keys=True, default=str)
+  if key not in _REUSED:
+    _REUSED[key] = build()
+    while len(_REUSED) > _REUSED_KEEP:
+      _REUSED.popitem(last=False)
+  _REUSED.move_to_end(key)
+  return _REUSED[key]
 
 
 def jit_update(update_fn, mesh, state_shardings):

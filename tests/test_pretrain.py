@@ -247,3 +247,24 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
                                 np.asarray(jax.tree.leaves(state["params"]["video_encoder"])[0]))
   with pytest.raises(FileNotFoundError, match="no config.json"):
     checkpoint.export_workdir(str(tmp_path), str(tmp_path / "x"))
+
+
+def test_a_second_run_of_the_same_settings_reuses_the_jitted_functions(wide_tiny_dataset,
+                                                                       tmp_path):
+  """jax.jit caches compiled programs by function: the same init and update objects for the
+  same settings (another seed, another log cadence) spare a sweep's next run the compiles."""
+  from avjax import sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh()
+
+  def functions(config):
+    task = pretrain.build_task(config, str(tmp_path), start_step=0, writer=None, mesh=mesh)
+    task.train_iter.close()
+    return task.init, task.update
+
+  first = functions(pretrain_config(wide_tiny_dataset))
+  again = functions(pretrain_config(wide_tiny_dataset, seed=7, log_every_steps=2))
+  assert again[0] is first[0] and again[1] is first[1]
+  config = pretrain_config(wide_tiny_dataset)
+  config.optimizer.lr_peak *= 2
+  other = functions(config)
+  assert other[0] is not first[0] and other[1] is not first[1]

@@ -124,9 +124,9 @@ def _source(c, split, subset, *, train, seed, process_index, process_count):
     if by_file:  # each host reads its own files
       ds = ds.shard(process_count, process_index)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(16, len(files)),
-                       num_parallel_calls=ops.parallel_calls(c.num_parallel),
-                       deterministic=True)
+    cycle = min(16, len(files))
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle, deterministic=True,
+                       num_parallel_calls=min(cycle, ops.parallel_calls(c.num_parallel)))
   else:
     ds = ds.flat_map(tf.data.TFRecordDataset)
   ds = ds.map(parse, num_parallel_calls=ops.parallel_calls(c.num_parallel))

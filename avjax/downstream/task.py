@@ -136,12 +136,11 @@ class TestEvaluator:
   at the end of the schedule for results.json, unless it just ran at that step.
   """
 
-  def __init__(self, config, info, model, mesh, writer):
+  def __init__(self, config, info, evaluate, mesh, writer):
+    """`evaluate`: eval_step with its model and kind bound."""
     self.config, self.info, self.mesh, self.writer = config, info, mesh, writer
     self.every = int(config.get("eval_every_steps") or 0)
-    self.kind = config.data.kind
-    self._step_fn = jax.jit(functools.partial(eval_step, model=model, kind=self.kind),
-                            out_shardings=sharding.replicated(mesh))
+    self._step_fn = jax.jit(evaluate, out_shardings=sharding.replicated(mesh))
     self.last = (None, None)  # (step, (top1, view_top1))
 
   def __call__(self, state, step):
@@ -211,20 +210,31 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   # The architecture follows the export; its weights are read only for a fresh start (a
   # resumed run has them in its checkpoint).
   model_config = model_lib.model_config_for(config, model_lib.export_model_config(config))
-  model = model_lib.build_classifier(config, info["num_classes"], model_config)
-  schedule = optim.make_schedule(config, info["num_train"])
-  # Linear evaluation (mode=linear) trains the classifier alone: the encoder is frozen.
-  tx = optim.sgd(config, schedule, frozen=("encoder",) if config.mode == "linear" else ())
   first = next(train_iter)
-  init = functools.partial(init_state, model=model, tx=tx,
-                           input_shape=(1,) + first[kind].shape[1:])
+  input_shape = (1,) + first[kind].shape[1:]
+  accum_steps = config.get("grad_accum_steps", 1)
+
+  def functions():
+    model = model_lib.build_classifier(config, info["num_classes"], model_config)
+    schedule = optim.make_schedule(config, info["num_train"])
+    # Linear evaluation (mode=linear) trains the classifier alone: the encoder is frozen.
+    tx = optim.sgd(config, schedule, frozen=("encoder",) if config.mode == "linear" else ())
+    return (
+        functools.partial(init_state, model=model, tx=tx, input_shape=input_shape),
+        functools.partial(update_step, model=model, tx=tx, schedule=schedule, kind=kind,
+                          accum_steps=accum_steps),
+        functools.partial(eval_step, model=model, kind=kind))
+  init, update, evaluate = sharding.reused(
+      ("finetune", model_config.to_dict(), config.get("dropout", 0.0), config.mode,
+       config.optimizer.to_dict(), info["num_classes"], info["num_train"], num_steps,
+       config.batch_size, accum_steps, kind, input_shape), functions)
   backbone = None
   if not start_step:
     abstract = jax.eval_shape(init, jax.random.key(0), None)
     backbone = _initial_backbone(config, kind, {
         "params": abstract["params"]["encoder"],
         "batch_stats": abstract["batch_stats"].get("encoder", {})}, mesh)
-  test = TestEvaluator(config, info, model, mesh, writer)
+  test = TestEvaluator(config, info, evaluate, mesh, writer)
 
   def finish(state, step):
     top1, view_top1 = test(state, step)
@@ -247,8 +257,7 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   return loop.Task(
       train_iter=train_iter, first_batch=first, num_steps=num_steps,
       init=init, init_args=(backbone,),
-      update=functools.partial(update_step, model=model, tx=tx, schedule=schedule, kind=kind,
-                               accum_steps=config.get("grad_accum_steps", 1)),
+      update=update,
       describe=describe, finish=finish, evaluators=[test] if test.every else [],
       meta=lambda step: dict(step=int(step), num_train=int(info["num_train"])))
 

@@ -16,6 +16,7 @@ import jax
 from avjax import checkpoint
 from avjax import loop
 from avjax import optim
+from avjax import sharding
 from avjax.data import pipeline
 from avjax.data import titles as titles_lib
 from avjax.evals import discrepancy
@@ -61,10 +62,23 @@ def build_task(config, workdir, *, start_step, writer, mesh):
   train_iter = train_iterator(config, start_step)
   first = next(train_iter)
   snippets = train_iter.snippets_per_epoch
-  model = av.build_model(config.model)
-  schedule = optim.make_schedule(config, snippets)
-  tx = optim.adam(config, schedule)
   num_steps = optim.total_steps(config, snippets)
+  video_shape = (1,) + first["video"].shape[1:]
+  audio_shape = (1,) + first["audio"].shape[1:]
+
+  def functions():
+    model = av.build_model(config.model)
+    schedule = optim.make_schedule(config, snippets)
+    tx = optim.adam(config, schedule)
+    return model, (
+        functools.partial(pretrain_step.init_state, model=model, tx=tx,
+                          video_shape=video_shape, audio_shape=audio_shape),
+        functools.partial(pretrain_step.update_step, model=model, tx=tx, schedule=schedule,
+                          loss_config=config.loss, remat=config.model.get("remat", "none")))
+  model, (init, update) = sharding.reused(
+      ("pretrain", config.model.to_dict(), config.loss.to_dict(),
+       config.optimizer.to_dict(), config.batch_size, num_steps, snippets, video_shape,
+       audio_shape), functions)
 
   def meta(step):
     return dict(step=int(step), sampler_group=int(train_iter.sampler_position(step)),
@@ -79,12 +93,7 @@ def build_task(config, workdir, *, start_step, writer, mesh):
 
   return loop.Task(
       train_iter=train_iter, first_batch=first, num_steps=num_steps,
-      init=functools.partial(pretrain_step.init_state, model=model, tx=tx,
-                             video_shape=(1,) + first["video"].shape[1:],
-                             audio_shape=(1,) + first["audio"].shape[1:]),
-      update=functools.partial(pretrain_step.update_step, model=model, tx=tx,
-                               schedule=schedule, loss_config=config.loss,
-                               remat=config.model.get("remat", "none")),
+      init=init, update=update,
       describe=describe, meta=meta, finish=finish,
       evaluators=evaluators(config, model, workdir=workdir, writer=writer, mesh=mesh,
                             final_step=num_steps),
