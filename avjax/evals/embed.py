@@ -74,6 +74,15 @@ def _batch_stats(variables, video, audio, *, model):
   return updates["batch_stats"]
 
 
+@jax.jit
+def _add_batch_stats(total, moved, start):
+  """`total` (None at first) plus one batch's statistics, taken from the running ones."""
+  # running = m * start + (1 - m) * batch, so the batch statistics come back exactly.
+  stats = jax.tree.map(lambda new, old: (new - BN_MOMENTUM * old) / (1 - BN_MOMENTUM),
+                       moved, start)
+  return stats if total is None else jax.tree.map(lambda a, b: a + b, total, stats)
+
+
 def recalibrate_batch_stats(model, variables, iterator, mesh, *, max_batches=None):
   """`variables` with every BatchNorm's running mean and variance replaced by the average
   of its batch statistics over the full batches of `iterator` (training-mode passes, each
@@ -92,14 +101,11 @@ def recalibrate_batch_stats(model, variables, iterator, mesh, *, max_batches=Non
       continue  # padded rows would enter the statistics
     batch = sharding.host_to_global(batch, mesh)
     moved = _batch_stats(variables, batch["video"], batch["audio"], model=model)
-    # running = m * start + (1 - m) * batch, so the batch statistics come back exactly.
-    stats = jax.tree.map(lambda new, old: (new - BN_MOMENTUM * old) / (1 - BN_MOMENTUM),
-                         moved, start)
-    total = stats if total is None else jax.tree.map(lambda a, b: a + b, total, stats)
+    total = _add_batch_stats(total, moved, start)
     count += 1
     if max_batches and count >= max_batches:
       break
   if not count:
     raise ValueError("BatchNorm recalibration: no full batch of snippets to average over")
-  mean = jax.device_get(jax.tree.map(lambda x: x / count, total))
+  mean = jax.tree.map(lambda x: x / count, jax.device_get(total))  # on the host: no compiles
   return dict(jax.device_get(variables), batch_stats=mean)
