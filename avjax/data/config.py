@@ -65,7 +65,7 @@ def default_config():
   c.skip_bad_records = False  # True: leave out damaged records and titles, with a warning
   c.verify_records = True  # check every record's CRC32C as it is read (damaged bytes)
   c.prefetch = 2  # host batches
-  c.num_parallel = -1  # parallel decode calls; -1 = one per core
+  c.num_parallel = -1  # parallel decode calls; -1 = two per core
   c.open_files = 128  # titles whose record file and index stay open
   return c
 

@@ -49,9 +49,13 @@ def hide_gpus_from_tensorflow():
 
 
 def parallel_calls(num_parallel):
-  """Decode calls in flight: `num_parallel`, or one per core this process may use (-1)."""
+  """Decode calls in flight: `num_parallel`, or two per core this process may use (-1).
+
+  Two per core kept the cores busier than one while a call waits on the record reader
+  (docs/benchmarks.md, "Decode parallelism").
+  """
   if num_parallel in (None, -1):
-    return len(os.sched_getaffinity(0))
+    return 2 * len(os.sched_getaffinity(0))
   return int(num_parallel)
 
 
@@ -59,7 +63,7 @@ def dataset_options():
   """The tf.data options of both pipelines.
 
   Parallelism is fixed (`parallel_calls`), not tuned: with autotuning on, dropping an
-  iterator can wait for the tuner's sleep (seconds to a minute, TensorFlow 2.20), which
+  iterator can wait for the tuner's sleep (seconds to a minute, TensorFlow 2.21), which
   every run, evaluation and restart would pay. The order of elements is kept either way.
   """
   options = tf.data.Options()

@@ -72,7 +72,7 @@ def default_config(dataset):
   # I/O.
   c.shuffle_buffer = 512
   c.prefetch = 2
-  c.num_parallel = -1  # parallel decode calls; -1 = one per core
+  c.num_parallel = -1  # parallel decode calls; -1 = two per core
   c.dtype = "float32"        # of the model input arrays; "bfloat16" halves host->device
   return c
 
