@@ -19,6 +19,7 @@ import pytest
 import helpers
 from avjax import checkpoint
 from avjax import metrics
+from avjax import sharding
 from avjax.configs import pretrain as pretrain_config_file
 from avjax.data import pipeline
 from avjax.data import records
@@ -253,7 +254,6 @@ def test_a_second_run_of_the_same_settings_reuses_the_jitted_functions(wide_tiny
                                                                        tmp_path):
   """jax.jit caches compiled programs by function: the same init and update objects for the
   same settings (another seed, another log cadence) spare a sweep's next run the compiles."""
-  from avjax import sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()
 
   def functions(config):
