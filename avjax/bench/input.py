@@ -1,7 +1,7 @@
 """Input pipeline benchmark: snippets per second per CPU core and peak host memory.
 
   python -m avjax.benchmark input [--dataset=DIR] [--batch=GROUPS] [--steps=N] [--record]
-      [--crc=both|on|off]
+      [--crc=both|on|off] [--num_parallel=2,4,8]
 
 The reader checks every record's CRC32C (data.verify_records). `--crc=both` (the default)
 measures the pipeline with and without the check in the same run, the two iterators taking
@@ -28,6 +28,7 @@ import numpy as np
 
 from avjax.data import config as data_config
 from avjax.data import fake
+from avjax.data import ops
 from avjax.data import pipeline
 from avjax.data import records
 
@@ -157,6 +158,9 @@ def run(flags):
   if crc == "both":
     settings.append(("default, CRC not checked", dict(verify_records=False)))
   settings.append(("color jitter sigma=1.0", dict(color_jitter=1.0, verify_records=crc != "off")))
+  for n in getattr(flags, "num_parallel", None) or ():  # decode calls in flight
+    settings.append((f"data.num_parallel={n} ({ops.parallel_calls(int(n))} calls in flight)",
+                     dict(num_parallel=int(n), verify_records=crc != "off")))
   configs = []
   for _, overrides in settings:
     config = data_config.default_config()

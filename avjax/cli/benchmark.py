@@ -35,6 +35,8 @@ flags.DEFINE_integer("workers", None, "Worker processes of both paths (ingest_be
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
 flags.DEFINE_enum("crc", "both", ["both", "on", "off"], "input: with the records' CRC32C "
                   "checks, without, or both in one run (interleaved).")
+flags.DEFINE_list("num_parallel", None, "input: also measure these data.num_parallel values "
+                  "(decode calls in flight; -1 = the default), e.g. 2,4,8.")
 flags.DEFINE_bool("memory", False, "step: count the step's residual memory per sample for "
                   "each model.norm x model.remat instead of timing it (avjax.step_memory).")
 flags.DEFINE_bool("record", False, "Also write the figures into docs/benchmarks.md.")
