@@ -1,4 +1,6 @@
-"""A non-editable install runs from any folder: the shipped configs travel with the package."""
+"""A non-editable install runs from any folder: the shipped configs travel with the package.
+The demo (launch/demo.sh at a toy size) runs on it from outside the repository into a
+relative workdir, with a short console, and its export fine-tunes there."""
 
 import os
 import shutil
@@ -7,7 +9,7 @@ import sys
 
 import pytest
 
-
+from avjax import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,31 +32,47 @@ def installed(tmp_path_factory):
                  check=True, timeout=300)
   elsewhere = tmp / "elsewhere"  # not the repository: nothing of it is on the path
   elsewhere.mkdir()
-  env = dict(os.environ, PYTHONPATH=str(tmp / "site"), TF_CPP_MIN_LOG_LEVEL="2")
+  # A command run by hand: one CPU device (tests simulate 8), the console as a user sees it.
+  env = {k: v for k, v in os.environ.items()
+         if k not in (console.LOG_FILE_ENV, console.VERBOSITY_ENV)}
+  env.update(PYTHONPATH=str(tmp / "site"), TF_CPP_MIN_LOG_LEVEL="2")
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
   return elsewhere, env, tmp / "site"
 
 
-def _run(args, cwd, env):
-  proc = subprocess.run([sys.executable, "-m"] + args, cwd=cwd, env=env, capture_output=True,
-                        text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  return proc
-
-
 @pytest.mark.slow
-def test_installed_package_pretrains_and_finetunes_from_elsewhere(installed, wide_tiny_dataset,
-                                                                  esc50_prepared):
+def test_installed_package_runs_the_demo_and_finetunes_from_elsewhere(installed,
+                                                                      esc50_prepared):
   elsewhere, env, site = installed
   where = subprocess.run([sys.executable, "-c", "import avjax; print(avjax.__file__)"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
   assert where.stdout.strip().startswith(str(site))
 
-  _run(["avjax.main", f"--config=configs/pretrain.py:dataset={wide_tiny_dataset},k=2,runlocal",
-        "--workdir=pretrain", "--config.total_steps=3", "--config.batch_size=16",
-        "--config.data.num_frames=4", "--config.data.short_side=40",
-        "--config.data.crop_size=32"], elsewhere, env)
-  assert os.path.exists(elsewhere / "pretrain" / "export" / "model_config.json")
+  demo_env = dict(env, TOY="1", AVJAX_SKIP_INSTALL="1",
+                  PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"])
+  proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "demo.sh"), "rel/demo"],
+                        cwd=elsewhere, env=demo_env, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, timeout=900)
+  out = proc.stdout.decode("utf-8", errors="replace")  # as written: no \r -> \n
+  assert proc.returncode == 0, out[-4000:]
+  work = elsewhere / "rel" / "demo"
+  assert (work / "run" / "export" / "model_config.json").exists()
+  assert (work / "run" / "discrepancy.json").exists()
+  assert not os.path.exists(os.path.join(ROOT, "rel"))
+  # A short console (progress bars redraw with \r, each ends as one line); the rest is in
+  # the log file.
+  assert out.count("\n") <= 40, out
+  assert "compiling the update step" in out and "ETA" in out
+  for chatter in ("checkpoint_manager", "oneDNN", "absl::InitializeLog", "libtpu", "| Name"):
+    assert chatter not in out, chatter
+  log = (work / "demo.log").read_text()
+  assert "checkpoint_manager" in log and "| Name" in log
 
-  _run(["avjax.finetune", f"--config=configs/downstream/esc50.py:data={esc50_prepared},runlocal",
-        "--config.init=pretrain/export", "--workdir=finetune"], elsewhere, env)
+  proc = subprocess.run(
+      [sys.executable, "-m", "avjax.finetune",
+       f"--config=configs/downstream/esc50.py:data={esc50_prepared},runlocal",
+       "--config.init=rel/demo/run/export", "--workdir=finetune"],
+      cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   assert os.path.exists(elsewhere / "finetune" / "results.json")
