@@ -19,6 +19,8 @@ for arg in "$@"; do
   ARGS+=("$arg")
 done
 cd "$REPO"
-# Tests simulate 8 CPU devices (tests/conftest.py) and use tiny model variants.
-python -m pytest ${WHERE[@]+"${WHERE[@]}"} -n 2 --dist loadfile --durations=15 \
+# Tests simulate 8 CPU devices (tests/conftest.py) and use tiny model variants. A file's
+# tests run in one worker, the files with the most slow tests first (tests/conftest.py).
+python -m pytest ${WHERE[@]+"${WHERE[@]}"} -n 2 --dist loadgroup --no-loadscope-reorder \
+  --durations=15 \
   ${ARGS[@]+"${ARGS[@]}"}

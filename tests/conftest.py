@@ -17,6 +17,28 @@ os.environ["JAX_DEFAULT_PRNG_IMPL"] = "rbg"
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# pytest-xdist (launch/test.sh: --dist loadgroup) runs the tests of a group in one worker: a
+# file is a group, and these files share one, because their tiny pretraining runs have
+# equal settings, so the later runs reuse the first one's jitted functions
+# (sharding.reused) instead of compiling them again.
+SHARED_GROUPS = {"test_pretrain.py": "tiny_pretraining", "test_loop.py": "tiny_pretraining"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+  """Groups for pytest-xdist, and the groups with the most slow tests first: the workers
+  start on the long end-to-end runs, and short tests fill the end."""
+  group = {}
+  for item in items:
+    name = os.path.basename(str(item.path))
+    group[item] = SHARED_GROUPS.get(name, name)
+    item.add_marker(pytest.mark.xdist_group(group[item]))
+  slow = {}
+  for item in items:
+    slow[group[item]] = slow.get(group[item], 0) + int(item.get_closest_marker("slow") is not None)
+  order = {g: i for i, g in enumerate(dict.fromkeys(group[item] for item in items))}
+  items.sort(key=lambda item: (-slow[group[item]], order[group[item]]))
+
 
 # Made once per test session (per pytest-xdist worker); read them, never change them (a
 # test that damages or extends a dataset makes its own).
