@@ -12,7 +12,6 @@ import time
 
 from absl import logging
 
-from avjax import checkpoint
 from avjax import fileio
 
 CONFIG_FILE = "config.json"
@@ -101,6 +100,8 @@ def damaged_checkpoints(ckpt):
 def newest_readable(ckpt):
   """(step, meta) of the newest checkpoint whose metadata reads, or (0, None) for a fresh
   start; damaged ones are set aside on the way."""
+  # Imported here: the config checks (avjax.validate) read RESUME_MODES without Orbax.
+  from avjax import checkpoint  # pylint: disable=g-import-not-at-top
   while True:
     step = ckpt.latest_step()
     if step is None:
