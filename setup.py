@@ -45,7 +45,7 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "data": DATA_REQUIRES,
-        "test": DATA_REQUIRES + ["pytest>=8", "pytest-xdist>=3.6"],
+        "test": DATA_REQUIRES + ["pytest>=8", "pytest-xdist>=3.8"],
         "beam": BEAM_REQUIRES,
         "cuda": ["jax[cuda12]>=0.10,<0.12"],
         "tpu": ["jax[tpu]>=0.10,<0.12"],

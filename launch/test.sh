@@ -20,7 +20,8 @@ for arg in "$@"; do
 done
 cd "$REPO"
 # Tests simulate 8 CPU devices (tests/conftest.py) and use tiny model variants. A file's
-# tests run in one worker, the files with the most slow tests first (tests/conftest.py).
+# tests run in one worker, the files with the most slow tests first (tests/conftest.py;
+# --no-loadscope-reorder needs pytest-xdist 3.8).
 python -m pytest ${WHERE[@]+"${WHERE[@]}"} -n 2 --dist loadgroup --no-loadscope-reorder \
   --durations=15 \
   ${ARGS[@]+"${ARGS[@]}"}
