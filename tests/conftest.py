@@ -1,6 +1,7 @@
 """Test setup: 8 simulated CPU devices for sharding tests, TensorFlow kept off GPUs, and the
 tiny datasets that many test files read, made once per test session."""
 
+import collections
 import os
 
 # Must happen before JAX initialises its backends.
@@ -33,10 +34,8 @@ def pytest_collection_modifyitems(items):
     name = os.path.basename(str(item.path))
     group[item] = SHARED_GROUPS.get(name, name)
     item.add_marker(pytest.mark.xdist_group(group[item]))
-  slow = {}
-  for item in items:
-    slow[group[item]] = slow.get(group[item], 0) + int(item.get_closest_marker("slow") is not None)
-  order = {g: i for i, g in enumerate(dict.fromkeys(group[item] for item in items))}
+  slow = collections.Counter(group[item] for item in items if item.get_closest_marker("slow"))
+  order = {g: i for i, g in enumerate(dict.fromkeys(group.values()))}
   items.sort(key=lambda item: (-slow[group[item]], order[group[item]]))
 
 

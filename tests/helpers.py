@@ -11,6 +11,7 @@ import collections
 import io
 import math
 import os
+import sys
 import wave
 
 import av
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from avjax import config_args
+from avjax import console
 from avjax.data import config as data_config
 from avjax.data import fake
 from avjax.media import writer as media_writer
@@ -31,6 +33,19 @@ from avjax.media import writer as media_writer
 
 # The wide tiny dataset's sizes (conftest.wide_tiny_dataset): 9 training titles.
 WIDE = dict(movies=6, shows=3)
+
+
+def command_env(**extra):
+  """The environment of a command run by hand: one CPU device (tests simulate 8), the
+  console as a user sees it (none of the test run's log file or verbosity), this Python's
+  folder first on PATH (for launch/*.sh); `extra` on top."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in (console.LOG_FILE_ENV, console.VERBOSITY_ENV)}
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
+  env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+  env.update(extra)
+  return env
 
 
 def make_tiny_dataset(path, titles=None, *, movies=4, shows=2, episodes_per_show=2,

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+import helpers
 from avjax import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,13 +20,8 @@ COMMANDS = ["avjax.main", "avjax.finetune", "avjax.discrepancy", "avjax.ingest",
 
 
 def _env(**extra):
-  """The environment of a command run by hand: this checkout, one CPU device."""
-  env = {k: v for k, v in os.environ.items()
-         if k not in (console.LOG_FILE_ENV, console.VERBOSITY_ENV)}
-  env.update(PYTHONPATH=ROOT, **extra)
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()
-  return env
+  """The environment of a command run by hand, on this checkout."""
+  return helpers.command_env(PYTHONPATH=ROOT, **extra)
 
 
 def test_help_of_every_command_does_not_import_tensorflow(tmp_path):

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+import helpers
 from avjax.evals import archive
 from avjax.evals import discrepancy
 from avjax.evals import measures
@@ -183,11 +184,7 @@ def test_histogram_figure_shows_no_pseudo_count_floor_and_a_robust_range(tmp_pat
 
 @pytest.mark.slow
 def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
-  env = dict(os.environ, TOY="1", AVJAX_SKIP_INSTALL="1")
-  # The toy run uses one CPU device, like the command line (tests simulate 8).
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()
-  env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+  env = helpers.command_env(TOY="1", AVJAX_SKIP_INSTALL="1")  # one CPU device, as by hand
   root = tmp_path / "study"
   script = os.path.join(ROOT, "launch", "study_sampling.sh")
   proc = subprocess.run(["bash", script, str(root)], env=env, capture_output=True, text=True,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from avjax import console
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,12 +32,7 @@ def installed(tmp_path_factory):
                  check=True, timeout=300)
   elsewhere = tmp / "elsewhere"  # not the repository: nothing of it is on the path
   elsewhere.mkdir()
-  # A command run by hand: one CPU device (tests simulate 8), the console as a user sees it.
-  env = {k: v for k, v in os.environ.items()
-         if k not in (console.LOG_FILE_ENV, console.VERBOSITY_ENV)}
-  env.update(PYTHONPATH=str(tmp / "site"), TF_CPP_MIN_LOG_LEVEL="2")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()
+  env = helpers.command_env(PYTHONPATH=str(tmp / "site"), TF_CPP_MIN_LOG_LEVEL="2")
   return elsewhere, env, tmp / "site"
 
 
@@ -49,8 +44,7 @@ def test_installed_package_runs_the_demo_and_finetunes_from_elsewhere(installed,
                          cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
   assert where.stdout.strip().startswith(str(site))
 
-  demo_env = dict(env, TOY="1", AVJAX_SKIP_INSTALL="1",
-                  PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"])
+  demo_env = dict(env, TOY="1", AVJAX_SKIP_INSTALL="1")
   proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "demo.sh"), "rel/demo"],
                         cwd=elsewhere, env=demo_env, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT, timeout=900)

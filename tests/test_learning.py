@@ -179,7 +179,7 @@ def transfer_setup(learned, tmp_path_factory):
   data = f"{root}/ucf101_prepared"
   downstream_prepare.prepare("ucf101", f"{root}/ucf101", data, fps=5, short_side=32,
                              progress=False)
-  return dict(root=root, export=export, data=data,
+  return dict(export=export, data=data,
               scratch=downstream_top1(data, "", f"{root}/scratch"))
 
 
