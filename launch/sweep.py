@@ -279,24 +279,26 @@ def _write(path, text):
   os.replace(tmp, path)
 
 
-def _define_flags():
-  """Only when run as a script: importing this file (tests) defines no global flags."""
-  flags.DEFINE_enum("mode", "print", ["local", "print", "slurm"],
-                    "Run one after another here, print the commands, or submit a SLURM array.")
-  flags.DEFINE_string("workdir_root", None,
-                      "Each run's workdir is WORKDIR_ROOT/NAME. Default: runs/<sweep file name>.")
-  flags.DEFINE_list("only", [], "Names of the runs to keep (default: all of them).")
-  flags.DEFINE_bool("dry_run", False,
-                    "local: list what would run; slurm: write the script, print sbatch command.")
-  flags.DEFINE_bool("keep_going", False, "local: go on with the next run after a failed one.")
+def _define_flags(flag_values=flags.FLAGS):
+  """Only when run as a script (tests parse into their own FlagValues): importing this file
+  defines no global flags."""
+  define = lambda kind, *args: getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values)
+  define("enum", "mode", "print", ["local", "print", "slurm"],
+         "Run one after another here, print the commands, or submit a SLURM array.")
+  define("string", "workdir_root", None,
+         "Each run's workdir is WORKDIR_ROOT/NAME. Default: runs/<sweep file name>.")
+  define("list", "only", [], "Names of the runs to keep (default: all of them).")
+  define("bool", "dry_run", False,
+         "local: list what would run; slurm: write the script, print sbatch command.")
+  define("bool", "keep_going", False, "local: go on with the next run after a failed one.")
   # SLURM resources of every array task (sbatch options given on the command line win).
-  flags.DEFINE_integer("nodes", 1, "slurm: nodes per run.")
-  flags.DEFINE_integer("gpus_per_node", 8, "slurm: GPUs per node, one process each.")
-  flags.DEFINE_integer("cpus_per_task", 8, "slurm: CPU cores per process (input pipeline).")
-  flags.DEFINE_string("time", "48:00:00", "slurm: time limit per allocation (runs requeue).")
-  flags.DEFINE_string("partition", None, "slurm: partition.")
-  flags.DEFINE_string("account", None, "slurm: account.")
-  flags.DEFINE_integer("max_parallel", 0, "slurm: at most this many runs at once (0: no limit).")
+  define("integer", "nodes", 1, "slurm: nodes per run.")
+  define("integer", "gpus_per_node", 8, "slurm: GPUs per node, one process each.")
+  define("integer", "cpus_per_task", 8, "slurm: CPU cores per process (input pipeline).")
+  define("string", "time", "48:00:00", "slurm: time limit per allocation (runs requeue).")
+  define("string", "partition", None, "slurm: partition.")
+  define("string", "account", None, "slurm: account.")
+  define("integer", "max_parallel", 0, "slurm: at most this many runs at once (0: no limit).")
 
 
 def main(argv):

@@ -55,9 +55,9 @@ def test_an_old_export_loads_into_the_encoders_and_computes_what_it_did(old_work
                 audio=rng.normal(size=(2, 96, 30, 1)).astype(np.float32))
   for kind, x in inputs.items():
     encoder = av.build_encoder(kind, model_config)
-    out = np.asarray(encoder.apply({"params": variables["params"][f"{kind}_encoder"],
-                                    "batch_stats": variables["batch_stats"][f"{kind}_encoder"]},
-                                   x))
+    out = np.asarray(jax.jit(encoder.apply)(
+        {"params": variables["params"][f"{kind}_encoder"],
+         "batch_stats": variables["batch_stats"][f"{kind}_encoder"]}, x))
     pooled = out.mean(axis=tuple(range(1, out.ndim - 1)))
     np.testing.assert_allclose(pooled, RECORDED[kind], rtol=1e-4, atol=2e-6, err_msg=kind)
 

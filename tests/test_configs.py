@@ -4,14 +4,17 @@ Configs are built the way `python -m avjax.main` builds them: ml_collections con
 locked, with each sweep run's `--config.FIELD=VALUE` overrides on the command line.
 """
 
+import contextlib
 import glob
 import importlib.util
+import io
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import pytest
 import yaml
@@ -57,6 +60,23 @@ def _sweep_runs(name, arg=None):
   """The runs of sweep `name` with all its datasets given, plus `arg`."""
   path = os.path.join("configs", "sweeps", f"{name}.py")
   return sweep.load_sweep(f"{path}:{DATASETS[name]}" + (f",{arg}" if arg else ""))[1]
+
+
+def _sweep(*args):
+  """`python launch/sweep.py ARGS`, run in this process with the script's flags parsed
+  afresh (test_print_mode_prints_one_command_per_run runs the script itself)."""
+  values = flags.FlagValues()
+  sweep._define_flags(values)  # pylint: disable=protected-access
+  out, err, code = io.StringIO(), io.StringIO(), 0
+  with mock.patch.object(sweep, "FLAGS", values), contextlib.redirect_stdout(out), \
+       contextlib.redirect_stderr(err):
+    try:
+      sweep.main(values([SWEEP_PY, *args]))
+    except SystemExit as e:  # a message, as the interpreter prints it, and status 1
+      code = e.code if isinstance(e.code, int) else 1
+      if isinstance(e.code, str):
+        print(e.code, file=sys.stderr)
+  return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _sh(*args, env=None, **kwargs):
@@ -213,20 +233,20 @@ def test_print_mode_prints_one_command_per_run():
 
 
 def test_runs_of_a_dataset_not_given_are_left_out_and_said_so():
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/sampling_k_w.py:movie=/m",
+  result = _sweep("configs/sweeps/sampling_k_w.py:movie=/m",
                "--mode=print")
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert len(lines) == 15 and all("dataset=/m," in line for line in lines)
   assert "no tv=PATH" in result.stderr and "left out" in result.stderr
   for spec in ("sampling_k_w.py", "comparison.py:tv=/t", "genres.py:runlocal"):
-    result = _sh(sys.executable, SWEEP_PY, f"configs/sweeps/{spec}", "--mode=print")
+    result = _sweep(f"configs/sweeps/{spec}", "--mode=print")
     assert result.returncode != 0 and not result.stdout
     assert "no dataset given" in result.stderr and "movie=PATH" in result.stderr
 
 
 def test_print_mode_only_and_override_flags():
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:movie=/m", "--mode=print",
+  result = _sweep("configs/sweeps/genres.py:movie=/m", "--mode=print",
                "--only=DC_natural,all_uniform")
   assert result.returncode == 0, result.stderr
   lines = [shlex.split(line) for line in result.stdout.splitlines()]
@@ -237,15 +257,15 @@ def test_print_mode_only_and_override_flags():
 
 
 def test_unknown_sweep_file_and_run_name_are_clear_errors():
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/nope.py", "--mode=print")
+  result = _sweep("configs/sweeps/nope.py", "--mode=print")
   assert result.returncode != 0
   assert "sweep file 'configs/sweeps/nope.py' not found" in result.stderr
   assert "sampling_k_w.py" in result.stderr
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py:movie=/m,tv=/t",
+  result = _sweep("configs/sweeps/comparison.py:movie=/m,tv=/t",
                "--mode=print", "--only=movie_k99")
   assert result.returncode != 0
   assert "unknown run name(s) movie_k99" in result.stderr and "movie_tv_k8" in result.stderr
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:movie=/m,budget=many",
+  result = _sweep("configs/sweeps/genres.py:movie=/m,budget=many",
                "--mode=print")
   assert result.returncode != 0 and "budget='many': expected int" in result.stderr
 
@@ -259,7 +279,7 @@ def test_local_mode_skips_finished_runs_only(tmp_path):
   (root / "movie_tv_k16" / "export" / "model_config.json").write_text("{}")
   (root / "movie_tv_k32").mkdir(parents=True)
   (root / "movie_tv_k32" / "finished.json").write_text('{"step": 0, "num_steps": 0}')
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/comparison.py:movie=/m,tv=/t",
+  result = _sweep("configs/sweeps/comparison.py:movie=/m,tv=/t",
                "--mode=local",
                f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
@@ -275,7 +295,7 @@ def test_sweep_checks_every_run_config_before_running(tmp_path):
       "  return [dict(name='fine', config='configs/pretrain.py', overrides={'data.k': 4}),\n"
       "          dict(name='no_steps', config='configs/pretrain.py',\n"
       "               overrides={'num_epochs': 0})]\n")
-  result = _sh(sys.executable, SWEEP_PY, str(sweep_file), "--mode=local",
+  result = _sweep(str(sweep_file), "--mode=local",
                f"--workdir_root={tmp_path / 'runs'}")
   assert result.returncode != 0
   assert "run no_steps" in result.stderr and "num_epochs=0" in result.stderr
@@ -283,7 +303,7 @@ def test_sweep_checks_every_run_config_before_running(tmp_path):
 
 
 def test_slurm_mode_writes_an_array_over_the_runs(tmp_path):
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/sampling_k_w.py:movie=/m,tv=/t",
+  result = _sweep("configs/sweeps/sampling_k_w.py:movie=/m,tv=/t",
                "--mode=slurm",
                f"--workdir_root={tmp_path}", "--dry_run", "--nodes=2", "--partition=gpu")
   assert result.returncode == 0, result.stderr
@@ -314,7 +334,7 @@ def fake_slurm(tmp_path):
 
 def test_array_task_runs_its_line_and_requeues_when_not_finished(tmp_path, fake_slurm):
   root = tmp_path / "runs"
-  result = _sh(sys.executable, SWEEP_PY, "configs/sweeps/genres.py:movie=/m", "--mode=slurm",
+  result = _sweep("configs/sweeps/genres.py:movie=/m", "--mode=slurm",
                f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
   result = _sh("bash", str(root / "slurm" / "array.sbatch"),

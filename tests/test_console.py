@@ -24,6 +24,7 @@ def _env(**extra):
   return helpers.command_env(PYTHONPATH=ROOT, **extra)
 
 
+@pytest.mark.slow
 def test_help_of_every_command_does_not_import_tensorflow(tmp_path):
   procs = {}
   for command in COMMANDS:
@@ -106,6 +107,7 @@ def test_progress_bars_in_a_file_only_for_long_loops(tmp_path, monkeypatch):
   assert "slow" in text and "3/3" in text and text.endswith("\n")
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_no_workdir_behind(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "avjax.main",

@@ -367,6 +367,7 @@ def test_step_memory_differentiates_the_update_steps_loss(tiny_variables, tiny_s
 # Residual memory.
 
 
+@pytest.mark.slow
 def test_fused_keeps_no_float32_activations():
   config = ml_collections.ConfigDict(dict(model=tiny_model_config(dtype="bfloat16"),
                                              loss=LOSS))

@@ -527,6 +527,7 @@ def test_an_error_in_one_process_stops_the_other(dataset, tmp_path):
   assert stopped - failed < heartbeat + EXIT_MARGIN_S
 
 
+@pytest.mark.slow
 def test_slurm_variables_and_each_process_reads_its_share(dataset, tmp_path):
   """Under srun's variables (pointing at localhost) the processes join one program, and
   each reads only its share of the k-groups: together exactly the one-process stream."""

@@ -82,6 +82,7 @@ def test_global_array_shards_hold_whole_groups(tmp_path):
       np.testing.assert_array_equal(m[g * k:(g + 1) * k], idx)
 
 
+@pytest.mark.slow
 def test_hosts_concatenate_to_the_single_host_stream_and_resume_exactly(dataset):
   config = tiny_data_config(dataset, w=3, color_jitter=0.3)
   single = _take(_train(config, 8), 2)
@@ -284,6 +285,7 @@ def test_bad_record_error_names_title_and_snippet(bad_dataset, title, snippet, w
     next(it)
 
 
+@pytest.mark.slow
 def test_skip_bad_records_replaces_whole_groups(bad_dataset):
   config = tiny_data_config(bad_dataset, k=4, skip_bad_records=True)
   it = _train(config, 4)

@@ -7,6 +7,7 @@ and rematerialised update step against one device and against no remat in
 tests/test_fused_norm.py.
 """
 
+import functools
 import json
 import logging
 import os
@@ -153,11 +154,11 @@ def test_run_logs_checkpoints_and_exports(uninterrupted):
   assert set(variables["params"]) == {"video_encoder", "audio_encoder"}
   f = av.build_encoder("video", model_config)
   video = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype(np.float32)
-  features = f.apply({"params": variables["params"]["video_encoder"],
-                      "batch_stats": variables["batch_stats"]["video_encoder"]}, video)
+  features = jax.jit(f.apply)({"params": variables["params"]["video_encoder"],
+                               "batch_stats": variables["batch_stats"]["video_encoder"]}, video)
   model = av.build_model(config.model)
-  expected = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]},
-                         video, method="video_features")
+  expected = jax.jit(functools.partial(model.apply, method="video_features"))(
+      {"params": state["params"], "batch_stats": state["batch_stats"]}, video)
   np.testing.assert_allclose(np.asarray(features).mean(axis=(1, 2, 3)), expected, rtol=1e-5,
                              atol=1e-6)
 
@@ -250,6 +251,7 @@ def test_export_command_writes_the_backbones_of_a_checkpoint(uninterrupted, tmp_
     checkpoint.export_workdir(str(tmp_path), str(tmp_path / "x"))
 
 
+@pytest.mark.slow
 def test_a_second_run_of_the_same_settings_reuses_the_jitted_functions(wide_tiny_dataset,
                                                                        tmp_path):
   """jax.jit caches compiled programs by function: the same init and update objects for the

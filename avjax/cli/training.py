@@ -14,6 +14,11 @@ def train(name, import_task, config, workdir):
   grace period), status 0; after Ctrl-C (checkpoint saved) status 130. Returns (task, its
   result)."""
   console.setup()  # the log file opens in WORKDIR once the config and data are checked
+  from avjax import validate  # pylint: disable=g-import-not-at-top
+  try:  # before TensorFlow loads: a bad number is refused in a second
+    validate.check(config)
+  except validate.ConfigError as e:
+    sys.exit(f"avjax.{name}: {e}")
   sharding.maybe_initialize_distributed()
   # Imported here, not at the top: TensorFlow loads only when a run starts (fast --help).
   with console.native_output_to_log():
