@@ -4,7 +4,8 @@
 #   generate the preset's movies + TV episodes -> ingest (both cached, reused across runs)
 #   -> what the inputs alone say (python -m avjax.inputs)
 #   -> pretrain the tiny model for each sampling setting and seed, the same number of steps,
-#      JOBS runs at a time (each pinned to its own core when taskset exists), with the
+#      JOBS runs at a time (each pinned to its own core when taskset exists; the first one
+#      alone while the compile cache has no update step), with the
 #      discrepancy measures every EVAL_EVERY steps and the probes at the end; and once per
 #      seed the random-initialisation baseline (python -m avjax.discrepancy --baseline:
 #      BatchNorm recalibrated or not, raw-input probes on the same snippets)
@@ -199,7 +200,11 @@ for seed in $SEEDS; do  # seeds outermost: a stopped study has every setting at 
     setting="$(run_name "$k" "$w" "$sc" x)"; setting="${setting%_seedx}"
     [[ -z "$first" ]] && first="$ROOT/runs/$name"
     if archived run "$setting" "$seed"; then log "$name: in the archive, skipped"; continue; fi
+    # With no update step in the compile cache yet, the first run goes alone: the runs after
+    # it read its compiled programs instead of compiling the same ones at the same time.
+    cold=1; compgen -G "$JAX_COMPILATION_CACHE_DIR/jit_update_step-*" > /dev/null && cold=""
     start_job run_one "$k" "$w" "$sc" "$seed"
+    [[ -n "$cold" ]] && wait_jobs
   done
   if archived baseline "random init" "$seed"; then continue; fi
   start_job baseline_one "$seed" "$first"

@@ -6,6 +6,7 @@ path are tested on the shared tiny run of tests/test_pretrain.py.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -190,6 +191,9 @@ def test_study_script_runs_end_to_end_at_toy_size(tmp_path):
   proc = subprocess.run(["bash", script, str(root)], env=env, capture_output=True, text=True,
                         timeout=900, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  # On an empty compile cache the first run went alone; the next ones read its programs.
+  assert (re.search(r"k1_seed0: \d+ s;", proc.stdout).start()
+          < proc.stdout.index("k2_wMn_seed0: pretraining"))
   doc = (root / "study_sampling.md").read_text()
   assert study_report.BEGIN.format(name="study_v3") in doc and "TOY SIZE" in doc
   assert study_report.END.format(name="study_v3") in doc
