@@ -227,6 +227,7 @@ def test_interrupted_ingest_resumes_to_the_same_manifest(clocks, tmp_path, monke
     ingest.ingest(str(d), out, params=dict(short_side=128), progress=False)
 
 
+@pytest.mark.slow
 def test_synthetic_titles_ingest_with_their_labels(tmp_path):
   options = synthetic.Options(width=128, height=72, fps=10, scene_spans=(2, 3))
   synthetic.generate(str(tmp_path / "syn"), movies=1, shows=2, episodes=2, minutes=0.3, seed=3,

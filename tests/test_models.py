@@ -121,6 +121,7 @@ def test_projection_head(feature_shape, kernel_size, hidden):
   assert variables["params"]["conv2"]["kernel"].shape == k + (hidden or 16, 12)
 
 
+@pytest.mark.slow
 def test_av_model_embeddings_and_features():
   config = _tiny_config()
   config.embed_dim = 24

@@ -98,6 +98,7 @@ def test_boundary_matching_is_one_to_one_within_tolerance():
 
 @pytest.fixture(scope="module")
 def scene_set(tmp_path_factory):
+  """Generated and ingested (about 10 s): its tests are marked slow."""
   root = tmp_path_factory.mktemp("scenes")
   preset = synthetic_presets.preset("scenes", movies=3, shows=1, episodes=2, minutes=1.0)
   syn = str(root / "syn")
@@ -108,6 +109,7 @@ def scene_set(tmp_path_factory):
   return syn, ds
 
 
+@pytest.mark.slow
 def test_ingest_writes_scene_ids_in_a_version_2_manifest(scene_set):
   _, ds = scene_set
   manifest = records.load_manifest(ds)
@@ -120,6 +122,7 @@ def test_ingest_writes_scene_ids_in_a_version_2_manifest(scene_set):
     assert len(set(ids)) >= 3
 
 
+@pytest.mark.slow
 def test_detection_finds_the_true_scenes(scene_set):
   """Against the generator's truth, within +-1 snippet (the closing note has the full set)."""
   syn, ds = scene_set
@@ -153,6 +156,7 @@ def _digest(folder):
   return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_version_1_dataset_reads_and_add_scenes_adds_the_ids(scene_set, tmp_path):
   _, ds = scene_set
   old = str(tmp_path / "v1")
@@ -186,6 +190,7 @@ def test_version_1_dataset_reads_and_add_scenes_adds_the_ids(scene_set, tmp_path
   assert agree / total >= 0.9, (agree, total)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change,match", [
     (lambda e: e.pop("snippet_shots"), "has snippet_scenes but not snippet_shots"),
     (lambda e: e.update(snippet_scenes=e["snippet_scenes"][:-1]), "one per snippet"),
