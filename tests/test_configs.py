@@ -234,7 +234,7 @@ def test_print_mode_prints_one_command_per_run():
 
 def test_runs_of_a_dataset_not_given_are_left_out_and_said_so():
   result = _sweep("configs/sweeps/sampling_k_w.py:movie=/m",
-               "--mode=print")
+                  "--mode=print")
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert len(lines) == 15 and all("dataset=/m," in line for line in lines)
@@ -247,7 +247,7 @@ def test_runs_of_a_dataset_not_given_are_left_out_and_said_so():
 
 def test_print_mode_only_and_override_flags():
   result = _sweep("configs/sweeps/genres.py:movie=/m", "--mode=print",
-               "--only=DC_natural,all_uniform")
+                  "--only=DC_natural,all_uniform")
   assert result.returncode == 0, result.stderr
   lines = [shlex.split(line) for line in result.stdout.splitlines()]
   assert [a[4] for a in lines] == ["--workdir=runs/genres/DC_natural",
@@ -262,11 +262,11 @@ def test_unknown_sweep_file_and_run_name_are_clear_errors():
   assert "sweep file 'configs/sweeps/nope.py' not found" in result.stderr
   assert "sampling_k_w.py" in result.stderr
   result = _sweep("configs/sweeps/comparison.py:movie=/m,tv=/t",
-               "--mode=print", "--only=movie_k99")
+                  "--mode=print", "--only=movie_k99")
   assert result.returncode != 0
   assert "unknown run name(s) movie_k99" in result.stderr and "movie_tv_k8" in result.stderr
   result = _sweep("configs/sweeps/genres.py:movie=/m,budget=many",
-               "--mode=print")
+                  "--mode=print")
   assert result.returncode != 0 and "budget='many': expected int" in result.stderr
 
 
@@ -280,8 +280,8 @@ def test_local_mode_skips_finished_runs_only(tmp_path):
   (root / "movie_tv_k32").mkdir(parents=True)
   (root / "movie_tv_k32" / "finished.json").write_text('{"step": 0, "num_steps": 0}')
   result = _sweep("configs/sweeps/comparison.py:movie=/m,tv=/t",
-               "--mode=local",
-               f"--workdir_root={root}", "--dry_run")
+                  "--mode=local",
+                  f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
   assert "movie_tv_k8: skipped" in result.stdout
   assert "k16: skipped" not in result.stdout and "k32: skipped" not in result.stdout
@@ -296,7 +296,7 @@ def test_sweep_checks_every_run_config_before_running(tmp_path):
       "          dict(name='no_steps', config='configs/pretrain.py',\n"
       "               overrides={'num_epochs': 0})]\n")
   result = _sweep(str(sweep_file), "--mode=local",
-               f"--workdir_root={tmp_path / 'runs'}")
+                  f"--workdir_root={tmp_path / 'runs'}")
   assert result.returncode != 0
   assert "run no_steps" in result.stderr and "num_epochs=0" in result.stderr
   assert not (tmp_path / "runs").exists()
@@ -304,8 +304,8 @@ def test_sweep_checks_every_run_config_before_running(tmp_path):
 
 def test_slurm_mode_writes_an_array_over_the_runs(tmp_path):
   result = _sweep("configs/sweeps/sampling_k_w.py:movie=/m,tv=/t",
-               "--mode=slurm",
-               f"--workdir_root={tmp_path}", "--dry_run", "--nodes=2", "--partition=gpu")
+                  "--mode=slurm",
+                  f"--workdir_root={tmp_path}", "--dry_run", "--nodes=2", "--partition=gpu")
   assert result.returncode == 0, result.stderr
   script = tmp_path / "slurm" / "array.sbatch"
   assert result.stdout.splitlines()[-1] == f"sbatch {script}"
@@ -335,7 +335,7 @@ def fake_slurm(tmp_path):
 def test_array_task_runs_its_line_and_requeues_when_not_finished(tmp_path, fake_slurm):
   root = tmp_path / "runs"
   result = _sweep("configs/sweeps/genres.py:movie=/m", "--mode=slurm",
-               f"--workdir_root={root}", "--dry_run")
+                  f"--workdir_root={root}", "--dry_run")
   assert result.returncode == 0, result.stderr
   result = _sh("bash", str(root / "slurm" / "array.sbatch"),
                env=dict(fake_slurm, SLURM_ARRAY_TASK_ID="2"))
