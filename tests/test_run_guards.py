@@ -134,15 +134,22 @@ def test_the_validator_and_the_pipeline_format_check_cannot_disagree(overrides):
 
 
 def test_a_zero_step_run_is_refused_by_the_command_and_never_exports(tmp_path):
+  """python -m avjax.main refuses the config before TensorFlow loads (in a second)."""
   workdir = tmp_path / "run"
+  code = ("import runpy, sys\n"
+          "try:\n"
+          "  runpy.run_module('avjax.main', run_name='__main__', alter_sys=True)\n"
+          "finally:\n"
+          "  print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow')\n")
   result = subprocess.run(
-      [sys.executable, "-m", "avjax.main", "--config=configs/pretrain.py:dataset=/x,runlocal",
+      [sys.executable, "-c", code, "--config=configs/pretrain.py:dataset=/x,runlocal",
        f"--workdir={workdir}", "--config.total_steps=-5"],
       capture_output=True, text=True, cwd=ROOT, timeout=300,
       env=dict(os.environ, JAX_PLATFORMS="cpu"), check=False)
   assert result.returncode == 1
   assert "config.total_steps=-5: must be an integer >= 0" in result.stderr
   assert "Traceback" not in result.stderr
+  assert result.stdout.splitlines()[-1] == "no tensorflow"
   assert not workdir.exists()
 
 
