@@ -1,10 +1,12 @@
 """Encoders f, g, projection heads and AVModel: sizes, shapes, dtypes, conv factorization."""
 
 import functools
+import json
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -199,6 +201,18 @@ def test_encoder_overrides_from_config():
   encoder = av.build_encoder("video", config)
   shape = (1, 4, 32, 32, 3)
   assert _apply_shape(encoder, _abstract_variables(encoder, shape), shape).shape[-1] == 24
+
+
+def test_overrides_read_back_from_json_build_the_same_hashable_model():
+  """config.json and an export's model_config.json hold tuples as lists; the model built
+  from them is the one built from the run's config (jit takes it as a static argument)."""
+  config = _tiny_config()
+  config.video.stage_sizes, config.video.stage_widths = (1,), (8,)
+  config.audio.stage_sizes, config.audio.stage_widths = (1,), (8,)
+  again = ml_collections.ConfigDict(json.loads(config.to_json()))
+  assert again.video.stage_sizes == [1]
+  model = av.build_model(again)
+  assert hash(model) == hash(av.build_model(config)) and model == av.build_model(config)
 
 
 def test_bad_names_raise():

@@ -1,9 +1,9 @@
 """Two real JAX processes (2 x 4 CPU devices) against one process with 8: the multi-host path.
 
 The real-process tests start them as a user would, with launch/local_multihost.py (gloo
-collectives on localhost), on the tiny dataset and model: pretraining that is killed,
-resumed and preempted; export and discrepancy; fine-tuning; a process that dies (all
-slow); the input shares under simulated SLURM variables (quick). The one-process
+collectives on localhost), on the tiny dataset and the micro model (helpers.MICRO_MODEL):
+pretraining that is killed, resumed and preempted; export and discrepancy; fine-tuning; a
+process that dies; the input shares under simulated SLURM variables (all slow). The one-process
 references run in this test process, whose 8 simulated devices (tests/conftest.py) form
 the same mesh; the processes use the suite's PRNG (rbg) so that both start from the same
 parameters. One pretraining launch that is killed and one that resumes and is preempted
@@ -210,9 +210,10 @@ def _env():
   return env
 
 
-# The tiny model on the tiny dataset (4 frames, 32x32 crops, k=2); 8 groups per batch.
-OVERRIDES = dict(data=dict(num_frames=4, short_side=40, crop_size=32), batch_size=16,
-                 total_steps=TOTAL_STEPS, log_every_steps=1, checkpoint_every_steps=2)
+# The micro model on the tiny dataset (4 frames, 32x32 crops, k=2); 8 groups per batch.
+OVERRIDES = dict(data=dict(num_frames=4, short_side=40, crop_size=32), model=helpers.MICRO_MODEL,
+                 batch_size=16, total_steps=TOTAL_STEPS, log_every_steps=1,
+                 checkpoint_every_steps=2)
 
 
 def _pretrain_command(dataset, workdir):

@@ -1,10 +1,10 @@
 """Pretraining through the shared loop on a tiny dataset: console, checkpoints, export,
 resume, and the discrepancy evaluator every N steps with the probe at the end.
 
-One tiny run (4 steps, evaluations at steps 2 and 4) serves every test here. SIGTERM is
-tested on the loop's toy task and on the command (tests/test_run_guards.py); the sharded
-and rematerialised update step against one device and against no remat in
-tests/test_fused_norm.py.
+One tiny run (the micro model, 4 steps, evaluations at steps 2 and 4) serves every test
+here. SIGTERM is tested on the loop's toy task and on the command
+(tests/test_run_guards.py); the sharded and rematerialised update step against one device
+and against no remat in tests/test_fused_norm.py.
 """
 
 import functools
@@ -34,6 +34,7 @@ from avjax.pretrain import task as pretrain
 def pretrain_config(dataset, **overrides):
   config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
   config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
+  config.model.update_from_flattened_dict(helpers.MICRO_MODEL)
   config.batch_size = 16  # 8 groups: one per simulated device
   config.total_steps = 4
   config.log_every_steps = 1

@@ -95,8 +95,10 @@ def build_encoder(kind, model_config):
   if kind not in ENCODERS:
     raise ValueError(f"unknown encoder kind {kind!r}; valid: {sorted(ENCODERS)}")
   variants = ENCODERS[kind]
-  # Unset (None) fields keep the variant's defaults.
-  overrides = {k: v for k, v in dict(model_config[kind]).items() if v is not None}
+  # Unset (None) fields keep the variant's defaults; sequences read back from JSON (lists)
+  # become tuples, so the module stays hashable (a static argument of jitted functions).
+  overrides = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in dict(model_config[kind]).items() if v is not None}
   name = overrides.pop("name", None)
   if name not in variants:
     raise ValueError(f"unknown {kind} encoder {name!r} (model.{kind}.name); "
