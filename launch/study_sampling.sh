@@ -16,8 +16,8 @@
 #
 # Usage: bash launch/study_sampling.sh [ROOT]        (default ROOT: runs/study_sampling)
 #   Relative paths (ROOT, CACHE, DOC, FIGURES, ARCHIVE) are relative to the current folder.
-#   TOY=1      a toy size for tests (2 settings, 1 seed, a few steps); its report and archive
-#              go under ROOT unless DOC and ARCHIVE are set
+#   TOY=1      a toy size for tests (2 settings, 2 seeds, 4 steps, f and g of one stage); its
+#              report and archive go under ROOT unless DOC and ARCHIVE are set
 # Sizes (environment; defaults in brackets, TOY values in the code below):
 #   PRESET     the synthetic preset: genres (study v3), study (v2) or scenes   [genres]
 #   SETTINGS   "k:w[:scenes] ..." with w=-1 for w = M_n and scenes a config.data.scenes
@@ -54,7 +54,9 @@ ROOT="$(cd "$ROOT" && pwd)"
 
 if [[ "${TOY:-0}" == "1" ]]; then
   : "${SETTINGS:=1:-1 2:-1}" "${SEEDS:=0 1}" "${STEPS:=4}" "${BATCH:=8}" "${EVAL_EVERY:=4}"
-  : "${RUN_ARGS:=--config.discrepancy.probe_steps=20 --config.discrepancy.floor_rounds=5}"
+  MICRO="--config.model.video.stage_sizes=(1,) --config.model.video.stage_widths=(8,)"
+  MICRO="$MICRO ${MICRO//video/audio}"  # f and g with one stage of 8 channels
+  : "${RUN_ARGS:=--config.discrepancy.probe_steps=20 --config.discrepancy.floor_rounds=5 $MICRO}"
   : "${PRESET_ARGS:=--movies=6 --shows=1 --episodes=2 --minutes=0.2}" "${VAL:=0.4}"
   : "${DOC:=$ROOT/study_sampling.md}" "${FIGURES:=$ROOT/figures}"
 fi
