@@ -23,6 +23,9 @@ if [[ "${TOY:-0}" == "1" ]]; then  # the sizes of launch/study_sampling.sh's TOY
   SYNTHETIC_ARGS=(--movies=4 --shows=1 --episodes=2 --minutes=0.3) VAL=0.4 STEPS=4
   EVAL_EVERY=2 LOG_EVERY=1
   MAIN_ARGS=(--config.batch_size=6 --config.data.k=2 --config.discrepancy.probe_steps=20)
+  for g in video audio; do  # f and g of one stage of 8 channels
+    MAIN_ARGS+=("--config.model.$g.stage_sizes=(1,)" "--config.model.$g.stage_widths=(8,)")
+  done
 fi
 
 echo "[demo] 1/3 generating synthetic long-form titles in $WORK/synthetic (preset \"demo\")"
