@@ -23,9 +23,7 @@ if [[ "${TOY:-0}" == "1" ]]; then  # the sizes of launch/study_sampling.sh's TOY
   SYNTHETIC_ARGS=(--movies=4 --shows=1 --episodes=2 --minutes=0.3) VAL=0.4 STEPS=4
   EVAL_EVERY=2 LOG_EVERY=1
   MAIN_ARGS=(--config.batch_size=6 --config.data.k=2 --config.discrepancy.probe_steps=20)
-  for g in video audio; do  # f and g of one stage of 8 channels
-    MAIN_ARGS+=("--config.model.$g.stage_sizes=(1,)" "--config.model.$g.stage_widths=(8,)")
-  done
+  MICRO=",micro"  # configs/pretrain.py: f and g of one stage
 fi
 
 echo "[demo] 1/3 generating synthetic long-form titles in $WORK/synthetic (preset \"demo\")"
@@ -42,7 +40,7 @@ python -m avjax.ingest --input="$WORK/synthetic" --output="$WORK/dataset" \
 
 echo "[demo] 3/3 pretraining the tiny demo model (k=16 snippets per title) in $WORK/run," \
      "with the discrepancy measures every $EVAL_EVERY steps and the event probe at the end"
-python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=16,runlocal" \
+python -m avjax.main --config="configs/pretrain.py:dataset=$WORK/dataset,k=16,runlocal${MICRO:-}" \
   --workdir="$WORK/run" --config.total_steps="$STEPS" --config.evals.discrepancy="$EVAL_EVERY" \
   --config.checkpoint_every_steps=100 --config.log_every_steps="$LOG_EVERY" \
   --config.data.num_frames=4 --config.data.short_side=32 --config.data.crop_size=32 \

@@ -54,9 +54,8 @@ ROOT="$(cd "$ROOT" && pwd)"
 
 if [[ "${TOY:-0}" == "1" ]]; then
   : "${SETTINGS:=1:-1 2:-1}" "${SEEDS:=0 1}" "${STEPS:=4}" "${BATCH:=8}" "${EVAL_EVERY:=4}"
-  MICRO="--config.model.video.stage_sizes=(1,) --config.model.video.stage_widths=(8,)"
-  MICRO="$MICRO ${MICRO//video/audio}"  # f and g with one stage of 8 channels
-  : "${RUN_ARGS:=--config.discrepancy.probe_steps=20 --config.discrepancy.floor_rounds=5 $MICRO}"
+  : "${RUN_ARGS:=--config.discrepancy.probe_steps=20 --config.discrepancy.floor_rounds=5}"
+  MICRO=",micro"  # configs/pretrain.py: f and g of one stage
   : "${PRESET_ARGS:=--movies=6 --shows=1 --episodes=2 --minutes=0.2}" "${VAL:=0.4}"
   : "${DOC:=$ROOT/study_sampling.md}" "${FIGURES:=$ROOT/figures}"
 fi
@@ -157,7 +156,8 @@ run_one() {  # k w scenes seed slot
   # initialisation, the sampler stream and the probe's training titles: the arms of a seed
   # share the initialisation and the probe snippets (paired), and the seed's baseline
   # (random init) is evaluated once, not in every run.
-  pinned "$slot" python -m avjax.main --config="configs/pretrain.py:dataset=$DS,k=$k,w=$w,runlocal" \
+  pinned "$slot" python -m avjax.main \
+    --config="configs/pretrain.py:dataset=$DS,k=$k,w=$w,runlocal${MICRO:-}" \
     --workdir="$RUN" --config.data.k="$k" --config.data.w="$w" --config.data.scenes="$sc" \
     --config.batch_size="$BATCH" --config.total_steps="$STEPS" \
     --config.optimizer.lr_peak="$LR" \

@@ -99,13 +99,6 @@ def make_synthetic_dataset(root, preset="mini", *, seed=0, **sizes):
   return f"{root}/dataset"
 
 
-# The smallest model the tasks build, as flattened config.model overrides: f and g with one
-# stage of 8 channels (half the tiny variants' compile time), for the tests of processes
-# (kill, resume, preemption, several hosts) rather than of the model.
-MICRO_MODEL = {f"{kind}.{field}": value for kind in ("video", "audio")
-               for field, value in (("stage_sizes", (1,)), ("stage_widths", (8,)))}
-
-
 # ---------------------------------------------------------------------------
 # A toy task: the loop's machinery without a model or TensorFlow.
 

@@ -93,13 +93,15 @@ def _at_root(monkeypatch):
 # configs/pretrain.py and configs/downstream/*.py
 
 
-@pytest.mark.parametrize("arg", ["", "runlocal", "res=high",
+@pytest.mark.parametrize("arg", ["", "runlocal", "runlocal,micro", "res=high",
                                  "dataset=a+b,k=8,w=64,jitter=0.5,tau=0.07"])
 def test_pretrain_builds(arg):
   config = build(f"configs/pretrain.py:{arg}" if arg else "configs/pretrain.py")
   assert config.batch_size % config.data.k == 0
   if arg == "res=high":
     assert (config.data.short_side, config.data.crop_size) == (224, 200)
+  if arg == "runlocal,micro":
+    assert (config.model.video.stage_sizes, config.model.audio.stage_widths) == ((1,), (8,))
   if arg.startswith("dataset="):
     assert list(config.data.dataset) == ["a", "b"]
     assert (config.data.k, config.data.w, config.data.color_jitter) == (8, 64, 0.5)

@@ -47,9 +47,9 @@ def with_hook(build_task, hook):
 
 def _pretraining(request):
   dataset = request.getfixturevalue("wide_tiny_dataset")
-  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
+  # test_pretrain's settings: the group's runs share their jitted functions
+  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal,micro")
   config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
-  config.model.update_from_flattened_dict(helpers.MICRO_MODEL)  # test_pretrain's settings
   config.update(batch_size=16, total_steps=4, log_every_steps=1)
   return pretrain.build_task, config, "video"
 

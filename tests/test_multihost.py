@@ -1,12 +1,12 @@
 """Two real JAX processes (2 x 4 CPU devices) against one process with 8: the multi-host path.
 
 The real-process tests start them as a user would, with launch/local_multihost.py (gloo
-collectives on localhost), on the tiny dataset and the micro model (helpers.MICRO_MODEL):
-pretraining that is killed, resumed and preempted; export and discrepancy; fine-tuning; a
-process that dies; the input shares under simulated SLURM variables (all slow). The one-process
-references run in this test process, whose 8 simulated devices (tests/conftest.py) form
-the same mesh; the processes use the suite's PRNG (rbg) so that both start from the same
-parameters. One pretraining launch that is killed and one that resumes and is preempted
+collectives on localhost), on the tiny dataset and the micro model (configs/pretrain.py
+arg `micro`): pretraining that is killed, resumed and preempted; export and discrepancy;
+fine-tuning; a process that dies; the input shares under simulated SLURM variables (all
+slow). The one-process references run in this test process, whose 8 simulated devices
+(tests/conftest.py) form the same mesh; the processes use the suite's PRNG (rbg) so that
+both start from the same parameters. One pretraining launch that is killed and one that resumes and is preempted
 serve the kill, SIGTERM, loss, export, discrepancy and fine-tuning tests.
 
 Tolerance of the per-step losses. Both sides compute the same global batch with the same
@@ -211,9 +211,9 @@ def _env():
 
 
 # The micro model on the tiny dataset (4 frames, 32x32 crops, k=2); 8 groups per batch.
-OVERRIDES = dict(data=dict(num_frames=4, short_side=40, crop_size=32), model=helpers.MICRO_MODEL,
-                 batch_size=16, total_steps=TOTAL_STEPS, log_every_steps=1,
-                 checkpoint_every_steps=2)
+CONFIG_ARG = "runlocal,micro,k=2"
+OVERRIDES = dict(data=dict(num_frames=4, short_side=40, crop_size=32), batch_size=16,
+                 total_steps=TOTAL_STEPS, log_every_steps=1, checkpoint_every_steps=2)
 
 
 def _pretrain_command(dataset, workdir):
@@ -221,13 +221,13 @@ def _pretrain_command(dataset, workdir):
            if isinstance(d, dict) for k, v in d.items()]
   flags += [f"--config.{k}={v}" for k, v in OVERRIDES.items() if not isinstance(v, dict)]
   return [sys.executable, "-m", "avjax.main", f"--workdir={workdir}",
-          f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", *flags]
+          f"--config=configs/pretrain.py:dataset={dataset},{CONFIG_ARG}", *flags]
 
 
 def _pretrain_config(dataset):
   """The config `_pretrain_command` resolves, built here."""
   from avjax.configs import pretrain as pretrain_config_file  # pylint: disable=g-import-not-at-top
-  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal,k=2")
+  config = pretrain_config_file.get_config(f"dataset={dataset},{CONFIG_ARG}")
   config.update_from_flattened_dict(
       {f"{g}.{k}": v for g, d in OVERRIDES.items() if isinstance(d, dict) for k, v in d.items()})
   config.update({k: v for k, v in OVERRIDES.items() if not isinstance(v, dict)})

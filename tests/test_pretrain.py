@@ -32,9 +32,8 @@ from avjax.pretrain import task as pretrain
 
 
 def pretrain_config(dataset, **overrides):
-  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal")
+  config = pretrain_config_file.get_config(f"dataset={dataset},runlocal,micro")
   config.data = helpers.tiny_data_config(dataset)  # 4 frames, 32x32 crops, k=2
-  config.model.update_from_flattened_dict(helpers.MICRO_MODEL)
   config.batch_size = 16  # 8 groups: one per simulated device
   config.total_steps = 4
   config.log_every_steps = 1

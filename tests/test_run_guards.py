@@ -315,11 +315,11 @@ def test_sigterm_saves_and_exits_promptly(wide_tiny_dataset, tmp_path):
   dataset = wide_tiny_dataset  # batches of 8 distinct titles
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "avjax.main",
-         f"--config=configs/pretrain.py:dataset={dataset},runlocal,k=2", f"--workdir={workdir}",
+         f"--config=configs/pretrain.py:dataset={dataset},runlocal,micro,k=2",
+         f"--workdir={workdir}",
          "--config.data.num_frames=4", "--config.data.short_side=40",
          "--config.data.crop_size=32", "--config.batch_size=16", "--config.total_steps=1000",
          "--config.log_every_steps=1", "--config.checkpoint_every_steps=1000"]
-  cmd += [f"--config.model.{k}={v}" for k, v in helpers.MICRO_MODEL.items()]
   proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                           env=dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3"))
   saved = None

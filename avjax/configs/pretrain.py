@@ -12,6 +12,8 @@ Config args (comma-separated, after the colon):
   tau=0.0                  >0: l2-normalized embeddings with temperature tau (Table 2 ablation)
   res=default|high         190->158 crop (default) or 224->200 (Table 5)
   runlocal                 a tiny model and batch that trains in minutes on a 2-core CPU
+  micro                    f and g of one stage of 8 channels (with runlocal: the smallest
+                           model, half its compile time; tests of processes, toy sizes)
 
 The defaults (batch 512, Adam, 10 epochs, ...) are avjax.pretrain.config's; any field can
 also be overridden on the command line, e.g. `--config.batch_size=256`.
@@ -23,7 +25,8 @@ from avjax.pretrain import config as pretrain_config
 
 def get_config(arg=None):
   arg = config_args.parse_arg(arg, dataset="data/movie", k=16, w=-1, scenes="none", jitter=0.0,
-                              tau=0.0, res="default", runlocal=False)
+                              tau=0.0, res="default", runlocal=False,
+                              micro=False)
   config = pretrain_config.default_config()
   config.data.dataset = arg.dataset.split("+")
   config.data.k = arg.k
@@ -52,4 +55,7 @@ def get_config(arg=None):
     config.log_every_steps = 5
     config.checkpoint_every_steps = 50
     config.keep_every_steps = 0
+  if arg.micro:
+    for kind in ("video", "audio"):
+      config.model[kind].stage_sizes, config.model[kind].stage_widths = (1,), (8,)
   return config
