@@ -471,6 +471,10 @@ def test_benchmark_memory_flag_records_the_table(tmp_path):
   text = record.read_text()
   assert "## Training step\n\nkept" in text  # the timing section is left alone
   section = text[text.index(f"## {step_memory.TITLE}"):]
+  # The section names the command that regenerates it, --record flags left out.
+  assert ("with `python -m avjax.benchmark step --memory --workdir="
+          in section.splitlines()[2]), section.splitlines()[2]
+  assert "--record" not in section.splitlines()[2]
   for norm in ("flax", "fused"):
     for remat in ("none", "convs"):
       assert f"| {norm} | {remat} | **" in section

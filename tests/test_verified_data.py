@@ -162,3 +162,26 @@ def test_the_benchmark_measures_reading_with_and_without_the_check(dataset):
   flip_byte(dataset, "m1", 2)  # the measure reads through the checking reader
   with pytest.raises(records.CorruptRecordError):
     input_bench._reader_seconds_per_snippet(dataset, alternations=2, count=64)  # pylint: disable=protected-access
+
+
+def test_the_decode_parallelism_benchmark_has_its_own_section(monkeypatch):
+  """--num_parallel: the default and each value given, measured in the same rounds, in a
+  table under its own heading (the CRC figures' section is left as it is)."""
+  import types  # pylint: disable=g-import-not-at-top
+  from avjax.bench import input as input_bench  # pylint: disable=g-import-not-at-top
+  from avjax.data import ops  # pylint: disable=g-import-not-at-top
+  seen = {}
+
+  def measure(configs, groups, steps, rounds):
+    seen.update(values=[c.num_parallel for c in configs], rounds=rounds)
+    return [dict(rate=10.0 * (i + 1), cpu_per_snippet=0.01) for i in range(len(configs))]
+
+  monkeypatch.setattr(input_bench, "_measure_together", measure)
+  flags = types.SimpleNamespace(num_parallel=["2", "8"], crc="both")
+  assert input_bench.section(flags) == input_bench.DECODE_TITLE
+  assert input_bench.section(types.SimpleNamespace(num_parallel=None)) == input_bench.TITLE
+  lines = input_bench._decode_parallelism("unused", 4, 30, flags.num_parallel, 2)  # pylint: disable=protected-access
+  assert seen == dict(values=[-1, 2, 8], rounds=8)
+  rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
+  assert rows == [f"| -1 (the default) | {ops.parallel_calls(-1)} | 10.0 | 10.0 |",
+                  "| 2 | 2 | 20.0 | 10.0 |", "| 8 | 8 | 30.0 | 10.0 |"]

@@ -6,7 +6,9 @@
 The reader checks every record's CRC32C (data.verify_records). `--crc=both` (the default)
 measures the pipeline with and without the check in the same run, the two iterators taking
 turns in rounds so that both see the same load, and adds the CRC's own CPU time per
-snippet.
+snippet. `--num_parallel` measures instead the decode calls in flight (data.num_parallel):
+the default and each value given, taking turns in the same way, under a heading of its own
+(DECODE_TITLE).
 
 Runs the training pipeline at the default data config (k = 16, 16 frames, shorter side
 190 -> random 158x158 crop, 96x300 log-mel with band dropout) for --steps host batches of
@@ -33,6 +35,7 @@ from avjax.data import pipeline
 from avjax.data import records
 
 TITLE = "Input pipeline"
+DECODE_TITLE = "Input pipeline: decode parallelism"
 
 _WARMUP = 3
 
@@ -135,6 +138,43 @@ def _reader_seconds_per_snippet(dataset, alternations=15, count=96):
   return {v: float(np.median(t)) for v, t in times.items()}
 
 
+def section(flags):
+  """The heading of docs/benchmarks.md that this run's figures go under."""
+  return DECODE_TITLE if getattr(flags, "num_parallel", None) else TITLE
+
+
+def _decode_parallelism(dataset, groups, steps, values, cores):
+  """The default data.num_parallel against each of `values`, in interleaved rounds."""
+  settings = [-1] + [int(n) for n in values if int(n) != -1]
+  configs = []
+  for n in settings:
+    config = data_config.default_config()
+    config.dataset = [dataset]
+    config.num_parallel = n
+    configs.append(config)
+  rounds = max(1, min(8, steps))
+  results = _measure_together(configs, groups, steps, rounds)
+  lines = [
+      "Both input pipelines run a fixed number of decode calls in flight "
+      "(`data.num_parallel`; -1, the default, is two per core) instead of tf.data's "
+      "autotuning: with autotuning on, dropping an iterator waited for the tuner's sleep "
+      "(TensorFlow 2.21: seconds to a minute), which every run, evaluation pass and restart "
+      "paid.",
+      "",
+      f"Training pipeline at the default data config, {groups} groups x k=16 per batch, "
+      f"{rounds * max(1, steps // rounds)} timed batches per setting in {rounds} interleaved "
+      f"rounds (the order alternating) after {_WARMUP} warm-up; {cores} cores usable.",
+      "",
+      "| data.num_parallel | decode calls in flight | snippets/s | CPU ms per snippet |",
+      "|---|---|---|---|",
+  ]
+  for n, r in zip(settings, results):
+    name = f"{n} (the default)" if n == -1 else str(n)
+    lines.append(f"| {name} | {ops.parallel_calls(n)} | {r['rate']:.1f} | "
+                 f"{1e3 * r['cpu_per_snippet']:.1f} |")
+  return lines
+
+
 def run(flags):
   groups = flags.batch or 4
   steps = flags.steps or 20
@@ -151,6 +191,12 @@ def run(flags):
                              short_side=190, aspect=16 / 9)
   cores = _cores()
   reset = _reset_peak_rss()
+  if getattr(flags, "num_parallel", None):
+    lines = _decode_parallelism(dataset, groups, steps, flags.num_parallel, cores)
+    if scratch:
+      shutil.rmtree(scratch, ignore_errors=True)
+    load = os.getloadavg()[0]
+    return "\n".join(lines + ["", f"Load average during the run: {load:.1f} on {cores} cores."])
 
   crc = getattr(flags, "crc", None) or "both"
   settings = [("default (k=16, w=M_n)" + (", CRC checked" if crc == "both" else ""),
@@ -158,9 +204,6 @@ def run(flags):
   if crc == "both":
     settings.append(("default, CRC not checked", dict(verify_records=False)))
   settings.append(("color jitter sigma=1.0", dict(color_jitter=1.0, verify_records=crc != "off")))
-  for n in getattr(flags, "num_parallel", None) or ():  # decode calls in flight
-    settings.append((f"data.num_parallel={n} ({ops.parallel_calls(int(n))} calls in flight)",
-                     dict(num_parallel=int(n), verify_records=crc != "off")))
   configs = []
   for _, overrides in settings:
     config = data_config.default_config()

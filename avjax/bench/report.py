@@ -30,11 +30,14 @@ def machine_description():
   return f"{os.cpu_count()} cores ({cpu}){accel}, Python {platform.python_version()}"
 
 
-def record_section(name, markdown, path):
-  """Replaces the `## <name>` section of docs/benchmarks.md with `markdown` (atomic)."""
+def record_section(name, markdown, path, command=None):
+  """Replaces the `## <name>` section of docs/benchmarks.md with `markdown` (atomic),
+  stamped with the date, the machine and the command that measured it."""
   text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# avjax benchmarks\n"
   stamp = datetime.date.today().isoformat()
-  section = f"## {name}\n\n_Measured {stamp} on {machine_description()}._\n\n{markdown.strip()}\n"
+  by = f", with `{command}`" if command else ""
+  section = (f"## {name}\n\n_Measured {stamp} on {machine_description()}{by}._\n\n"
+             f"{markdown.strip()}\n")
   pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
   if pattern.search(text):
     text = pattern.sub(lambda _: section + "\n", text)

@@ -12,6 +12,8 @@ benchmark's own heading, with the machine named. Each subcommand is imported onl
 it runs, so `step` never imports TensorFlow and runs on a host with only JAX installed.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
@@ -35,8 +37,8 @@ flags.DEFINE_integer("workers", None, "Worker processes of both paths (ingest_be
 flags.DEFINE_string("workdir", None, "Scratch directory; a temporary one if unset.")
 flags.DEFINE_enum("crc", "both", ["both", "on", "off"], "input: with the records' CRC32C "
                   "checks, without, or both in one run (interleaved).")
-flags.DEFINE_list("num_parallel", None, "input: also measure these data.num_parallel values "
-                  "(decode calls in flight; -1 = the default), e.g. 2,4,8.")
+flags.DEFINE_list("num_parallel", None, "input: measure the decode calls in flight instead: "
+                  "the default data.num_parallel against these values, e.g. 2,4,8.")
 flags.DEFINE_bool("memory", False, "step: count the step's residual memory per sample for "
                   "each model.norm x model.remat instead of timing it (avjax.step_memory).")
 flags.DEFINE_bool("record", False, "Also write the figures into docs/benchmarks.md.")
@@ -77,6 +79,9 @@ def main(argv):
   markdown = module.run(flags.FLAGS)
   print(markdown)
   if flags.FLAGS.record:
-    report.record_section(module.TITLE, markdown, flags.FLAGS.record_file)
+    title = module.section(flags.FLAGS) if hasattr(module, "section") else module.TITLE
+    command = " ".join(["python -m avjax.benchmark"] + [
+        a for a in sys.argv[1:] if not a.startswith("--record")])
+    report.record_section(title, markdown, flags.FLAGS.record_file, command=command)
     print(f"recorded in {flags.FLAGS.record_file}")
 

@@ -52,7 +52,7 @@ def parallel_calls(num_parallel):
   """Decode calls in flight: `num_parallel`, or two per core this process may use (-1).
 
   Two per core kept the cores busier than one while a call waits on the record reader
-  (docs/benchmarks.md, "Decode parallelism").
+  (docs/benchmarks.md, "Input pipeline: decode parallelism").
   """
   if num_parallel in (None, -1):
     return 2 * len(os.sched_getaffinity(0))
