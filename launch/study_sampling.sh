@@ -39,6 +39,8 @@
 #                                                               study_scenes]
 #   DOC FIGURES ARCHIVE   report, its PNGs and the archive [docs/study_sampling.md,
 #              docs/study_sampling/v3 (v2: docs/NAME), FIGURES/runs.jsonl]
+#   RUNS_ONLY  1: the pretraining runs alone, no baselines and no report (the exports that
+#              launch/transfer.sh fine-tunes)                  [0]
 # A run or baseline already in the archive is skipped (a study goes on from another machine
 # with the archive alone); an interrupted run resumes from its checkpoints; the report is
 # rewritten from whatever the archive holds.
@@ -208,10 +210,15 @@ for seed in $SEEDS; do  # seeds outermost: a stopped study has every setting at 
     start_job run_one "$k" "$w" "$sc" "$seed"
     [[ -n "$cold" ]] && wait_jobs
   done
+  [[ "${RUNS_ONLY:-0}" == "1" ]] && continue
   if archived baseline "random init" "$seed"; then continue; fi
   start_job baseline_one "$seed" "$first"
 done
 wait_jobs
+if [[ "${RUNS_ONLY:-0}" == "1" ]]; then
+  log "runs in $ROOT/runs (archive $ARCHIVE); $(( $(date +%s) - START )) s"
+  exit $(( FAILED > 0 ))
+fi
 
 # --- Report, from the archive alone.
 python -m avjax.plots --study="$ARCHIVE" --doc="$DOC" --figures="$FIGURES" || exit 1

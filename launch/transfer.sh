@@ -29,9 +29,15 @@
 #   JOBS       processes at a time                              [2]
 #   CACHE      where the sets are generated and prepared        [ROOT/data]
 #   DOC ARCHIVE  report and archive             [docs/downstream.md, docs/transfer/runs.jsonl]
+#   PRETRAIN   1: an export that STUDY does not hold is made first, seed by seed, by the
+#              study script with the study's sizes (launch/study_sampling.sh, RUNS_ONLY=1,
+#              ROOT=STUDY; a few minutes of generation the first time, then about 8.5
+#              CPU-minutes per run), and each such run's losses are compared with the same
+#              run in STUDY_ARCHIVE; 0: the arm is skipped with a note    [0]
+#   STUDY_ARCHIVE  the study's committed archive          [docs/study_sampling/v3/runs.jsonl]
 # A run already in the archive is skipped (the table goes on from another machine with the
-# archive alone); an arm whose export does not exist yet (the study still running) is
-# skipped with a note, so the script can be rerun as the study's runs finish; an
+# archive alone); without PRETRAIN an arm whose export does not exist yet (the study still
+# running) is skipped with a note, so the script can be rerun as the study's runs finish; an
 # interrupted run resumes from its checkpoints; the report is rewritten from whatever the
 # archive holds.
 set -uo pipefail
@@ -49,6 +55,7 @@ ROOT="$(cd "$ROOT" && pwd)"
 : "${STEPS:=100}" "${BATCH:=32}" "${LR:=0.05}" "${JOBS:=2}"
 : "${CACHE:=$ROOT/data}" "${DOC:=$REPO/docs/downstream.md}"
 : "${ARCHIVE:=$REPO/docs/transfer/runs.jsonl}"
+: "${PRETRAIN:=0}" "${STUDY_ARCHIVE:=$REPO/docs/study_sampling/v3/runs.jsonl}"
 mkdir -p "$(dirname "$ARCHIVE")"
 ARCHIVE="$(cd "$(dirname "$ARCHIVE")" && pwd)/$(basename "$ARCHIVE")"
 STUDY="$(cd "$STUDY" 2> /dev/null && pwd || echo "$STUDY")"
@@ -166,8 +173,44 @@ archive.put(path, transfer.run_record(
   log "$name $mode: $(( $(date +%s) - t0 )) s ($todo)"
 }
 
+pretrain_seed() {  # seed: the seed's missing exports, made by the study script, checked
+  local seed="$1" kw name mode need=""
+  for kw in $SETTINGS; do
+    name="$(python -c "import sys; from avjax.evals import study
+print(study.parse_setting(sys.argv[1])['name'])" "$kw")"
+    [[ -f "$STUDY/runs/${name}_seed$seed/export/model_config.json" ]] && continue
+    for mode in $MODES; do  # only when the arm still has runs to do
+      [[ -n "$(missing_sets "$name" "$seed" "$mode")" ]] && { need+=" $kw"; break; }
+    done
+  done
+  [[ -z "$need" ]] && return 0
+  wait_jobs  # the cores go to the pretraining runs
+  log "seed $seed: pretraining${need} (launch/study_sampling.sh, log $STUDY/pretrain_seed$seed.log)"
+  mkdir -p "$STUDY"
+  env -u STEPS -u BATCH -u LR -u CACHE -u DOC -u MODES -u SETS SETTINGS="${need# }" \
+    SEEDS="$seed" RUNS_ONLY=1 ARCHIVE="$STUDY/pretraining.jsonl" FIGURES="$STUDY/figures" \
+    AVJAX_SKIP_INSTALL=1 bash "$REPO/launch/study_sampling.sh" "$STUDY" \
+    > "$STUDY/pretrain_seed$seed.log" 2>&1 || {
+      log "seed $seed: pretraining FAILED, see $STUDY/pretrain_seed$seed.log"; return 1; }
+  for kw in $need; do  # the same run as the study's, or the log says by how much it is not
+    python -c "import sys; from avjax.evals import archive, study
+new, old, kw, seed = sys.argv[1:]
+name = study.parse_setting(kw)['name']
+try:
+  d = archive.reproduction(new, old, name, int(seed))
+except ValueError as e:
+  sys.exit(print(f'{e}: NOT the study\'s run'))
+print(f'{name} seed {seed}: ' + ('not in the study archive ' + old if d is None else
+      f'largest relative loss difference from the study archive\'s run {d:.1e}'
+      + ('' if d <= 1e-4 else ' (NOT the study\'s run)')))" \
+      "$STUDY/pretraining.jsonl" "$STUDY_ARCHIVE" "$kw" "$seed" | while read -r line; do
+        log "$line"; done
+  done
+}
+
 source "$REPO/launch/jobs.sh"
 for seed in $SEEDS; do  # seeds outermost: a stopped table has every arm at equal seeds
+  if [[ "$PRETRAIN" == "1" ]]; then pretrain_seed "$seed" || FAILED=$((FAILED + 1)); fi
   for init in $INITS; do
     for mode in $MODES; do
       start_job run_arm "$init" "$seed" "$mode"

@@ -78,6 +78,20 @@ def test_archive_round_trip_replaces_by_key_and_names_bad_lines(tmp_path):
     archive.load(path)
 
 
+def test_reproduction_compares_a_runs_losses_across_archives(tmp_path):
+  """launch/transfer.sh's check that a run it pretrained is the study's run."""
+  study_path, again = str(tmp_path / "study.jsonl"), str(tmp_path / "again.jsonl")
+  archive.put(study_path, dict(kind="run", setting="k1", seed=3, loss=[[0, 8.0], [10, 4.0]]))
+  archive.put(again, dict(kind="run", setting="k1", seed=3, loss=[[0, 8.0], [10, 4.0]]))
+  assert archive.reproduction(again, study_path, "k1", 3) == 0.0
+  archive.put(again, dict(kind="run", setting="k1", seed=3, loss=[[0, 8.0], [5, 6], [10, 4.2]]))
+  assert archive.reproduction(again, study_path, "k1", 3) == pytest.approx(0.05)
+  assert archive.reproduction(again, study_path, "k1", 4) is None  # not in either
+  archive.put(again, dict(kind="run", setting="k1", seed=3, loss=[[5, 6.0]]))
+  with pytest.raises(ValueError, match="k1 seed 3: no step logged in both"):
+    archive.reproduction(again, study_path, "k1", 3)
+
+
 def test_the_plan_pairs_each_setting_with_its_reference():
   settings = [study.parse_setting(s) for s in SETTINGS + ["16:-1:distinct"]]
   plan = study.plan(settings)

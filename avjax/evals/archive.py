@@ -100,6 +100,22 @@ def has(path, kind, setting, seed):
   return any(key(r) == (kind, setting, seed) for r in runs + baselines)
 
 
+def reproduction(path, other, setting, seed):
+  """How closely the run (setting, seed) of archive `path` reproduces the same run in archive
+  `other`: the largest relative difference of their losses at the steps both logged, or
+  None when either archive lacks the run."""
+  def find(p):
+    return next((r for r in load(p)[1] if key(r) == ("run", setting, int(seed))), None)
+  a, b = find(path), find(other)
+  if a is None or b is None:
+    return None
+  b_loss = dict((int(s), v) for s, v in b["loss"])
+  common = [(v, b_loss[int(s)]) for s, v in a["loss"] if int(s) in b_loss]
+  if not common:
+    raise ValueError(f"{setting} seed {seed}: no step logged in both {path} and {other}")
+  return max(abs(x - y) / max(abs(y), 1e-12) for x, y in common)
+
+
 # ---------------------------------------------------------------------------
 # What a record keeps of an evaluation entry (discrepancy.json) and a run's losses.
 
