@@ -36,8 +36,11 @@ from helpers import make_synthetic_dataset  # pylint: disable=g-bad-import-order
 
 # A small "mini" set: 48 titles of ~18 s (5 snippets each), about 1/4 of them held out.
 SIZES = dict(movies=48, shows=0, episodes=0, minutes=0.3)
-STEPS = 150
-MARGIN = 0.15  # event probe of f: learned minus the better random-init top-1
+STEPS = 100
+LEARNING_MARGIN = 0.15  # event probe of f: learned minus the better random-init top-1
+# Measured at 100 steps: f 0.83 against 0.42 (random init as initialised; 0.30
+# recalibrated), S+ - S!= lower bound 3.5; the rolled control f 0.45, lower bound -0.08.
+# At 150 steps f was 0.97.
 
 
 def learning_config(dataset):
@@ -61,10 +64,10 @@ def check_learned(entry):
   """The test's assertions on a run's final discrepancy entry."""
   probe = entry["probe"]
   reference = max(probe["random_bn"]["video"], probe["random"]["video"])
-  assert probe["video"] - reference >= MARGIN, (
+  assert probe["video"] - reference >= LEARNING_MARGIN, (
       f"f does not beat its random initialisation (the better of BatchNorm recalibrated, "
       f"{probe['random_bn']['video']:.3f}, and as initialised, {probe['random']['video']:.3f}) "
-      f"by {MARGIN:.2f} on the held-out event probe: {probe['video']:.3f}")
+      f"by {LEARNING_MARGIN:.2f} on the held-out event probe: {probe['video']:.3f}")
   sep = entry["separation"]["S+ - S!="]
   assert sep["lo"] > 0, f"held-out S+ is not separated from S!=: {sep}"
 
@@ -121,10 +124,10 @@ def test_learning_test_fails_when_the_pairing_is_broken(mini_dataset, tmp_path, 
 # check fails when the export is replaced by a random one.
 #
 # The check is on linear evaluation (f frozen, a linear classifier trained on its pooled
-# features). Measured as the test runs it: clip top-1 0.76 from the export (the learning
-# test's 150 steps) against 0.44 from scratch and 0.30 from a random export, i.e. +0.32 and
-# -0.14 against MARGIN. Exports of shorter runs on a 40-title set: 0.70 after 60 or 100
-# steps, 0.58 (+0.14, failing the check) after 40. With other fine-tuning seeds (100
+# features). Measured as the test runs it: clip top-1 0.84 from the export (the learning
+# test's 100 steps; 0.76 after 150) against 0.44 from scratch and 0.30 from a random
+# export, i.e. +0.40 and -0.14 against TRANSFER_MARGIN. Exports of shorter runs on a
+# 40-title set: 0.70 after 60 or 100 steps, 0.58 (+0.14, failing the check) after 40. With other fine-tuning seeds (100
 # pretraining steps, threefry keys): +0.30 and +0.46 from the export, -0.08 and +0.10
 # from a random one.
 # Fine-tuning all of f was measured on the same set and is not asserted: a single run moves
@@ -141,7 +144,7 @@ SCHEDULE = ("model.video.name=r2plus1d_tiny,model.audio.name=resnet_audio_tiny,"
             "data.shuffle_buffer=128,batch_size=16,eval_batch_size=16,total_steps=60,"
             "optimizer.lr_peak=0.05,optimizer.warmup_epochs=1,log_every_steps=20,"
             "checkpoint_every_steps=60,seed=0,data.seed=0")
-MARGIN = 0.2  # clip top-1 from the export minus from scratch
+TRANSFER_MARGIN = 0.2  # clip top-1 from the export minus from scratch
 
 
 def random_export(export_dir, output, seed=1):
@@ -162,9 +165,9 @@ def downstream_top1(data, init, workdir, mode="linear", overrides=SCHEDULE):
 
 
 def check_transfers(pretrained, scratch):
-  """The test's assertion: starting from the export beats scratch by MARGIN."""
-  assert pretrained - scratch >= MARGIN, (
-      f"the export does not beat training from scratch by {MARGIN:.2f}: top-1 "
+  """The test's assertion: starting from the export beats scratch by TRANSFER_MARGIN."""
+  assert pretrained - scratch >= TRANSFER_MARGIN, (
+      f"the export does not beat training from scratch by {TRANSFER_MARGIN:.2f}: top-1 "
       f"{pretrained:.3f} vs {scratch:.3f}")
 
 
