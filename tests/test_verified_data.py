@@ -181,7 +181,35 @@ def test_the_decode_parallelism_benchmark_has_its_own_section(monkeypatch):
   assert input_bench.section(flags) == input_bench.DECODE_TITLE
   assert input_bench.section(types.SimpleNamespace(num_parallel=None)) == input_bench.TITLE
   lines = input_bench._decode_parallelism("unused", 4, 30, flags.num_parallel, 2)  # pylint: disable=protected-access
-  assert seen == dict(values=[-1, 2, 8], rounds=8)
+  assert seen == dict(values=[-1, 2, 8], rounds=4)
   rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
   assert rows == [f"| -1 (the default) | {ops.parallel_calls(-1)} | 10.0 | 10.0 |",
                   "| 2 | 2 | 20.0 | 10.0 |", "| 8 | 8 | 30.0 | 10.0 |"]
+
+
+def test_benchmark_turns_run_one_pipeline_at_a_time(monkeypatch):
+  """A pipeline left open during another setting's turn would decode ahead into its
+  prefetch buffer on that turn's time: each turn opens its own and closes it."""
+  import types  # pylint: disable=g-import-not-at-top
+  from avjax.bench import input as input_bench  # pylint: disable=g-import-not-at-top
+  open_now, turns = set(), []
+
+  class Fake:
+    def __init__(self, config):
+      assert not open_now, f"{sorted(open_now)} still open"
+      self.n = config.num_parallel
+      open_now.add(self.n)
+      turns.append(self.n)
+
+    def __next__(self):
+      return {"video": np.zeros((4, 2)), "audio": np.zeros((4, 3))}
+
+    def close(self):
+      open_now.discard(self.n)
+
+  monkeypatch.setattr(input_bench.pipeline, "make_train_iterator",
+                      lambda config, **kwargs: Fake(config))
+  configs = [types.SimpleNamespace(num_parallel=n, k=16) for n in (-1, 2)]
+  results = input_bench._measure_together(configs, 4, 8, 4)  # pylint: disable=protected-access
+  assert turns == [-1, 2, 2, -1, -1, 2, 2, -1] and not open_now  # ABBA, one at a time
+  assert len(results) == 2 and all(r["rate"] > 0 for r in results)

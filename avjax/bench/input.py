@@ -70,26 +70,27 @@ def _cores():
 
 
 def _measure_together(configs, groups, steps, rounds):
-  """Rates of several configs measured in turns: `rounds` rounds of steps / rounds batches
-  each, so that a change of machine load hits all of them alike."""
-  its = [pipeline.make_train_iterator(c, global_batch_size=groups * c.k, process_index=0,
-                                      process_count=1, num_local_devices=1) for c in configs]
-  for it in its:
-    for _ in range(_WARMUP):
-      next(it)
-  wall, cpu = [0.0] * len(its), [0.0] * len(its)
+  """Rates of several configs measured in turns: `rounds` rounds, in each of which every
+  config runs alone for steps / rounds batches, so that a change of machine load hits all
+  of them alike. Each turn builds its own pipeline, warms it up and closes it after: a
+  pipeline left open between turns would go on decoding into its prefetch buffer in the
+  background, on the other turns' time."""
+  wall, cpu = [0.0] * len(configs), [0.0] * len(configs)
   per_round = max(1, steps // rounds)
   for r in range(rounds):
     # ABBA...: the order alternates, so a setting gains nothing from going first.
-    for i in (range(len(its)) if r % 2 == 0 else reversed(range(len(its)))):
-      it = its[i]
+    for i in (range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))):
+      c = configs[i]
+      it = pipeline.make_train_iterator(c, global_batch_size=groups * c.k, process_index=0,
+                                        process_count=1, num_local_devices=1)
+      for _ in range(_WARMUP):
+        next(it)
       t0, cpu0 = time.perf_counter(), time.process_time()
       for _ in range(per_round):
         batch = next(it)
       wall[i] += time.perf_counter() - t0
       cpu[i] += time.process_time() - cpu0
-  for it in its:
-    it.close()
+      it.close()
   snippets = rounds * per_round * groups * configs[0].k
   shapes = {k: tuple(v.shape[1:]) for k, v in batch.items()}
   return [dict(rate=snippets / w, cpu_per_snippet=c / snippets, shapes=shapes)
@@ -152,7 +153,7 @@ def _decode_parallelism(dataset, groups, steps, values, cores):
     config.dataset = [dataset]
     config.num_parallel = n
     configs.append(config)
-  rounds = max(1, min(8, steps))
+  rounds = max(1, min(4, steps))
   results = _measure_together(configs, groups, steps, rounds)
   lines = [
       "Both input pipelines run a fixed number of decode calls in flight "
@@ -162,8 +163,9 @@ def _decode_parallelism(dataset, groups, steps, values, cores):
       "paid.",
       "",
       f"Training pipeline at the default data config, {groups} groups x k=16 per batch, "
-      f"{rounds * max(1, steps // rounds)} timed batches per setting in {rounds} interleaved "
-      f"rounds (the order alternating) after {_WARMUP} warm-up; {cores} cores usable.",
+      f"{rounds * max(1, steps // rounds)} timed batches per setting in {rounds} rounds (the "
+      f"order alternating), each turn a fresh pipeline after {_WARMUP} warm-up batches; "
+      f"{cores} cores usable.",
       "",
       "| data.num_parallel | decode calls in flight | snippets/s | CPU ms per snippet |",
       "|---|---|---|---|",
