@@ -51,8 +51,9 @@ def hide_gpus_from_tensorflow():
 def parallel_calls(num_parallel):
   """Decode calls in flight: `num_parallel`, or two per core this process may use (-1).
 
-  Two per core kept the cores busier than one while a call waits on the record reader
-  (docs/benchmarks.md, "Input pipeline: decode parallelism").
+  One, two or four per core decode at the same rate within 3% on 2 cores (docs/
+  benchmarks.md, "Input pipeline: decode parallelism"); two leave a call ready while
+  another waits on the record reader.
   """
   if num_parallel in (None, -1):
     return 2 * len(os.sched_getaffinity(0))
