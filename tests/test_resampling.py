@@ -143,6 +143,15 @@ def test_paired_t_matches_the_textbook_and_uses_only_shared_seeds():
   assert out["p"] < unpaired
 
 
+def test_paired_differences_without_spread_are_not_tested():
+  same = stats.paired({0: 71.25, 1: 68.75}, {0: 72.5, 1: 70.0})  # both -1.25
+  assert same["diff"] == pytest.approx(-1.25) and same["sd"] == 0.0
+  assert np.isnan(same["p"]) and np.isnan(same["t"])  # not "p = 0, significant"
+  assert stats.holm([same["p"], 0.04])[1] == [False, True]  # and not counted by Holm
+  zero = stats.paired({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
+  assert zero["p"] == 1.0 and zero["t"] == 0.0
+
+
 def test_holm_steps_down():
   adjusted, rejected = stats.holm([0.01, 0.04, 0.03, float("nan")])
   # Sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone.

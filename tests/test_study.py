@@ -113,7 +113,8 @@ def test_analysis_finds_a_real_paired_effect_and_not_a_null_one(tmp_path):
   s1 = {(t["a"], t["b"]): t for t in result["s1"]}
   assert not s1[("k4_wMn", "k1")]["reject"]  # no effect built in
   assert s1[("k16_w16", "k16_wMn")]["reject"] and s1[("k16_w16", "k16_wMn")]["diff"] < 0
-  assert all(t["p_holm"] >= t["p"] for t in result["s1"] + result["s2"])
+  # (the planted KL and loss differences are equal at every seed: not tested, p NaN)
+  assert all(t["p_holm"] >= t["p"] for t in result["s1"] + result["s2"] if np.isfinite(t["p"]))
   assert study.verdict(primary, expected_sign=+1) == "reproduced"
   assert study.verdict(s1[("k16_w16", "k16_wMn")], expected_sign=-1) == "reproduced"
   assert study.verdict(s1[("k4_wMn", "k1")], expected_sign=+1) == "not resolved"
