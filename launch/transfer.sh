@@ -110,13 +110,15 @@ done
 python -c "import sys, json; from avjax.evals import archive, transfer
 (path, sets, inits, seeds, modes, overrides, schedule, secs, cache) = sys.argv[1:]
 sets = sets.split()
+old = archive.load(path)[0]  # a sitting on some seeds keeps the seeds of the earlier ones
+seeds = sorted(set(int(s) for s in seeds.split()) | set((old or {}).get('seeds', [])))
 labels = {s: json.load(open(f'{cache}/synthetic_{s}/labels.json')) for s in sets}
 shift = labels[sets[0]]['shift']
 shift = ('against the ' + labels[sets[0]]['base_preset'] + ' preset: '
          + ', '.join(f'{k}={v}' for k, v in shift.items()))
 archive.put(path, transfer.header(
     data={s: f'{cache}/{s}' for s in sets}, settings=inits.split()[1:],
-    seeds=seeds.split(), sets=sets, modes=modes.split(), overrides=overrides,
+    seeds=seeds, sets=sets, modes=modes.split(), overrides=overrides,
     schedule=schedule, shift=shift, data_seconds=int(secs)))" \
   "$ARCHIVE" "$SETS" "$INITS" "$SEEDS" "$MODES" "$OVERRIDES" "$SCHEDULE" "$DATA_SECONDS" \
   "$CACHE" || exit 1
