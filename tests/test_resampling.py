@@ -150,6 +150,8 @@ def test_paired_differences_without_spread_are_not_tested():
   assert stats.holm([same["p"], 0.04])[1] == [False, True]  # and not counted by Holm
   zero = stats.paired({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
   assert zero["p"] == 1.0 and zero["t"] == 0.0
+  assert stats.decision(same) == "not tested" and stats.decision(zero) == "not significant"
+  assert stats.decision(dict(p=0.001, reject=True)) == "**significant**"
 
 
 def test_holm_steps_down():

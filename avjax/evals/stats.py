@@ -74,6 +74,15 @@ def holm(p_values, alpha=0.05):
   return adjusted.tolist(), [bool(np.isfinite(a) and a <= alpha) for a in adjusted]
 
 
+def decision(test):
+  """A test's decision as the reports write it: significant (after its family's
+  correction), not significant, or not tested (no p: too few seeds, or no spread)."""
+  if test.get("reject"):
+    return "**significant**"
+  p = test.get("p")
+  return "not tested" if p is None or not np.isfinite(p) else "not significant"
+
+
 def paired_power(n, effect, sd, alpha=0.05):
   """Power of a two-sided paired t test over n seeds for a true mean difference `effect`
   when the differences have standard deviation `sd` (noncentral t)."""

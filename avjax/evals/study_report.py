@@ -102,7 +102,7 @@ def tests_table(tests, header, *, holm=True):
              f"{_num(t['diff'], d)} [{_num(t['lo'], d)}, {_num(t['hi'], d)}]",
              _num(t["r"], 2), _p(t["p"])]
     if holm:
-      cells += [_p(t.get("p_holm")), "**significant**" if t.get("reject") else "not significant"]
+      cells += [_p(t.get("p_holm")), stats.decision(t)]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

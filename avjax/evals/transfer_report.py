@@ -54,7 +54,7 @@ def tests_table(tests):
              _num(t["mean_b"], 1),
              f"{_num(t['diff'], 1)} [{_num(t['lo'], 1)}, {_num(t['hi'], 1)}]",
              _num(t["sd"], 1), _p(t["p"]), _p(t.get("p_holm")),
-             "**significant**" if t.get("reject") else "not significant",
+             stats.decision(t),
              "–" if t.get("seeds_needed") is None else str(t["seeds_needed"])]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
