@@ -39,8 +39,9 @@
 #                                                               study_scenes]
 #   DOC FIGURES ARCHIVE   report, its PNGs and the archive [docs/study_sampling.md,
 #              docs/study_sampling/v3 (v2: docs/NAME), FIGURES/runs.jsonl]
-#   RUNS_ONLY  1: the pretraining runs alone, no baselines and no report (the exports that
-#              launch/transfer.sh fine-tunes)                  [0]
+#   RUNS_ONLY  1: the pretraining runs alone, without evaluations, baselines or report, each
+#              archived with its losses only (the exports that launch/transfer.sh
+#              fine-tunes; evaluations do not change training)   [0]
 # A run or baseline already in the archive is skipped (a study goes on from another machine
 # with the archive alone); an interrupted run resumes from its checkpoints; the report is
 # rewritten from whatever the archive holds.
@@ -76,6 +77,7 @@ esac
 : "${CACHE:=$ROOT/data}"
 : "${DOC:=$REPO/docs/study_sampling.md}" "${FIGURES:=$REPO/docs/$NAME}"
 : "${ARCHIVE:=$FIGURES/runs.jsonl}"
+[[ "${RUNS_ONLY:-0}" == "1" ]] && EVAL_EVERY=0  # a third of a run's time, not needed here
 mkdir -p "$(dirname "$ARCHIVE")"
 ARCHIVE="$(cd "$(dirname "$ARCHIVE")" && pwd)/$(basename "$ARCHIVE")"
 # Compiled steps are the same for every run: compile once, reuse from disk.
@@ -122,14 +124,15 @@ sys.exit(0 if archive.has(*sys.argv[1:4], int(sys.argv[4])) else 1)" "$ARCHIVE" 
 }
 record() {  # kind workdir setting seed k w scenes wall: puts a finished run or baseline
   python -c "import sys; from avjax.evals import archive
-path, kind, workdir, setting, seed, k, w, scenes, wall = sys.argv[1:]
+path, evaluated, kind, workdir, setting, seed, k, w, scenes, wall = sys.argv[1:]
 if kind == 'run':
-  r = archive.run_record(workdir, setting=setting, seed=int(seed), k=int(k), w=int(w),
-                         scenes=scenes, wall_seconds=int(wall))
+  make = archive.run_record if evaluated == '1' else archive.loss_record
+  r = make(workdir, setting=setting, seed=int(seed), k=int(k), w=int(w), scenes=scenes,
+           wall_seconds=int(wall))
 else:
   r = archive.baseline_record(workdir, seed=int(seed))
   r['wall_seconds'] = int(wall)
-archive.put(path, r)" "$ARCHIVE" "$@"
+archive.put(path, r)" "$ARCHIVE" "$(( EVAL_EVERY > 0 ))" "$@"
 }
 write_header() {  # the study's header record: data, settings, sizes, what the inputs say
   python -c "import sys; from avjax.evals import archive, study

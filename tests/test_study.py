@@ -175,3 +175,9 @@ def test_archived_run_record_keeps_what_the_report_needs(tmp_path):
   assert [c["step"] for c in record["curve"]] == [150, 300]
   assert record["loss"] == [[10, 3.9], [20, 3.8], [30, 3.7]]
   assert archive.histogram(record["final"])[0].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+  # A run made without evaluations (RUNS_ONLY=1) is archived with its losses alone.
+  losses_only = archive.loss_record(str(workdir), setting="k16_wMn", seed=3, k=16, w=-1)
+  assert losses_only["loss"] == record["loss"] and "final" not in losses_only
+  (workdir / "metrics.jsonl").write_text("")
+  with pytest.raises(ValueError, match="no loss logged"):
+    archive.loss_record(str(workdir), setting="k16_wMn", seed=3, k=16, w=-1)

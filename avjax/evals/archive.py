@@ -164,6 +164,16 @@ def run_record(workdir, *, setting, seed, k, w, scenes="none", wall_seconds=None
               wall_seconds=wall_seconds)
 
 
+def loss_record(workdir, *, setting, seed, k, w, scenes="none", wall_seconds=None):
+  """The archive record of a finished run made without evaluations (launch/transfer.sh's
+  pretraining): its losses alone, enough for `reproduction`."""
+  losses = plots.read_losses(workdir)
+  if not losses:
+    raise ValueError(f"{workdir}/metrics.jsonl: no loss logged (the run is not finished)")
+  return dict(kind="run", setting=setting, seed=int(seed), k=int(k), w=int(w), scenes=scenes,
+              loss=[[s, losses[s]] for s in sorted(losses)], wall_seconds=wall_seconds)
+
+
 def baseline_record(workdir, *, seed):
   """The archive record of a seed's random-initialisation baseline (baseline.json)."""
   path = os.path.join(workdir, discrepancy.BASELINE_FILE)
