@@ -31,9 +31,10 @@
 #   DOC ARCHIVE  report and archive             [docs/downstream.md, docs/transfer/runs.jsonl]
 #   PRETRAIN   1: an export that STUDY does not hold is made first, seed by seed, by the
 #              study script with the study's sizes (launch/study_sampling.sh, RUNS_ONLY=1,
-#              ROOT=STUDY; a few minutes of generation the first time, then about 8.5
-#              CPU-minutes per run), and each such run's losses are compared with the same
-#              run in STUDY_ARCHIVE; 0: the arm is skipped with a note    [0]
+#              ROOT=STUDY, without evaluations; a few minutes of generation the first
+#              time, then about 5.5 CPU-minutes per run), and each such run's losses are
+#              compared with the same run in STUDY_ARCHIVE; 0: the arm is skipped with a
+#              note                                             [0]
 #   STUDY_ARCHIVE  the study's committed archive          [docs/study_sampling/v3/runs.jsonl]
 # A run already in the archive is skipped (the table goes on from another machine with the
 # archive alone); without PRETRAIN an arm whose export does not exist yet (the study still
@@ -103,9 +104,11 @@ DATA_SECONDS=$(( $(date +%s) - START ))
 
 # --- The archive's header, and the names of the arms.
 INITS="scratch"
+declare -A NAME_OF=()  # "k:w" -> the study's setting name
 for kw in $SETTINGS; do
-  INITS+=" $(python -c "import sys; from avjax.evals import study
+  NAME_OF[$kw]="$(python -c "import sys; from avjax.evals import study
 print(study.parse_setting(sys.argv[1])['name'])" "$kw")" || exit 1
+  INITS+=" ${NAME_OF[$kw]}"
 done
 python -c "import sys, json; from avjax.evals import archive, transfer
 (path, sets, inits, seeds, modes, overrides, schedule, secs, cache) = sys.argv[1:]
@@ -178,8 +181,7 @@ archive.put(path, transfer.run_record(
 pretrain_seed() {  # seed: the seed's missing exports, made by the study script, checked
   local seed="$1" kw name mode need=""
   for kw in $SETTINGS; do
-    name="$(python -c "import sys; from avjax.evals import study
-print(study.parse_setting(sys.argv[1])['name'])" "$kw")"
+    name="${NAME_OF[$kw]}"
     [[ -f "$STUDY/runs/${name}_seed$seed/export/model_config.json" ]] && continue
     for mode in $MODES; do  # only when the arm still has runs to do
       [[ -n "$(missing_sets "$name" "$seed" "$mode")" ]] && { need+=" $kw"; break; }

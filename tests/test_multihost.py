@@ -6,8 +6,9 @@ arg `micro`): pretraining that is killed, resumed and preempted; export and disc
 fine-tuning; a process that dies; the input shares under simulated SLURM variables (all
 slow). The one-process references run in this test process, whose 8 simulated devices
 (tests/conftest.py) form the same mesh; the processes use the suite's PRNG (rbg) so that
-both start from the same parameters. One pretraining launch that is killed and one that resumes and is preempted
-serve the kill, SIGTERM, loss, export, discrepancy and fine-tuning tests.
+both start from the same parameters. One pretraining launch that is killed and one that
+resumes and is preempted serve the kill, SIGTERM, loss, export, discrepancy and
+fine-tuning tests.
 
 Tolerance of the per-step losses. Both sides compute the same global batch with the same
 synchronised BatchNorm statistics; what differs is the order in which float32 sums over

@@ -139,6 +139,15 @@ def _reader_seconds_per_snippet(dataset, alternations=15, count=96):
   return {v: float(np.median(t)) for v, t in times.items()}
 
 
+def _config(dataset, **overrides):
+  """The default data config on `dataset`, with `overrides`."""
+  config = data_config.default_config()
+  config.dataset = [dataset]
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
 def section(flags):
   """The heading of docs/benchmarks.md that this run's figures go under."""
   return DECODE_TITLE if getattr(flags, "num_parallel", None) else TITLE
@@ -147,12 +156,7 @@ def section(flags):
 def _decode_parallelism(dataset, groups, steps, values, cores):
   """The default data.num_parallel against each of `values`, in interleaved rounds."""
   settings = [-1] + [int(n) for n in values if int(n) != -1]
-  configs = []
-  for n in settings:
-    config = data_config.default_config()
-    config.dataset = [dataset]
-    config.num_parallel = n
-    configs.append(config)
+  configs = [_config(dataset, num_parallel=n) for n in settings]
   rounds = max(1, min(4, steps))
   results = _measure_together(configs, groups, steps, rounds)
   lines = [
@@ -206,13 +210,7 @@ def run(flags):
   if crc == "both":
     settings.append(("default, CRC not checked", dict(verify_records=False)))
   settings.append(("color jitter sigma=1.0", dict(color_jitter=1.0, verify_records=crc != "off")))
-  configs = []
-  for _, overrides in settings:
-    config = data_config.default_config()
-    config.dataset = [dataset]
-    for key, value in overrides.items():
-      config[key] = value
-    configs.append(config)
+  configs = [_config(dataset, **overrides) for _, overrides in settings]
   rounds = max(1, min(8, steps)) if crc == "both" else 1
   results = _measure_together(configs[:2], groups, steps, rounds) if crc == "both" else []
   for config in configs[len(results):]:
