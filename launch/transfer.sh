@@ -110,7 +110,7 @@ for kw in $SETTINGS; do
 print(study.parse_setting(sys.argv[1])['name'])" "$kw")" || exit 1
   INITS+=" ${NAME_OF[$kw]}"
 done
-python -c "import sys, json; from avjax.evals import archive, transfer
+python -c "import sys, json; from avjax.evals import archive, transfer_table
 (path, sets, inits, seeds, modes, overrides, schedule, secs, cache) = sys.argv[1:]
 sets = sets.split()
 old = archive.load(path)[0]  # a sitting on some seeds keeps the seeds of the earlier ones
@@ -119,7 +119,7 @@ labels = {s: json.load(open(f'{cache}/synthetic_{s}/labels.json')) for s in sets
 shift = labels[sets[0]]['shift']
 shift = ('against the ' + labels[sets[0]]['base_preset'] + ' preset: '
          + ', '.join(f'{k}={v}' for k, v in shift.items()))
-archive.put(path, transfer.header(
+archive.put(path, transfer_table.header(
     data={s: f'{cache}/{s}' for s in sets}, settings=inits.split()[1:],
     seeds=seeds, sets=sets, modes=modes.split(), overrides=overrides,
     schedule=schedule, shift=shift, data_seconds=int(secs)))" \
@@ -127,10 +127,11 @@ archive.put(path, transfer.header(
   "$CACHE" || exit 1
 
 missing_sets() {  # init seed mode: the sets not yet in the archive
-  python -c "import sys; from avjax.evals import archive, transfer
+  python -c "import sys; from avjax.evals import archive, transfer_table
 path, init, seed, mode, *sets = sys.argv[1:]
-print(' '.join(s for s in sets if not archive.has(path, 'run', transfer.setting(s, mode, init),
-                                                  int(seed))))" "$ARCHIVE" "$@" $SETS
+print(' '.join(s for s in sets
+               if not archive.has(path, 'run', transfer_table.setting(s, mode, init), int(seed))))
+" "$ARCHIVE" "$@" $SETS
 }
 
 run_arm() {  # init seed mode slot: the missing sets of one arm, seed and mode, one process
@@ -165,10 +166,10 @@ run_arm() {  # init seed mode slot: the missing sets of one arm, seed and mode, 
   read -r wall user sys < <(tail -1 "$work.time")
   local set_
   for set_ in $todo; do  # the process's time, split evenly among its sets
-    python -c "import sys; from avjax.evals import archive, transfer
+    python -c "import sys; from avjax.evals import archive, transfer_table
 path, results, s, mode, init, seed, export, wall, user, sys_, n = sys.argv[1:]
 n = len(n.split())
-archive.put(path, transfer.run_record(
+archive.put(path, transfer_table.run_record(
     results, dataset=s, mode=mode, init=init, seed=int(seed), export=export,
     wall_seconds=round(float(wall) / n, 1),
     cpu_seconds=round((float(user) + float(sys_)) / n, 1)))" \

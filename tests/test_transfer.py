@@ -12,8 +12,7 @@ import pytest
 from avjax.data import layouts
 from avjax.downstream import prepare as downstream_prepare
 from avjax.evals import archive
-from avjax.evals import transfer
-from avjax.evals import transfer_report
+from avjax.evals import transfer_table
 from avjax.synthetic import downstream as sd
 from avjax.synthetic import presets as synthetic_presets
 from avjax.synthetic.plan import plan_collection
@@ -89,37 +88,36 @@ SEEDS = range(10)
 
 def _archive(path, *, transfer_gain=12.0, k_gain=0.0):
   """A table with a planted transfer effect (pretrained vs scratch) and a k effect."""
-  archive.put(path, dict(kind="study", name=transfer.NAME, settings=["k1", "k16_wMn"],
-                         seeds=list(SEEDS), sets={d: dict(classes=5, clips=300, train=200,
-                                                          test=100) for d in transfer.DATASETS},
-                         modes=list(transfer.MODES), schedule="100 steps", shift="test",
-                         machine="test", data_seconds=60))
+  sets = {d: dict(classes=5, clips=300, train=200, test=100) for d in transfer_table.DATASETS}
+  archive.put(path, dict(kind="study", name=transfer_table.NAME, settings=["k1", "k16_wMn"],
+                         seeds=list(SEEDS), sets=sets, modes=list(transfer_table.MODES),
+                         schedule="100 steps", shift="test", machine="test", data_seconds=60))
   rng = np.random.default_rng(0)
-  for dataset in transfer.DATASETS:
-    for mode in transfer.MODES:
+  for dataset in transfer_table.DATASETS:
+    for mode in transfer_table.MODES:
       for seed in SEEDS:
         base = 50 + 5 * rng.normal()  # a seed's difficulty, shared by its arms
         for init, gain in (("scratch", 0.0), ("k1", transfer_gain),
                            ("k16_wMn", transfer_gain + k_gain)):
           top1 = (base + gain + 1.5 * rng.normal()) / 100
-          archive.put(path, dict(kind="run", setting=transfer.setting(dataset, mode, init),
+          archive.put(path, dict(kind="run", setting=transfer_table.setting(dataset, mode, init),
                                  seed=seed, dataset=dataset, mode=mode, init=init, top1=top1,
                                  num_test=100, wall_seconds=30.0, cpu_seconds=50.0))
 
 
 def test_the_plan_compares_pretrained_with_scratch_and_k_with_its_reference():
-  t, k = transfer.plan(["scratch", "k1", "k16_wMn", "k16_w16", "k16_distinct"])
+  t, k = transfer_table.plan(["scratch", "k1", "k16_wMn", "k16_w16", "k16_distinct"])
   assert t == [(i, "scratch") for i in ("k1", "k16_wMn", "k16_w16", "k16_distinct")]
   assert k == [("k16_wMn", "k1"), ("k16_w16", "k16_wMn"), ("k16_distinct", "k16_wMn")]
-  assert transfer.plan(["k1", "k16_wMn"]) == ([], [("k16_wMn", "k1")])
-  assert [transfer.init_label(i) for i in ("scratch", "k1", "k16_wMn", "k16_w16")] == [
+  assert transfer_table.plan(["k1", "k16_wMn"]) == ([], [("k16_wMn", "k1")])
+  assert [transfer_table.init_label(i) for i in ("scratch", "k1", "k16_wMn", "k16_w16")] == [
       "from scratch", "k=1", "k=16, w=M_n", "k=16, w=16"]
 
 
 def test_analysis_finds_a_planted_transfer_effect_and_not_a_null_one(tmp_path):
   path = str(tmp_path / "runs.jsonl")
   _archive(path, transfer_gain=12.0, k_gain=0.0)
-  result = transfer.analyse(archive.load(path))
+  result = transfer_table.analyse(archive.load(path))
   assert len(result["t"]) == 12 and len(result["k"]) == 6  # 2 (1) x 3 sets x 2 modes
   for test in result["t"]:
     assert test["n"] == 10 and test["reject"] and test["lo"] > 5, test
@@ -129,23 +127,23 @@ def test_analysis_finds_a_planted_transfer_effect_and_not_a_null_one(tmp_path):
   # The same seeds pair the arms: shuffling one arm's seeds breaks the pairing.
   values = result["values"][("ucf101", "finetune")]
   shuffled = dict(values, k1=dict(zip(SEEDS, np.roll(list(values["k1"].values()), 1))))
-  paired = transfer.compare({("ucf101", "finetune"): values}, "ucf101", "finetune", "k1",
+  paired = transfer_table.compare({("ucf101", "finetune"): values}, "ucf101", "finetune", "k1",
                             "scratch")
-  broken = transfer.compare({("ucf101", "finetune"): shuffled}, "ucf101", "finetune", "k1",
+  broken = transfer_table.compare({("ucf101", "finetune"): shuffled}, "ucf101", "finetune", "k1",
                             "scratch")
   assert broken["sd"] > 2 * paired["sd"]
 
 
 def test_report_is_made_from_the_archive_alone_and_is_reproducible(tmp_path):
   doc = tmp_path / "downstream.md"
-  begin = transfer_report.BEGIN.format(name=transfer.NAME)
-  end = transfer_report.END.format(name=transfer.NAME)
+  begin = transfer_table.BEGIN.format(name=transfer_table.NAME)
+  end = transfer_table.END.format(name=transfer_table.NAME)
   doc.write_text(f"# Downstream\n\nBefore.\n\n{begin}\nold\n{end}\n\nAfter.\n")
   path = str(tmp_path / "runs.jsonl")
-  assert transfer_report.write_report(path, str(doc)) is None  # no archive yet
+  assert transfer_table.write_report(path, str(doc)) is None  # no archive yet
   assert "No runs are recorded yet" in doc.read_text()
   _archive(path, transfer_gain=12.0, k_gain=-8.0)
-  transfer_report.write_report(path, str(doc))
+  transfer_table.write_report(path, str(doc))
   first = doc.read_text()
   assert first.startswith("# Downstream\n\nBefore.") and first.endswith("After.\n")
   assert "old\n" not in first and "No runs are recorded yet" not in first
@@ -154,18 +152,18 @@ def test_report_is_made_from_the_archive_alone_and_is_reproducible(tmp_path):
   assert "family T, Holm over its 12 tests" in first and "family K" in first
   assert "| k=16, w=M_n − k=1 | UCF101 | finetune | 10 |" in first
   assert "per run 50 CPU s" in first
-  transfer_report.write_report(path, str(doc))
+  transfer_table.write_report(path, str(doc))
   assert doc.read_text() == first  # the same archive, the same report
 
 
 def test_run_record_reads_results_and_names_what_is_wrong(tmp_path):
   results = tmp_path / "results.json"
   with pytest.raises(FileNotFoundError, match="results.json: the run has no results"):
-    transfer.run_record(str(results), dataset="ucf101", mode="finetune", init="k1", seed=0)
+    transfer_table.run_record(str(results), dataset="ucf101", mode="finetune", init="k1", seed=0)
   results.write_text(json.dumps(dict(dataset="ucf101", mode="linear", top1=0.5, num_test=10)))
   with pytest.raises(ValueError, match="results of ucf101/linear, recorded as ucf101/finetune"):
-    transfer.run_record(str(results), dataset="ucf101", mode="finetune", init="k1", seed=0)
-  record = transfer.run_record(str(results), dataset="ucf101", mode="linear", init="k1",
+    transfer_table.run_record(str(results), dataset="ucf101", mode="finetune", init="k1", seed=0)
+  record = transfer_table.run_record(str(results), dataset="ucf101", mode="linear", init="k1",
                                seed=3, cpu_seconds=12.0)
   assert record["setting"] == "ucf101/linear/k1" and record["seed"] == 3
   assert record["top1"] == 0.5 and record["cpu_seconds"] == 12.0

@@ -27,7 +27,7 @@ from avjax import fileio
 from avjax.evals import plots
 from avjax.evals import study
 from avjax.evals import study_report
-from avjax.evals import transfer_report
+from avjax.evals import transfer_table
 
 flags.DEFINE_string("runs", None, "Comma-separated pretraining workdirs.")
 flags.DEFINE_string("labels", None, "Comma-separated legend labels (runs sharing a "
@@ -79,8 +79,8 @@ def main(argv):
   if f.transfer:
     if not f.doc:
       raise app.UsageError("--transfer needs --doc")
-    result = transfer_report.write_report(f.transfer, f.doc)
-    print("\n".join(transfer_report.summary_lines(result)))
+    result = transfer_table.write_report(f.transfer, f.doc)
+    print("\n".join(transfer_table.summary_lines(result)))
     print(f"wrote {f.doc}")
     return
   if f.repeats:
