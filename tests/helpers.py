@@ -1,5 +1,5 @@
-"""Helpers the tests share: tiny datasets, downstream layouts, clock videos, chi-square, the
-package's imports as its source states them, and the shipped configs.
+"""Helpers the tests share: tiny datasets, downstream layouts, clock videos, a numpy log-mel,
+chi-square, the package's imports as its source states them, and the shipped configs.
 
 Tiny snippet datasets are written straight as records; the downstream datasets and the
 clock videos are real media files (PyAV). tests/conftest.py makes the ones many test files
@@ -301,6 +301,45 @@ def write_clock(path, *, seconds, fps=None, times=None, rate=48000, channels=2, 
     if channels:
       w.write_audio(np.stack([bursts(seconds, rate)] * channels))
   return np.asarray(times, np.float64)
+
+
+# ---------------------------------------------------------------------------
+# The log-mel definition of avjax.data.audio in float64 numpy: the reference of its TF op.
+
+
+def mel_weights_numpy(mel_bins=data_config.MEL_BINS, n_fft=data_config.N_FFT,
+                      sample_rate=data_config.SAMPLE_RATE, mel_lower_hz=data_config.MEL_LOWER_HZ,
+                      mel_upper_hz=data_config.MEL_UPPER_HZ):
+  """[n_fft/2 + 1, mel_bins] triangular HTK-mel filters, peak 1, zero DC row."""
+  def hz_to_mel(f):
+    return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
+  bins_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+  bins_mel = hz_to_mel(bins_hz)[:, None]
+  edges = np.linspace(hz_to_mel(mel_lower_hz), hz_to_mel(mel_upper_hz), mel_bins + 2)
+  lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+  rising = (bins_mel - lower) / (center - lower)
+  falling = (upper - bins_mel) / (upper - center)
+  weights = np.maximum(0.0, np.minimum(rising, falling))
+  weights[0] = 0.0
+  return weights
+
+
+def log_mel_numpy(pcm, *, sample_rate=data_config.SAMPLE_RATE, n_fft=data_config.N_FFT,
+                  hop=data_config.HOP, mel_bins=data_config.MEL_BINS,
+                  mel_lower_hz=data_config.MEL_LOWER_HZ, mel_upper_hz=data_config.MEL_UPPER_HZ,
+                  log_floor=data_config.LOG_FLOOR, mean=data_config.MEL_MEAN,
+                  std=data_config.MEL_STD):
+  """audio.log_mel_spectrogram of one 1-D signal: [mel, frames, 1]."""
+  pcm = np.asarray(pcm)
+  x = pcm / 32768.0 if pcm.dtype == np.int16 else pcm.astype(np.float64)
+  frames = -(-len(x) // hop)  # audio.num_frames: the end zero-padded
+  padded = np.zeros((frames - 1) * hop + n_fft)
+  padded[:len(x)] = x
+  idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
+  window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+  power = np.abs(np.fft.rfft(padded[idx] * window, n=n_fft)) ** 2
+  mel = power @ mel_weights_numpy(mel_bins, n_fft, sample_rate, mel_lower_hz, mel_upper_hz)
+  return ((np.log(mel + log_floor) - mean) / std).T[..., None]
 
 
 # ---------------------------------------------------------------------------

@@ -7,14 +7,13 @@ import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from avjax import fileio
-from avjax.data import audio
 from avjax.data import config as data_config
 from avjax.data import example
 from avjax.data import ops
 from avjax.data import pipeline
 from avjax.data import records
 from avjax.data import titles as titles_lib
-from helpers import make_tiny_dataset, tiny_data_config
+from helpers import log_mel_numpy, make_tiny_dataset, tiny_data_config
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +228,7 @@ def test_eval_content_matches_direct_decoding(dataset):
   # Decoding only the crop window may round chroma differently on its edge pixels.
   np.testing.assert_allclose(video[:, 1:-1, 1:-1], crop[:, 1:-1, 1:-1], atol=1e-5)
   np.testing.assert_allclose(video, crop, atol=4 / 255)
-  np.testing.assert_allclose(batch["audio"][1], audio.log_mel_numpy(snippet["audio"]),
+  np.testing.assert_allclose(batch["audio"][1], log_mel_numpy(snippet["audio"]),
                              atol=2e-4)
 
 
@@ -252,10 +251,11 @@ def test_frame_stride_and_format_checks(dataset):
 
 def test_color_jitter():
   video = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)), tf.float32)
-  same = ops.color_jitter(video, 0.0, tf.constant([1, 2], tf.int64))
+  same = ops.apply_color_jitter(video, *ops.jitter_factors(0.0, tf.constant([1, 2], tf.int64)))
   np.testing.assert_array_equal(same.numpy(), video.numpy())  # sigma = 0 is the identity
   frames = tf.tile(video[:1], [4, 1, 1, 1])
-  out = ops.color_jitter(frames, 1.0, tf.constant([1, 2], tf.int64)).numpy()
+  factors = ops.jitter_factors(1.0, tf.constant([1, 2], tf.int64))
+  out = ops.apply_color_jitter(frames, *factors).numpy()
   assert not np.allclose(out, frames.numpy())
   assert out.min() >= 0 and out.max() <= 1
   for t in range(1, 4):  # the same factors for every frame of a snippet

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from avjax import fileio
-from avjax.data import audio
 from avjax.evals import inputs
 from avjax.ingest import discover
 from avjax.synthetic import generator as synthetic
 from avjax.synthetic import plan as synthetic_plan
 from avjax.synthetic import presets as synthetic_presets
 from avjax.synthetic import render as synthetic_render
+from helpers import log_mel_numpy
 
 TINY = synthetic.Options(width=96, height=64, fps=10)
 
@@ -259,8 +259,8 @@ def _input_features(plans, options, snippets):
         continue  # the title's tail, shorter than a snippet
       video = frames[::len(frames) // 4][:4, :, x0:x0 + crop].astype(np.float32)[None] / 255
       rate = plan["style"]["sample_rate"]
-      mel = audio.log_mel_numpy(sound.mean(0), sample_rate=rate, n_fft=1024, hop=512,
-                                mel_upper_hz=rate / 2)
+      mel = log_mel_numpy(sound.mean(0), sample_rate=rate, n_fft=1024, hop=512,
+                          mel_upper_hz=rate / 2)
       rows.append(inputs.input_features(video, mel[None].astype(np.float32)))
       titles.append(n)
       index.append(m)

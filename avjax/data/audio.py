@@ -1,6 +1,6 @@
-"""Log-mel spectrograms of snippet audio (Section 4.1): the TF op and its numpy reference.
+"""Log-mel spectrograms of snippet audio (Section 4.1).
 
-Definition (the TF op and `log_mel_numpy` compute the same thing):
+Definition (tests/helpers.py computes the same in numpy, `log_mel_numpy`):
   1. PCM to float: int16 / 32768 (float input is taken as already in [-1, 1]).
   2. Frames of n_fft = 2048 samples every hop = 512 samples, periodic Hann window. Frame i
      starts at sample i * hop; no centering; the end is zero-padded so that there are
@@ -19,7 +19,6 @@ program material lands near zero mean and unit scale. Override them in the confi
 statistics of a real dataset if wanted.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from avjax.data.config import (  # pylint: disable=g-multiple-import,unused-import
@@ -31,19 +30,13 @@ def num_frames(num_samples, hop=HOP):
   return -(-int(num_samples) // int(hop))
 
 
-def _to_float(pcm):
-  pcm = tf.convert_to_tensor(pcm)
-  if pcm.dtype == tf.int16:
-    return tf.cast(pcm, tf.float32) / 32768.0
-  return tf.cast(pcm, tf.float32)
-
-
 def log_mel_spectrogram(pcm, *, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP,
                         mel_bins=MEL_BINS, mel_lower_hz=MEL_LOWER_HZ,
                         mel_upper_hz=MEL_UPPER_HZ, log_floor=LOG_FLOOR, mean=MEL_MEAN,
                         std=MEL_STD):
   """Normalized log-mel spectrogram of mono PCM [..., samples] -> [..., mel_bins, frames, 1]."""
-  x = _to_float(pcm)
+  pcm = tf.convert_to_tensor(pcm)
+  x = tf.cast(pcm, tf.float32) / 32768.0 if pcm.dtype == tf.int16 else tf.cast(pcm, tf.float32)
   stft = tf.signal.stft(x, frame_length=n_fft, frame_step=hop, fft_length=n_fft,
                         window_fn=tf.signal.hann_window, pad_end=True)
   power = tf.math.real(stft * tf.math.conj(stft))
@@ -54,38 +47,3 @@ def log_mel_spectrogram(pcm, *, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP,
   logmel = (tf.math.log(mel + log_floor) - mean) / std
   return tf.expand_dims(tf.linalg.matrix_transpose(logmel), -1)
 
-
-# ---------------------------------------------------------------------------
-# Reference of the same definition in numpy (tests, offline checks).
-
-
-def mel_weights_numpy(mel_bins=MEL_BINS, n_fft=N_FFT, sample_rate=SAMPLE_RATE,
-                      mel_lower_hz=MEL_LOWER_HZ, mel_upper_hz=MEL_UPPER_HZ):
-  """[n_fft/2 + 1, mel_bins] triangular HTK-mel filters, peak 1, zero DC row."""
-  def hz_to_mel(f):
-    return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
-  bins_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-  bins_mel = hz_to_mel(bins_hz)[:, None]
-  edges = np.linspace(hz_to_mel(mel_lower_hz), hz_to_mel(mel_upper_hz), mel_bins + 2)
-  lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-  rising = (bins_mel - lower) / (center - lower)
-  falling = (upper - bins_mel) / (upper - center)
-  weights = np.maximum(0.0, np.minimum(rising, falling))
-  weights[0] = 0.0
-  return weights
-
-
-def log_mel_numpy(pcm, *, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP, mel_bins=MEL_BINS,
-                  mel_lower_hz=MEL_LOWER_HZ, mel_upper_hz=MEL_UPPER_HZ, log_floor=LOG_FLOOR,
-                  mean=MEL_MEAN, std=MEL_STD):
-  """float64 numpy version of `log_mel_spectrogram` for one 1-D signal: [mel, frames, 1]."""
-  pcm = np.asarray(pcm)
-  x = pcm / 32768.0 if pcm.dtype == np.int16 else pcm.astype(np.float64)
-  frames = num_frames(len(x), hop)
-  padded = np.zeros((frames - 1) * hop + n_fft)
-  padded[:len(x)] = x
-  idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
-  window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
-  power = np.abs(np.fft.rfft(padded[idx] * window, n=n_fft)) ** 2
-  mel = power @ mel_weights_numpy(mel_bins, n_fft, sample_rate, mel_lower_hz, mel_upper_hz)
-  return ((np.log(mel + log_floor) - mean) / std).T[..., None]

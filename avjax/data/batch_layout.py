@@ -38,9 +38,3 @@ def check_batch_layout(global_batch_size, k, process_count=1, num_local_devices=
 def first_position(step, groups_per_batch):
   """Sampler position of the first group of global batch `step`: step * G."""
   return int(step) * int(groups_per_batch)
-
-
-def host_positions(step, groups_per_batch, groups_per_host, process_index):
-  """Sampler positions of host `process_index`'s groups in global batch `step`."""
-  first = first_position(step, groups_per_batch) + int(process_index) * int(groups_per_host)
-  return range(first, first + int(groups_per_host))

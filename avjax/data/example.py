@@ -13,15 +13,8 @@ import tensorflow as tf
 
 
 def encode_snippet(title_id, snippet_index, start_time, frames_jpeg, audio_pcm):
-  """Serializes one snippet as a tf.train.Example.
-
-  Args:
-    title_id: str.
-    snippet_index: int, m.
-    start_time: float seconds.
-    frames_jpeg: sequence of JPEG bytes, one per frame.
-    audio_pcm: int16 numpy array of mono samples.
-  """
+  """Serializes one snippet as a tf.train.Example: `frames_jpeg` holds JPEG bytes, one per
+  frame, `audio_pcm` the mono samples as a 1-D int16 array."""
   audio_pcm = np.asarray(audio_pcm)
   if audio_pcm.dtype != np.int16 or audio_pcm.ndim != 1:
     raise ValueError(f"title {title_id} snippet {snippet_index}: audio must be 1-D int16, "

@@ -254,9 +254,7 @@ def read_esc50(root):
       raise LayoutError(f"{meta}: missing column(s) {', '.join(absent)}; header is "
                         f"{reader.fieldnames}")
     rows = list(reader)
-  names = {}
-  entries, missing = {}, {}
-  folds = {}
+  names, entries, missing, folds = {}, {}, {}, {}
   for lineno, row in enumerate(rows, 2):
     try:
       fold, target = int(row["fold"]), int(row["target"])

@@ -230,17 +230,6 @@ def apply_color_jitter(video, brightness, contrast, saturation):
   return tf.clip_by_value(video * saturation + grey(video) * (1.0 - saturation), 0.0, 1.0)
 
 
-def color_jitter(video, sigma, seed):
-  """Colour jitter of strength sigma (Table 2), the same factors for all frames.
-
-  Args:
-    video: [T, H, W, 3] float in [0, 1].
-    sigma: float; 0 gives factors of exactly 1, the identity.
-    seed: [2] stateless seed.
-  """
-  return apply_color_jitter(video, *jitter_factors(sigma, seed))
-
-
 @functools.lru_cache(maxsize=None)
 def _video_to_float_fn(mean, std, jitter):
   """The XLA-fused pass of `video_to_float` for one (mean, std, jitter on/off).
@@ -278,14 +267,10 @@ def video_to_float(video, mean, std, factors=None):
 def log_mel(pcm, c):
   """The log-mel front end of avjax.data.audio with config `c`'s parameters (defaults where
   `c` does not set them): [..., mel_bins, frames, 1]."""
-  get = lambda name, default: c.get(name, default)
-  return audio.log_mel_spectrogram(
-      pcm, sample_rate=get("sample_rate", audio.SAMPLE_RATE), n_fft=get("n_fft", audio.N_FFT),
-      hop=get("hop", audio.HOP), mel_bins=get("mel_bins", audio.MEL_BINS),
-      mel_lower_hz=get("mel_lower_hz", audio.MEL_LOWER_HZ),
-      mel_upper_hz=get("mel_upper_hz", audio.MEL_UPPER_HZ),
-      log_floor=get("log_floor", audio.LOG_FLOOR), mean=get("audio_mean", audio.MEL_MEAN),
-      std=get("audio_std", audio.MEL_STD))
+  keys = dict(sample_rate="sample_rate", n_fft="n_fft", hop="hop", mel_bins="mel_bins",
+              mel_lower_hz="mel_lower_hz", mel_upper_hz="mel_upper_hz", log_floor="log_floor",
+              mean="audio_mean", std="audio_std")  # argument: config field
+  return audio.log_mel_spectrogram(pcm, **{a: c[k] for a, k in keys.items() if k in c})
 
 
 def _fit(pcm, size):

@@ -30,8 +30,7 @@ docs/benchmarks.md). With `skip_bad_records` they are counted instead
 (`iterator.num_skipped`) and every group that holds one is replaced by a fresh draw of the
 sampler for the same place in the batch (`HierarchicalSampler.batch(b, bad)`), so batches
 keep whole groups of distinct titles and stay a pure function of (seed, step) given the
-data. The bad record
-is found when its batch fails; the pipeline then restarts at that batch.
+data. The bad record is found when its batch fails; the pipeline then restarts at that batch.
 
 Before the first batch, every selected title's files are checked (stat + index: records and
 index exist, the index ends where the records file ends; records.title_problem), so a
@@ -70,11 +69,9 @@ class BadRecordError(ValueError):
 
 
 def _process_defaults(process_index, process_count, num_local_devices):
-  if None in (process_index, process_count, num_local_devices):
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    num_local_devices = (jax.local_device_count() if num_local_devices is None
-                         else num_local_devices)
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  num_local_devices = jax.local_device_count() if num_local_devices is None else num_local_devices
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index={process_index} not in [0, {process_count})")
   return int(process_index), int(process_count), int(num_local_devices)
@@ -93,14 +90,6 @@ def _close_live_iterators():
     it.close()
 
 
-def _track(iterator):
-  """Keeps `iterator` to close at exit; the exit hook is registered with the first one."""
-  if not _LIVE:
-    atexit.unregister(_close_live_iterators)  # at most one registration
-    atexit.register(_close_live_iterators)
-  _LIVE.add(iterator)
-
-
 class _RestartingIterator:
   """Numpy batches from a tf.data pipeline that can be rebuilt at any batch number.
 
@@ -112,17 +101,19 @@ class _RestartingIterator:
   def __init__(self, config, titles, params):
     ops.hide_gpus_from_tensorflow()
     self.config = config
-    titles, self.left_out = titles_lib.readable_titles(config, titles)
-    self.titles = titles
-    self.title_ids = [t["id"] for t in titles]
+    self.titles, self.left_out = titles_lib.readable_titles(config, titles)
+    self.title_ids = [t["id"] for t in self.titles]
     self.params = params
     self.skipped = set()  # (title index, snippet index) of bad records
-    self._source = records.TitlesReader(titles, config.open_files,
+    self._source = records.TitlesReader(self.titles, config.open_files,
                                         verify=config.get("verify_records", True))
     self._snippet_fn = None
     self._step = 0
     self._it = None
-    _track(self)
+    if not _LIVE:  # the exit hook is registered with the first iterator, at most once
+      atexit.unregister(_close_live_iterators)
+      atexit.register(_close_live_iterators)
+    _LIVE.add(self)  # closed at exit
 
   @property
   def num_skipped(self):
@@ -250,10 +241,8 @@ class TrainIterator(_RestartingIterator):
     return batch_layout.first_position(step, self.groups_per_batch)
 
   def _snippets_of_batch(self, step):
-    out = []
-    for _, (n, idx) in _host_groups(self.sampler, self.skipped, self._layout, step):
-      out += [(n, int(m)) for m in idx]
-    return out
+    groups = _host_groups(self.sampler, self.skipped, self._layout, step)
+    return [(n, int(m)) for _, (n, idx) in groups for m in idx]
 
   def _build(self, step):
     # The generator holds plain objects, not the iterator, so that a dropped iterator is
@@ -291,9 +280,8 @@ def _host_groups(sampler, skipped, layout, step):
   except sampling.BadGroupsError as e:
     raise BadRecordError(str(e)) from None
   first = int(process_index) * int(groups_per_host)
-  return list(zip(batch_layout.host_positions(index, groups_per_batch, groups_per_host,
-                                              process_index),
-                  groups[first:first + groups_per_host]))
+  start = batch_layout.first_position(index, groups_per_batch) + first
+  return list(zip(range(start, start + groups_per_host), groups[first:first + groups_per_host]))
 
 
 class EvalIterator(_RestartingIterator):
@@ -365,10 +353,7 @@ def make_train_iterator(config, *, global_batch_size, start_step=0, process_inde
       from sampler position start_step * B / k on.
     process_index, process_count, num_local_devices: default to JAX's.
   Returns:
-    A TrainIterator: yields dicts "video" float32 [b, T, crop, crop, 3], "audio" float32
-    [b, mel_bins, frames, 1], "title_index" int32 [b], "snippet_index" int32 [b] with
-    b = B / process_count; attributes title_ids, sampler, snippets_per_epoch,
-    groups_per_batch, num_skipped, and sampler_position(step).
+    A TrainIterator (its docstring has the batch dict) of b = B / process_count rows.
   """
   process_index, process_count, num_local_devices = _process_defaults(
       process_index, process_count, num_local_devices)

@@ -254,14 +254,8 @@ def check_titles(titles, dataset_dir=None):
 
   Entries of pooled datasets carry their "dataset_dir"; else `dataset_dir` is used.
   """
-  good, bad = [], []
-  for entry in titles:
-    problem = title_problem(entry.get("dataset_dir", dataset_dir), entry)
-    if problem is None:
-      good.append(entry)
-    else:
-      bad.append((entry, problem))
-  return good, bad
+  found = [(e, title_problem(e.get("dataset_dir", dataset_dir), e)) for e in titles]
+  return [e for e, p in found if p is None], [(e, p) for e, p in found if p is not None]
 
 
 class ClosedReaderError(ValueError):
@@ -288,18 +282,15 @@ class SnippetReader:
     self._lock = threading.Lock()
     self._closed = False
 
-  def _entry(self, title_id):
-    try:
-      return self._entries[title_id]
-    except KeyError:
-      raise KeyError(f"{self.dataset_dir}: no title {title_id!r} in the manifest") from None
-
   def _handle(self, title_id):
     handle = self._open.get(title_id)
     if handle is not None:
       self._open.move_to_end(title_id)
       return handle
-    entry = self._entry(title_id)
+    try:
+      entry = self._entries[title_id]
+    except KeyError:
+      raise KeyError(f"{self.dataset_dir}: no title {title_id!r} in the manifest") from None
     index = load_index(storage.join(self.dataset_dir, entry["index"]))
     if len(index) != entry["num_snippets"]:
       raise ValueError(f"{self.dataset_dir}: title {title_id}: index has {len(index)} records, "

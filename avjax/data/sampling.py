@@ -99,14 +99,11 @@ class HierarchicalSampler:
     self.k = _as_int(k, "k")
     if self.k < 1:
       raise ValueError(f"k={self.k}: need k >= 1 snippets per title (Section 3)")
-    if w is not None and _as_int(w, "w") == -1:
-      w = None
-    if w is not None:
-      w = int(w)
-      if w < self.k:
-        raise ValueError(f"w={w} < k={self.k}: a window of w snippets cannot hold k distinct "
-                         "ones (Section 3: k <= max - min + 1 <= w <= M_n); use w >= k, or "
-                         "-1 for w = M_n")
+    w = None if w is None or _as_int(w, "w") == -1 else int(w)
+    if w is not None and w < self.k:
+      raise ValueError(f"w={w} < k={self.k}: a window of w snippets cannot hold k distinct "
+                       "ones (Section 3: k <= max - min + 1 <= w <= M_n); use w >= k, or "
+                       "-1 for w = M_n")
     self.w = w
     self.seed = _as_int(seed, "seed")
     if self.seed < 0:

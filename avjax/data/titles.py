@@ -70,13 +70,9 @@ def select_titles(manifest, config, *, split=None, budget=None):
   any of its genres is in config.genres), then keeps config.title_budget titles if > 0:
   a uniform random subset ("natural" genre mix: genres as common as in the collection) or
   an even share per genre ("uniform": genres take turns picking one of their remaining
-  titles at random; a genre that runs out drops out of the rotation).
-
-  Args:
-    manifest: from `pooled_manifest` (or records.load_manifest).
-    config: the data config.
-    split: overrides config.split.
-    budget: overrides config.title_budget.
+  titles at random; a genre that runs out drops out of the rotation). `manifest` is from
+  `pooled_manifest` (or records.load_manifest); `split` and `budget` override config.split
+  and config.title_budget.
   """
   split = config.split if split is None else split
   budget = config.title_budget if budget is None else budget

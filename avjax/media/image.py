@@ -36,13 +36,6 @@ def display_size(frame, stream, short_side, rotation=0):
   return size[::-1] if rotation in (90, 270) else size
 
 
-def jpeg_bytes(rgb, quality):
-  """JPEG bytes of an RGB uint8 image [H, W, 3]."""
-  buf = io.BytesIO()
-  Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
-  return buf.getvalue()
-
-
 def frame_to_jpeg(frame, size, quality, rotation=0):
   """A decoded frame resized to `size` (width, height, as displayed) by FFmpeg's area
   filter and turned upright by `rotation` (counter-clockwise degrees), as JPEG."""
@@ -51,4 +44,6 @@ def frame_to_jpeg(frame, size, quality, rotation=0):
                        interpolation="AREA").to_ndarray()
   if rotation:
     rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
-  return jpeg_bytes(rgb, quality)
+  buf = io.BytesIO()
+  Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+  return buf.getvalue()

@@ -48,8 +48,7 @@ class MediaWriter:
         raise ValueError(f"{path}: audio_codec={audio_codec!r}; expected 'aac' or 'flac'")
       self._audio = self._container.add_stream(audio_codec, rate=sample_rate)
       self._audio.layout = {1: "mono", 2: "stereo"}[channels]
-    self._num_frames = 0
-    self._num_samples = 0
+    self._num_frames = self._num_samples = 0
 
   def write_frames(self, frames, times=None):
     """frames: uint8 [N, H, W, 3]; times: seconds of each frame (only with vfr=True)."""
