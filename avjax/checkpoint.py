@@ -20,6 +20,7 @@ written beside its folder (OUTPUT.partial) and renamed into place, under a lock
 (.OUTPUT.export.lock beside it), so a killed export never damages a complete one.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -112,6 +113,12 @@ def _whole_small_arrays():
       jax.Array, ocp.type_handlers.ArrayHandler(
           array_metadata_store=array_metadata_store.Store(),
           min_slice_bytes_for_replica_parallel=1 << 20), override=True, ignore_warnings=True)
+
+
+def _sync(name):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 def replicated_target(path):
@@ -210,9 +217,7 @@ class Checkpointer:
         target = os.path.join(self.directory, f"{step}.damaged.{n}")
         n += 1
       os.rename(os.path.join(self.directory, str(step)), target)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices(f"avjax-set-aside-{step}")
+    _sync(f"avjax-set-aside-{step}")
     self.manager.reload()
     return target
 
@@ -258,12 +263,6 @@ class Checkpointer:
 # Export of the backbones for downstream evaluation.
 
 
-def _sync(name):
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices(name)
-
-
 def _export_lock(output_dir):
   """The lock of an export folder: a file beside it, since the folder itself is replaced."""
   parent, name = os.path.split(output_dir)
@@ -302,24 +301,21 @@ def export_backbones(output_dir, variables, model_config):
       col: {name: variables[col][name] for name in BACKBONES}
       for col in ("params", "batch_stats")
   }
-  lock = _export_lock(output_dir).acquire() if jax.process_index() == 0 else None
-  try:
-    if lock is not None:
+  primary = jax.process_index() == 0
+  with _export_lock(output_dir) if primary else contextlib.nullcontext():
+    if primary:
       _finish_replacement(output_dir)
     _sync(f"avjax-export-start-{output_dir}")
     _whole_small_arrays()
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(partial, "backbones"), tree, force=True)
-    if lock is not None:
+    if primary:
       config = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
       fileio.write_json(os.path.join(partial, EXPORT_CONFIG), config)
       if os.path.exists(output_dir):
         os.rename(output_dir, output_dir + ".previous")
       os.rename(partial, output_dir)
       shutil.rmtree(output_dir + ".previous", ignore_errors=True)
-  finally:
-    if lock is not None:
-      lock.release()
   _sync(f"avjax-export-done-{output_dir}")
   logging.info("exported backbones to %s", output_dir)
 
@@ -345,20 +341,17 @@ def load_export(export_dir, *, shardings=None):
     abstract = replicated_target(path)
   else:
     with ocp.StandardCheckpointer() as ckptr:
-      meta = ckptr.metadata(path).item_metadata
-    abstract = jax.tree.map(
-        lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), meta, shardings)
+      abstract = abstract_like(ckptr.metadata(path).item_metadata, shardings)
   with ocp.StandardCheckpointer() as ckptr:
-    variables = ckptr.restore(path, abstract)
-  return variables, model_config
+    return ckptr.restore(path, abstract), model_config
 
 
 def export_workdir(workdir, output, step=None):
   """Restores a training checkpoint of `workdir` and writes its backbones to `output`.
 
   Raises FileNotFoundError for a folder without config.json, ExportError (one line: what
-  and what to do) for a fine-tuning run, a step it does not have, or a checkpoint a live run removed while it
-  was read.
+  and what to do) for a fine-tuning run, a step it does not have, or a checkpoint a live
+  run removed while it was read.
   """
   workdir = os.path.abspath(workdir)
   config_path = os.path.join(workdir, "config.json")
@@ -393,6 +386,5 @@ def export_workdir(workdir, output, step=None):
       raise
   finally:
     ckpt.close()
-  variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-  export_backbones(output, variables, model_config)
+  export_backbones(output, state, model_config)  # reads only the backbones' variables
   return step

@@ -50,11 +50,9 @@ class _State:
 
 def verbose():
   """True with --verbosity >= 1 or AVJAX_VERBOSITY >= 1: everything on the console."""
-  try:
+  with contextlib.suppress(ValueError):
     if int(os.environ.get(VERBOSITY_ENV, "0") or 0) >= 1:
       return True
-  except ValueError:
-    pass
   try:
     return flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].value >= 1
   except KeyError:
@@ -81,8 +79,7 @@ def _for_console(record):
     return False
   if record.levelno >= std_logging.ERROR:
     return True
-  ours = (record.pathname or "").startswith(_PACKAGE)
-  if ours:
+  if (record.pathname or "").startswith(_PACKAGE):  # avjax's own
     return record.levelno >= std_logging.INFO
   # Other libraries: warnings, but not Python's `warnings` (deprecations and the like).
   return record.levelno >= std_logging.WARNING and record.name != "py.warnings"
@@ -136,8 +133,7 @@ def setup(log_dir=None):
   root = std_logging.getLogger()
   root.removeHandler(logging.get_absl_handler())
   for handler in (_State.console, _State.buffer, _State.file):
-    if handler is not None:
-      root.removeHandler(handler)
+    root.removeHandler(handler)  # None: a no-op
   _State.started = time.time()
   _State.console, _State.buffer, _State.file = _ConsoleHandler(), _Buffer(), None
   root.addHandler(_State.console)
@@ -157,12 +153,6 @@ def setup(log_dir=None):
     attach_log(log_dir)
 
 
-def log_path(folder, process_index=0):
-  """The log file of a command writing into `folder` (AVJAX_LOG_FILE if set)."""
-  name = LOG_FILE if not process_index else f"log.process{process_index}.txt"
-  return os.path.abspath(os.environ.get(LOG_FILE_ENV) or os.path.join(folder, name))
-
-
 def attach_log(folder, process_index=0):
   """Opens the log file (appending) and writes the records kept so far into it.
 
@@ -172,7 +162,8 @@ def attach_log(folder, process_index=0):
     return None
   if _State.file is not None:
     return _State.file.baseFilename
-  path = log_path(folder or ".", process_index)
+  name = LOG_FILE if not process_index else f"log.process{process_index}.txt"
+  path = os.path.abspath(os.environ.get(LOG_FILE_ENV) or os.path.join(folder or ".", name))
   os.makedirs(os.path.dirname(path), exist_ok=True)
   handler = std_logging.FileHandler(path, mode="a", encoding="utf-8")
   handler.setFormatter(logging.PythonFormatter())
@@ -186,11 +177,6 @@ def attach_log(folder, process_index=0):
   root.addHandler(handler)
   _State.file = handler
   return path
-
-
-def current_log():
-  """The open log file's path, or None."""
-  return _State.file.baseFilename if _State.file is not None else None
 
 
 @contextlib.contextmanager
@@ -247,14 +233,11 @@ def progress(iterable=None, **kwargs):
   if tqdm is None:
     return _NoBar(iterable, kwargs.get("total"))
   tty = sys.stderr.isatty()
-  kwargs.setdefault("file", sys.stderr)
-  kwargs.setdefault("disable", False)
-  kwargs.setdefault("mininterval", 0.5 if tty else 15.0)
-  kwargs.setdefault("delay", 0.0 if tty else NOT_TTY_DELAY)
-  kwargs.setdefault("dynamic_ncols", tty)
+  defaults = dict(file=sys.stderr, disable=False, mininterval=0.5 if tty else 15.0,
+                  delay=0.0 if tty else NOT_TTY_DELAY, dynamic_ncols=tty)
   if not tty:
-    kwargs.setdefault("ncols", 100)
-  return tqdm.tqdm(iterable, **kwargs)
+    defaults["ncols"] = 100
+  return tqdm.tqdm(iterable, **{**defaults, **kwargs})
 
 
 class _NoBar:
@@ -291,6 +274,6 @@ def done(what, **paths):
   width = max([len(k) for k in paths] + [len("full log")])
   for name, path in paths.items():
     lines.append(f"  {name.replace('_', ' '):<{width}}  {path}")
-  if current_log():
-    lines.append(f"  {'full log':<{width}}  {current_log()}")
+  if _State.file is not None:
+    lines.append(f"  {'full log':<{width}}  {_State.file.baseFilename}")
   logging.info("%s", "\n".join(lines))

@@ -9,6 +9,7 @@ another host, when the holder has not refreshed the file's modification time for
 STALE_SECONDS (the holder refreshes it every REFRESH_SECONDS).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -53,11 +54,10 @@ def _read(path):
     return None
 
 
-def stale_reason(holder, path, *, now=None):
+def stale_reason(holder, path):
   """Why the lock at `path` held by `holder` (its JSON, or None) is stale, or None if live."""
-  now = time.time() if now is None else now
   try:
-    age = now - os.path.getmtime(path)
+    age = time.time() - os.path.getmtime(path)
   except FileNotFoundError:
     return "it is gone"
   if not isinstance(holder, dict) or "pid" not in holder:
@@ -110,10 +110,8 @@ class DirLock:
               "process is gone, remove the lock file.") from None
         logging.warning("taking over the stale lock %s of %s: %s", self.path,
                         describe(holder), why)
-        try:
+        with contextlib.suppress(FileNotFoundError):
           os.remove(self.path)
-        except FileNotFoundError:
-          pass
         continue
       me = dict(pid=os.getpid(), host=socket.gethostname(), purpose=self.purpose,
                 started=time.strftime("%Y-%m-%d %H:%M:%S"), start_time=_start_time(os.getpid()),

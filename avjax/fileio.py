@@ -21,18 +21,14 @@ def atomic_path(path):
   try:
     yield tmp
     # mkstemp makes owner-only files; give the result the usual umask-based mode.
-    os.chmod(tmp, 0o666 & ~_umask())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
-
-
-def _umask():
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
 
 
 def write_json(path, obj):

@@ -286,7 +286,8 @@ def _run(build_task, config, workdir, max_steps, defaults):
   ckpt = task = None
   preempted = False
   try:
-    ckpt = _existing_checkpointer(workdir, config)
+    if os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
+      ckpt = _checkpointer(workdir, config)
     start_step, meta = resume.newest_readable(ckpt) if ckpt is not None else (0, None)
     run_changes = resume.check_resume(config, workdir, start_step, meta, defaults)
     task = build_task(config, workdir, start_step=start_step, writer=writer, mesh=mesh)
@@ -368,14 +369,6 @@ def _checkpointer(workdir, config):
   return checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
                                  keep=config.keep_checkpoints,
                                  keep_every_steps=config.get("keep_every_steps", 0))
-
-
-def _existing_checkpointer(workdir, config):
-  """The run's Checkpointer when `workdir` has checkpoints already, else None (so that a
-  fresh run creates nothing before its task is built)."""
-  if not os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
-    return None
-  return _checkpointer(workdir, config)
 
 
 def _train(task, config, state, step_fn, step, max_steps, ckpt, mesh, writer):

@@ -59,8 +59,6 @@ def read_events(path):
 def written_pairs(logdir):
   """{(tag, step)} of every summary value in the event files directly under `logdir`."""
   pairs = set()
-  if event_file_writer is None:
-    return pairs
   for path in sorted(glob.glob(os.path.join(logdir, EVENTS_GLOB))):
     for event in read_events(path):
       for value in event.summary.value:
@@ -118,9 +116,9 @@ class MetricWriter:
 
   def drop_lines_after(self, step):
     """Removes metrics.jsonl's lines of steps after `step` (atomically): a resumed run
-    trains them again, so each step keeps one line. Returns how many were dropped."""
+    trains them again, so each step keeps one line."""
     if not (self.enabled and self.jsonl_path and os.path.exists(self.jsonl_path)):
-      return 0
+      return
     with open(self.jsonl_path, encoding="utf-8") as f:
       lines = f.readlines()
 
@@ -134,7 +132,6 @@ class MetricWriter:
       with fileio.atomic_path(self.jsonl_path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
           f.writelines(kept)
-    return len(lines) - len(kept)
 
   def write_hparams(self, hparams):
     if self.enabled and event_file_writer is not None:

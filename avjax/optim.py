@@ -40,11 +40,8 @@ def make_schedule(config, examples_per_epoch):
 def adam(config, schedule):
   """Adam (pretraining, paper Section 7.2), optionally after global-norm gradient clipping."""
   opt = config.optimizer
-  chain = []
-  if opt.get("grad_clip_norm", 0):
-    chain.append(optax.clip_by_global_norm(opt.grad_clip_norm))
-  chain.append(optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
-  return optax.chain(*chain)
+  clip = [optax.clip_by_global_norm(opt.grad_clip_norm)] if opt.get("grad_clip_norm", 0) else []
+  return optax.chain(*clip, optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
 
 
 def sgd(config, schedule, *, frozen=()):

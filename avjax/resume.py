@@ -91,12 +91,6 @@ def set_aside(ckpt, error):
                 error, os.path.relpath(target, os.path.dirname(ckpt.directory)))
 
 
-def damaged_checkpoints(ckpt):
-  if not os.path.isdir(ckpt.directory):
-    return []
-  return sorted(d for d in os.listdir(ckpt.directory) if ".damaged" in d)
-
-
 def newest_readable(ckpt):
   """(step, meta) of the newest checkpoint whose metadata reads, or (0, None) for a fresh
   start; damaged ones are set aside on the way."""
@@ -105,7 +99,8 @@ def newest_readable(ckpt):
   while True:
     step = ckpt.latest_step()
     if step is None:
-      damaged = damaged_checkpoints(ckpt)
+      damaged = (sorted(d for d in os.listdir(ckpt.directory) if ".damaged" in d)
+                 if os.path.isdir(ckpt.directory) else [])
       if damaged:
         raise NoIntactCheckpointError(
             f"{ckpt.directory}: no intact checkpoint to resume from; damaged: "

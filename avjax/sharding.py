@@ -52,9 +52,8 @@ def cluster_settings(environ=None):
     process_id = env.get("JAX_PROCESS_ID") or env.get("JOB_COMPLETION_INDEX")
     source = "JAX_COORDINATOR_ADDRESS" + (
         "" if env.get("JAX_PROCESS_ID") or not process_id else ", JOB_COMPLETION_INDEX")
-    missing = [name for name, value in (("JAX_NUM_PROCESSES", env.get("JAX_NUM_PROCESSES")),
-                                        ("JAX_PROCESS_ID (or JOB_COMPLETION_INDEX)",
-                                         process_id)) if not value]
+    missing = [n for n, v in (("JAX_NUM_PROCESSES", env.get("JAX_NUM_PROCESSES")),
+                              ("JAX_PROCESS_ID (or JOB_COMPLETION_INDEX)", process_id)) if not v]
     if missing:
       raise ValueError(f"JAX_COORDINATOR_ADDRESS={env['JAX_COORDINATOR_ADDRESS']} is set but "
                        f"{' and '.join(missing)} not: a multi-process launch needs all three")
@@ -180,8 +179,7 @@ def local_batch_size(global_batch_size):
 def replicated_state(init_fn, mesh, *args):
   """(abstract state, shardings) of `init_fn(rng, *args)`: every leaf replicated over `mesh`.
 
-  Nothing is computed: `jax.eval_shape` traces the init. Data parallelism keeps
-  parameters and optimizer state replicated; only batches are split.
+  Nothing is computed: `jax.eval_shape` traces the init.
   """
   abstract = jax.eval_shape(init_fn, jax.random.key(0), *args)
   return abstract, jax.tree.map(lambda _: replicated(mesh), abstract)

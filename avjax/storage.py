@@ -39,26 +39,19 @@ def is_local(path):
   return scheme(path) is None
 
 
-def _tf_installed():
-  return importlib.util.find_spec("tensorflow") is not None
-
-
 def _backend(path):
   s = scheme(path)
   if s is None:
     return backend_lib.os_backend
-  if s in _FSSPEC_SCHEMES or (s == "gs" and not _tf_installed()):
+  if s in _FSSPEC_SCHEMES or (s == "gs" and importlib.util.find_spec("tensorflow") is None):
     return backend_lib.fsspec_backend
   return backend_lib.tf_backend
 
 
 def _split(path):
   """('gs://', 'bucket/x') or ('', path)."""
-  s = scheme(path)
-  if s is None:
-    return "", path
-  prefix = path[:len(s) + 3]
-  return prefix, path[len(prefix):]
+  m = _SCHEME.match(os.fspath(path))
+  return (m.group(0), path[m.end():]) if m else ("", path)
 
 
 # ---------------------------------------------------------------------------
@@ -134,10 +127,6 @@ def getsize(path):
   return int(_backend(path).stat(path).length)
 
 
-def listdir(path):
-  return sorted(_backend(path).listdir(path))
-
-
 def glob(pattern):
   """Sorted matches of `pattern`, with the pattern's scheme."""
   prefix, _ = _split(pattern)
@@ -184,11 +173,7 @@ def copy(src, dst):
     shutil.copyfile(src, dst)
     return
   with open(src, "rb") as a, open(dst, "wb") as b:
-    while True:
-      chunk = a.read(_COPY_CHUNK)
-      if not chunk:
-        break
-      b.write(chunk)
+    shutil.copyfileobj(a, b, _COPY_CHUNK)
 
 
 def publish(src, dst):

@@ -42,17 +42,6 @@ class Layer:
   macs: int
 
 
-def conv_macs(out_shape, kernel_size, in_features, feature_group_count=1):
-  """MACs of a channels-last conv producing `out_shape` (..., C_out)."""
-  return (math.prod(out_shape) * math.prod(kernel_size) * in_features
-          // feature_group_count)
-
-
-def dense_macs(in_shape, in_features, out_features):
-  """MACs of a dense layer over every row of `in_shape` (..., in_features)."""
-  return math.prod(in_shape[:-1]) * in_features * out_features
-
-
 def _module_path(module):
   scope = getattr(module, "scope", None)
   path = getattr(scope, "path", None) or ()
@@ -84,22 +73,19 @@ def layers(module, *args, rng=None, **kwargs):
     if context.method_name != "__call__" or not call_args:
       return out
     x = call_args[0]
-    if isinstance(m, nn.Conv):
-      in_features = x.shape[-1]
-      found.append(Layer(_module_path(m), "conv", tuple(x.shape), tuple(out.shape),
-                         tuple(m.kernel_size),
-                         conv_macs(out.shape, m.kernel_size, in_features,
-                                   m.feature_group_count)))
+    if isinstance(m, nn.Conv):  # channels last
+      kind, kernel = "conv", tuple(m.kernel_size)
+      macs = math.prod(out.shape) * math.prod(kernel) * x.shape[-1] // m.feature_group_count
     elif isinstance(m, nn.Dense):
-      found.append(Layer(_module_path(m), "dense", tuple(x.shape), tuple(out.shape), (),
-                         dense_macs(x.shape, x.shape[-1], out.shape[-1])))
+      kind, kernel, macs = "dense", (), math.prod(x.shape[:-1]) * x.shape[-1] * out.shape[-1]
     elif isinstance(m, nn.DenseGeneral):
       axes = (m.axis,) if isinstance(m.axis, int) else tuple(m.axis)
       k_in = math.prod(x.shape[a] for a in axes)
       k_out = math.prod((m.features,) if isinstance(m.features, int) else m.features)
-      rows = math.prod(x.shape) // k_in
-      found.append(Layer(_module_path(m), "dense", tuple(x.shape), tuple(out.shape), (),
-                         rows * k_in * k_out))
+      kind, kernel, macs = "dense", (), math.prod(x.shape) // k_in * k_in * k_out
+    else:
+      return out
+    found.append(Layer(_module_path(m), kind, tuple(x.shape), tuple(out.shape), kernel, macs))
     return out
 
   rng = jax.random.key(0) if rng is None else rng
@@ -124,11 +110,9 @@ def train_flops(found):
 
 
 def _conv_eqn_macs(eqn):
-  lhs, rhs = (v.aval for v in eqn.invars[:2])
-  out = eqn.outvars[0].aval
-  dn = eqn.params["dimension_numbers"]
+  rhs, out = eqn.invars[1].aval, eqn.outvars[0].aval
   # rhs_spec = (out_feature_dim, in_feature_dim, *spatial_dims).
-  rhs_spec = dn.rhs_spec
+  rhs_spec = eqn.params["dimension_numbers"].rhs_spec
   window = math.prod(rhs.shape[d] for d in rhs_spec[2:])
   in_features = rhs.shape[rhs_spec[1]]
   macs = math.prod(out.shape) * window * in_features
@@ -172,8 +156,7 @@ def jaxpr_macs(jaxpr):
         if key in ("jvp_jaxpr_fun", "jvp_jaxpr_thunk", "fwd_jaxpr_thunk", "bwd"):
           continue
         if name == "cond" and key == "branches":
-          branches = list(_sub_jaxprs(value))
-          total += max((jaxpr_macs(b) for b in branches), default=0)
+          total += max((jaxpr_macs(b) for b in _sub_jaxprs(value)), default=0)
           continue
         for sub in _sub_jaxprs(value):
           total += times * jaxpr_macs(sub)

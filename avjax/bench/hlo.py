@@ -13,11 +13,9 @@ COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all",
 
 def _shapes(type_text):
   """[(dtype, dims)] of every array type in an HLO result type, e.g. '(f32[2,3]{1,0}, ...)'."""
-  out = []
-  for dtype, dims in re.findall(r"\b([a-z]+\d*[a-z0-9]*)\[([\d,]*)\]", type_text):
-    if dtype in _DTYPE_BYTES:
-      out.append((dtype, tuple(int(d) for d in dims.split(",") if d)))
-  return out
+  return [(dtype, tuple(int(d) for d in dims.split(",") if d))
+          for dtype, dims in re.findall(r"\b([a-z]+\d*[a-z0-9]*)\[([\d,]*)\]", type_text)
+          if dtype in _DTYPE_BYTES]
 
 
 def collectives(hlo_text):
@@ -27,8 +25,7 @@ def collectives(hlo_text):
   operands before its outputs, so only the outputs' bytes count.
   """
   ops = "|".join(COLLECTIVES)
-  pattern = re.compile(
-      rf"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s+({ops})(-start)?\(", re.M)
+  pattern = re.compile(rf"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s+({ops})(-start)?\(", re.M)
   found = []
   for result_type, op, start in pattern.findall(hlo_text):
     shapes = _shapes(result_type)

@@ -51,16 +51,13 @@ def _decode_only(path):
 
 
 def run(FLAGS):  # pylint: disable=invalid-name
-  minutes = FLAGS.minutes or 1.0
-  repeats = max(1, FLAGS.steps or 3)
-  if FLAGS.workdir:
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    return _run(FLAGS.workdir, minutes, repeats)
-  workdir = tempfile.mkdtemp(prefix="avjax_ingest_bench_")
+  workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="avjax_ingest_bench_")
+  os.makedirs(workdir, exist_ok=True)
   try:
-    return _run(workdir, minutes, repeats)
+    return _run(workdir, FLAGS.minutes or 1.0, max(1, FLAGS.steps or 3))
   finally:
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not FLAGS.workdir:
+      shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _run(workdir, minutes, repeats):

@@ -143,8 +143,7 @@ def _config(dataset, **overrides):
   """The default data config on `dataset`, with `overrides`."""
   config = data_config.default_config()
   config.dataset = [dataset]
-  for key, value in overrides.items():
-    config[key] = value
+  config.update(overrides)
   return config
 
 
@@ -184,8 +183,7 @@ def _decode_parallelism(dataset, groups, steps, values, cores):
 def run(flags):
   groups = flags.batch or 4
   steps = flags.steps or 20
-  dataset = flags.dataset
-  scratch = None
+  dataset, scratch = flags.dataset, None
   if not dataset:
     root = flags.workdir or tempfile.mkdtemp(prefix="avjax_input_bench_")
     scratch = None if flags.workdir else root
@@ -216,7 +214,7 @@ def run(flags):
   for config in configs[len(results):]:
     results += _measure_together([config], groups, steps, 1)
   rows = [(name, r) for (name, _), r in zip(settings, results)]
-  crc_cost = _crc_seconds_per_snippet(dataset)
+  seconds, size = _crc_seconds_per_snippet(dataset)
   reader = _reader_seconds_per_snippet(dataset)
   if scratch:
     shutil.rmtree(scratch, ignore_errors=True)
@@ -236,7 +234,6 @@ def run(flags):
   for name, r in rows:
     lines.append(f"| {name} | {r['rate']:.1f} | {r['rate'] / cores:.1f} | "
                  f"{1e3 * r['cpu_per_snippet']:.1f} | {1 / r['cpu_per_snippet']:.0f} |")
-  seconds, size = crc_cost
   lines += ["", f"CRC32C checks of a record ({size / 1e3:.0f} KB, {records.crc_implementation()} "
             f"implementation): {1e3 * seconds:.3f} ms CPU per snippet, "
             f"{100 * seconds / rows[0][1]['cpu_per_snippet']:.1f}% of the pipeline's CPU time "

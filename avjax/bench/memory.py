@@ -93,8 +93,8 @@ def _residuals(jaxpr, num_residuals):
   outs = jaxpr.outvars[len(jaxpr.outvars) - num_residuals:]
   producer = {v: e for e in jaxpr.eqns for v in e.outvars}
 
-  def root(v):
-    while v in producer and producer[v].primitive.name in _VIEWS:
+  def root(v, views=_VIEWS):
+    while v in producer and producer[v].primitive.name in views:
       v = producer[v].invars[0]
     return v
 
@@ -107,10 +107,7 @@ def _residuals(jaxpr, num_residuals):
     r = root(v) if not hasattr(v, "val") else v  # literals are their own buffers
     # Named after the op that computed it (JAX marks values a remat policy saves with
     # reduce_precision; look through those).
-    s = v
-    while s in producer and producer[s].primitive.name == "reduce_precision":
-      s = producer[s].invars[0]
-    eqn = producer.get(s)
+    eqn = producer.get(root(v, ("reduce_precision",)))
     found.append(dict(shape=tuple(aval.shape), dtype=str(aval.dtype),
                       bytes=int(np.prod(aval.shape, dtype=np.int64)) * aval.dtype.itemsize,
                       source=eqn.primitive.name if eqn is not None else "argument",

@@ -68,14 +68,6 @@ def input_shapes(config, batch):
   return (batch, t, s, s, 3), (batch, mel, frames, 1)
 
 
-def _schedule_and_optimizer(config, global_batch):
-  opt_config = ml_collections.ConfigDict(dict(
-      batch_size=global_batch, num_epochs=1, total_steps=1000,
-      optimizer=config.optimizer.to_dict()))
-  schedule = optim.make_schedule(opt_config, global_batch * 1000)
-  return schedule, optim.adam(opt_config, schedule)
-
-
 def synthetic_batch(rng, video_shape, audio_shape):
   """Random normalized video and log-mel audio, float32 (the pipeline's output types)."""
   kv, ka = jax.random.split(rng)
@@ -93,7 +85,11 @@ def setup_step(config, per_device_batch, mesh=None):
   mesh = mesh or sharding.make_mesh()
   global_batch = per_device_batch * mesh.size
   model = av.build_model(config.model)
-  schedule, tx = _schedule_and_optimizer(config, global_batch)
+  opt_config = ml_collections.ConfigDict(dict(
+      batch_size=global_batch, num_epochs=1, total_steps=1000,
+      optimizer=config.optimizer.to_dict()))
+  schedule = optim.make_schedule(opt_config, global_batch * 1000)
+  tx = optim.adam(opt_config, schedule)
   video_shape, audio_shape = input_shapes(config, global_batch)
   init = functools.partial(pretrain_step.init_state, model=model, tx=tx,
                            video_shape=(1,) + video_shape[1:],
@@ -117,10 +113,6 @@ def setup_step(config, per_device_batch, mesh=None):
 
 # ---------------------------------------------------------------------------
 # Measurement.
-
-
-def _default_per_device_batch():
-  return 64 if jax.devices()[0].platform != "cpu" else 2
 
 
 def _peak_memory_bytes():
@@ -177,7 +169,7 @@ def _time_steps(compiled, state, batch, warmup_steps, steps):
 def measure(config, per_device_batch=None, steps=None, warmup_steps=None, mesh=None):
   """Compiles and times the update step. Returns a dict of figures (JSON-able)."""
   per_device_batch = (per_device_batch or config.get("per_device_batch", 0)
-                      or _default_per_device_batch())
+                      or (64 if jax.devices()[0].platform != "cpu" else 2))
   steps = int(steps or config.get("steps", 20))
   warmup_steps = int(config.get("warmup_steps", 3) if warmup_steps is None else warmup_steps)
   s = setup_step(config, per_device_batch, mesh)
