@@ -196,8 +196,7 @@ def test_backbone_from_export_torch_checkpoint_or_scratch(export_dir, tmp_path):
 
   # A torchvision-layout state dict (.npz) through the converter gives the same variables.
   npz = str(tmp_path / "resnet_tiny.npz")
-  convert.save_state_dict(npz, convert.flax_to_torchvision(loaded, "resnet_audio_tiny",
-                                                           model_kwargs=SMALL))
+  np.savez(npz, **convert.flax_to_torchvision(loaded, "resnet_audio_tiny", model_kwargs=SMALL))
   config = _config("esc50", "runlocal")
   config.model.audio = tiny_model_config().audio
   config.init_torch = npz

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from avjax import dirlock
 from avjax.data import example
 from avjax.data import records
 from avjax.ingest import discover
@@ -130,10 +131,10 @@ def test_a_lock_of_another_host_is_stale_once_not_refreshed(tmp_path):
   holder = dict(pid=1, host="another-host", started="earlier")
   with open(path, "w", encoding="utf-8") as f:
     json.dump(holder, f)
-  assert lock_lib.stale_reason(holder, path) is None  # just refreshed
-  old = time.time() - lock_lib.STALE_SECONDS - 5
+  assert dirlock.stale_reason(holder, path) is None  # just refreshed
+  old = time.time() - dirlock.STALE_SECONDS - 5
   os.utime(path, (old, old))
-  assert "has not refreshed it" in lock_lib.stale_reason(holder, path)
+  assert "has not refreshed it" in dirlock.stale_reason(holder, path)
 
 
 def test_a_fifo_is_skipped_with_a_reason(clip, tmp_path):

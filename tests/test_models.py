@@ -123,6 +123,11 @@ def test_projection_head(feature_shape, kernel_size, hidden):
   assert variables["params"]["conv2"]["kernel"].shape == k + (hidden or 16, 12)
 
 
+def _pooled_features(model, x, encoder):
+  """Globally pooled f(v) or g(a) of an AVModel, (N, C) float32."""
+  return heads.global_average_pool(getattr(model, encoder)(x, train=False))
+
+
 @pytest.mark.slow
 def test_av_model_embeddings_and_features():
   config = _tiny_config()
@@ -139,8 +144,8 @@ def test_av_model_embeddings_and_features():
     return train, model.apply(variables, video, audio, train=False), (
         model.apply(variables, video, method="embed_video"),
         model.apply(variables, audio, method="embed_audio"),
-        model.apply(variables, video, method="video_features"),
-        model.apply(variables, audio, method="audio_features"))
+        model.apply(variables, video, "video_encoder", method=_pooled_features),
+        model.apply(variables, audio, "audio_encoder", method=_pooled_features))
 
   ((z_video, z_audio), updates), evaluated, (e_video, e_audio, f_video, f_audio) = run(
       variables, video, audio)

@@ -28,6 +28,7 @@ from avjax.evals import discrepancy
 from avjax.evals import offline
 from avjax.evals import plots
 from avjax.models import av
+from avjax.models import heads
 from avjax.pretrain import task as pretrain
 
 
@@ -157,7 +158,8 @@ def test_run_logs_checkpoints_and_exports(uninterrupted):
   features = jax.jit(f.apply)({"params": variables["params"]["video_encoder"],
                                "batch_stats": variables["batch_stats"]["video_encoder"]}, video)
   model = av.build_model(config.model)
-  expected = jax.jit(functools.partial(model.apply, method="video_features"))(
+  pooled_f = lambda m, v: heads.global_average_pool(m.video_encoder(v, train=False))
+  expected = jax.jit(functools.partial(model.apply, method=pooled_f))(
       {"params": state["params"], "batch_stats": state["batch_stats"]}, video)
   np.testing.assert_allclose(np.asarray(features).mean(axis=(1, 2, 3)), expected, rtol=1e-5,
                              atol=1e-6)

@@ -43,8 +43,6 @@ def default_config(dataset):
   c.data_dir = ""           # the prepared directory, or the TFDS data_dir
   c.tfds_config = ""        # TFDS builder config; "" = f"ucf101_{split}"
   c.seed = 0
-  # Video: 32 frames at 10 fps, shorter side jittered in [181, 226], random 158 crop,
-  # flip, color jitter (Section 4.1).
   c.num_frames = 32
   c.fps = 10.0
   c.scale_min, c.scale_max = 181, 226
@@ -85,11 +83,10 @@ def views_per_clip(c):
 def protocol_config(dataset, arg=None):
   """The run config of `dataset` under the paper's protocol (PROTOCOLS; Section 7.2).
 
-  SGD with momentum 0.9 and weight decay 1e-4, lr 1e-3 -> 0.2 linearly over the first 25
-  epochs then cosine, batch 96. `arg` (configs/downstream/<dataset>.py's parsed args) has
-  data, split, mode, init, runlocal and, for video, res ("default": scale jitter
-  [181, 226], crop 158; "high": Table 5's sizes scaled like pretraining's 224 -> 200);
-  None: the defaults (split 1, finetune, from scratch).
+  `arg` (configs/downstream/<dataset>.py's parsed args) has data, split, mode, init,
+  runlocal and, for video, res ("default": scale jitter [181, 226], crop 158; "high":
+  Table 5's sizes scaled like pretraining's 224 -> 200); None: the defaults (split 1,
+  finetune, from scratch).
   """
   if dataset not in PROTOCOLS:
     raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(PROTOCOLS)}")

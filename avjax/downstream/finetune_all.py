@@ -166,58 +166,47 @@ def run_all(init, roots, workdir, *, load_config, mode="finetune", runlocal=Fals
   workdir = os.path.abspath(workdir)
   init = os.path.abspath(init) if init else ""  # recorded as it names the export anywhere
   with workdir_lib.lock(workdir, "finetune_all"):
-    return _run_all(init, roots, workdir, load_config=load_config, mode=mode,
-                    runlocal=runlocal, splits=splits, overrides=overrides, name=name,
-                    workers=workers, rerun_mismatched=rerun_mismatched)
+    plan = [(d, s) for d in DATASETS if d in roots for s in layouts.SPLITS[d]
+            if not splits or s in splits]
 
-
-def _run_all(init, roots, workdir, *, load_config, mode, runlocal, splits, overrides, name,
-             workers, rerun_mismatched):
-  """The body of run_all, holding the workdir's lock."""
-  plan = [(d, s) for d in DATASETS if d in roots for s in layouts.SPLITS[d]
-          if not splits or s in splits]
-
-  def config_of(dataset, split, data):
-    arg = f"data={data},split={split},mode={mode},init={init}" + (",runlocal" if runlocal else "")
-    return apply_overrides(load_config(dataset, arg), overrides)
-  # Every run's config is checked before anything is prepared or written.
-  for dataset, split in plan:
-    config = config_of(dataset, split, roots[dataset])
-    try:
-      validate.raise_problems(validate.problems(config, device_count=jax.device_count())
-                              + downstream_config.problems(config))
-    except validate.ConfigError as e:
-      raise validate.ConfigError(f"{dataset} split {split}: {e}") from None
-  check_earlier_runs(plan, workdir, lambda d, s: config_of(d, s, roots[d]),
-                     rerun_mismatched=rerun_mismatched)
-  runs = []
-  for dataset in DATASETS:
-    if dataset not in roots:
-      continue
-    data = prepared_dir(dataset, roots[dataset], workdir, workers)
-    for split in layouts.SPLITS[dataset]:
-      if splits and split not in splits:
-        continue
-      run_dir = os.path.join(workdir, dataset, f"split{split}")
-      results_path = os.path.join(run_dir, task.RESULTS)
-      if os.path.exists(results_path):
-        logging.info("%s split %d: finished earlier with the same config (%s)", dataset,
-                     split, results_path)
-      else:
-        config = config_of(dataset, split, data)
-        logging.info("%s split %d -> %s", dataset, split, run_dir)
-        if task.train_and_evaluate(config, run_dir) is None:  # preempted: the rerun resumes
-          raise Preempted(f"{dataset} split {split} stopped before the end; rerun to resume")
-      # The table holds what each split's own results.json says it came from.
-      runs.append(dict(fileio.read_json(results_path), results=results_path))
-  summary = summarize(runs, init=init, mode=mode, name=name)
-  fileio.write_json(os.path.join(workdir, "results.json"), summary)
-  with fileio.atomic_path(os.path.join(workdir, "results.md")) as tmp:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(markdown(summary))
-  logging.info("wrote %s and %s", os.path.join(workdir, "results.json"),
-               os.path.join(workdir, "results.md"))
-  return summary
+    def config_of(dataset, split, data):
+      arg = f"data={data},split={split},mode={mode},init={init}" + (
+          ",runlocal" if runlocal else "")
+      return apply_overrides(load_config(dataset, arg), overrides)
+    # Every run's config is checked before anything is prepared or written.
+    for dataset, split in plan:
+      config = config_of(dataset, split, roots[dataset])
+      try:
+        validate.raise_problems(validate.problems(config, device_count=jax.device_count())
+                                + downstream_config.problems(config))
+      except validate.ConfigError as e:
+        raise validate.ConfigError(f"{dataset} split {split}: {e}") from None
+    check_earlier_runs(plan, workdir, lambda d, s: config_of(d, s, roots[d]),
+                       rerun_mismatched=rerun_mismatched)
+    runs = []
+    for dataset in (d for d in DATASETS if d in roots):
+      data = prepared_dir(dataset, roots[dataset], workdir, workers)
+      for split in (s for d, s in plan if d == dataset):
+        run_dir = os.path.join(workdir, dataset, f"split{split}")
+        results_path = os.path.join(run_dir, task.RESULTS)
+        if os.path.exists(results_path):
+          logging.info("%s split %d: finished earlier with the same config (%s)", dataset,
+                       split, results_path)
+        else:
+          config = config_of(dataset, split, data)
+          logging.info("%s split %d -> %s", dataset, split, run_dir)
+          if task.train_and_evaluate(config, run_dir) is None:  # preempted: the rerun resumes
+            raise Preempted(f"{dataset} split {split} stopped before the end; rerun to resume")
+        # The table holds what each split's own results.json says it came from.
+        runs.append(dict(fileio.read_json(results_path), results=results_path))
+    summary = summarize(runs, init=init, mode=mode, name=name)
+    fileio.write_json(os.path.join(workdir, "results.json"), summary)
+    with fileio.atomic_path(os.path.join(workdir, "results.md")) as tmp:
+      with open(tmp, "w", encoding="utf-8") as f:
+        f.write(markdown(summary))
+    logging.info("wrote %s and %s", os.path.join(workdir, "results.json"),
+                 os.path.join(workdir, "results.md"))
+    return summary
 
 
 def _describe_init(init):
@@ -254,8 +243,7 @@ def summarize(runs, *, init="", mode="finetune", name=""):
   init = _one((r.get("init", init) for r in runs), "inits") if runs else init
   mode = _one((r.get("mode", mode) for r in runs), "modes") if runs else mode
   method, pretraining = _describe_init(init) if init != "mixed" else ("mixed", "?")
-  datasets = {}
-  arch = {}
+  datasets, arch = {}, {}
   for r in runs:
     d = datasets.setdefault(r["dataset"], {"splits": {}})
     d["splits"][str(r["split"])] = r["top1"]
@@ -287,8 +275,7 @@ def markdown(summary):
   for d in DATASETS:
     if d not in ds:
       continue
-    cells = [pct(ds[d]["splits"].get(str(k))) if str(k) in ds[d]["splits"] else "–"
-             for k in range(1, 6)]
+    cells = [pct(ds[d]["splits"].get(str(k))) for k in range(1, 6)]
     lines.append(f"| {TITLES[d]} | " + " | ".join(cells) + f" | {pct(ds[d]['mean'])} |")
   runs = [r for r in summary.get("runs", ()) if "results" in r]
   if runs:

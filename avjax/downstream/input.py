@@ -1,14 +1,7 @@
 """tf.data inputs of the downstream datasets (UCF101, HMDB51, ESC-50) for fine-tuning.
 
-Evaluation follows paper Section 4.1 ("Downstream Evaluation") and Section 7.2:
-  video (UCF101, HMDB51, encoder f): train on 32-frame clips at 10 fps from a random
-    position, shorter side jittered in [181, 226], random 158x158 crop, horizontal flip,
-    color jitter; test on 10 uniformly spaced clips x 3 crops (left, center, right).
-  audio (ESC-50, encoder g): train on random 3-s clips with time and frequency masking of
-    up to 50% of each axis (no crop, no scale jitter); test on 10 uniformly spaced clips.
-
-avjax.downstream.config holds that protocol, and views.py names its views from the
-preprocessing ops pretraining uses (avjax.data.ops). `train_dataset` and
+The protocol (paper Sections 4.1 and 7.2) is avjax.downstream.config's, and views.py names
+its views from the preprocessing ops pretraining uses (avjax.data.ops). `train_dataset` and
 `test_batches` are tf.data pipelines over a prepared directory (downstream/prepare.py)
 or, for UCF101, the TFDS `ucf101` builder (`source="tfds"`), yielding host-local numpy
 batches for the fine-tuning task.
@@ -44,13 +37,6 @@ def _check_config(c):
 # --- Sources: a prepared directory or the TFDS builder.
 
 
-def _split_key(split, available, where):
-  key = str(split)
-  if key not in available:
-    raise ValueError(f"{where}: no split {split}; available: {', '.join(sorted(available))}")
-  return key
-
-
 def _records_info(c, split):
   manifest = prepare.load_prepared(c.data_dir)
   path = os.path.join(c.data_dir, prepare.MANIFEST)
@@ -59,8 +45,10 @@ def _records_info(c, split):
   if c.kind == "audio" and manifest["params"]["sample_rate"] != c.sample_rate:
     raise ValueError(f"{path}: audio at {manifest['params']['sample_rate']} Hz, config "
                      f"data.sample_rate is {c.sample_rate}")
-  key = _split_key(split, manifest["splits"], path)
-  return manifest, manifest["splits"][key]
+  if str(split) not in manifest["splits"]:
+    raise ValueError(f"{path}: no split {split}; available: "
+                     f"{', '.join(sorted(manifest['splits']))}")
+  return manifest, manifest["splits"][str(split)]
 
 
 def _tfds_builder(c, split):
@@ -108,15 +96,12 @@ def _source(c, split, subset, *, train, seed, process_index, process_count):
           [labels[i] for i in ids], tf.int32)), default_value=-1)
   files = [os.path.join(c.data_dir, s["records"]) for s in manifest["shards"] if s["num_clips"]]
   step = float(manifest["params"]["fps"]) / c.fps
+  key = "frames" if c.kind == "video" else "audio"
 
   def parse(serialized):
     ex = example.parse_snippet(serialized)
-    out = {"label": table.lookup(ex["title_id"]), "step": tf.constant(step, tf.float32)}
-    if c.kind == "video":
-      out["frames"] = ex["frames"]
-    else:
-      out["audio"] = ex["audio"]
-    return out
+    return {"label": table.lookup(ex["title_id"]), "step": tf.constant(step, tf.float32),
+            key: ex[key]}
 
   by_file = train and len(files) >= process_count
   ds = tf.data.Dataset.from_tensor_slices(files)
@@ -184,10 +169,13 @@ def train_dataset(c, split, *, batch_size, seed=None, process_index=0, process_c
   return ds.prefetch(c.prefetch).with_options(ops.dataset_options())
 
 
-def test_dataset(c, split, *, batch_size, process_index=0, process_count=1):
-  """Batches {kind: views, "label"} of this host's test clips, each once (last batch short).
+def test_batches(c, split, *, batch_size, num_test, process_index=0, process_count=1):
+  """Numpy batches {kind: views, "label", "mask"} of this host's test clips, each once:
+  exactly `batch_size` clips, with a 0/1 "mask" for padding.
 
   Video views are [B, 30, num_frames, crop, crop, 3], audio [B, 10, mel_bins, frames, 1].
+  Every host yields the same number of batches, ceil(ceil(num_test / hosts) / batch_size),
+  so the jitted evaluation step runs in lockstep on all of them.
   """
   _check_config(c)
   ds = _source(c, split, "test", train=False, seed=0, process_index=process_index,
@@ -201,18 +189,9 @@ def test_dataset(c, split, *, batch_size, process_index=0, process_count=1):
     return {c.kind: _output(x, c), "label": ex["label"]}
 
   ds = ds.map(test_views, num_parallel_calls=ops.parallel_calls(c.num_parallel))
-  return ds.batch(batch_size).prefetch(c.prefetch).with_options(ops.dataset_options())
-
-
-def test_batches(c, split, *, batch_size, num_test, process_index=0, process_count=1):
-  """Numpy test batches of exactly `batch_size` clips with a 0/1 "mask" for padding.
-
-  Every host yields the same number of batches, ceil(ceil(num_test / hosts) / batch_size),
-  so the jitted evaluation step runs in lockstep on all of them.
-  """
+  it = ds.batch(batch_size).prefetch(c.prefetch).with_options(
+      ops.dataset_options()).as_numpy_iterator()
   num_batches = -(-(-(-num_test // process_count)) // batch_size)
-  it = test_dataset(c, split, batch_size=batch_size, process_index=process_index,
-                    process_count=process_count).as_numpy_iterator()
   template = None
   for _ in range(num_batches):
     batch = next(it, None)

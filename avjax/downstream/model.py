@@ -68,9 +68,8 @@ def model_config_for(config, export_config=None):
 
 
 def build_classifier(config, num_classes, model_config):
-  encoder = av.build_encoder(config.data.kind, model_config)
-  return Classifier(encoder=encoder, num_classes=num_classes,
-                    dropout_rate=float(config.get("dropout", 0.0)),
+  return Classifier(encoder=av.build_encoder(config.data.kind, model_config),
+                    num_classes=num_classes, dropout_rate=float(config.get("dropout", 0.0)),
                     frozen=config.mode == "linear")
 
 

@@ -94,11 +94,8 @@ def _existing_shard(out_dir, name, planned, params):
   if not os.path.exists(path):
     return None
   summary = fileio.read_json(path)
-  if summary.get("planned") != planned or summary.get("params") != params:
-    return None
-  if not os.path.exists(os.path.join(out_dir, summary["records"])):
-    return None
-  return summary
+  same = summary.get("planned") == planned and summary.get("params") == params
+  return summary if same and os.path.exists(os.path.join(out_dir, summary["records"])) else None
 
 
 def _plan(layout, output, params):

@@ -6,9 +6,8 @@
 Protocol (paper Sections 4.1 and 7.2; avjax.downstream.config): classifier = backbone +
 global average pooling + (dropout) + linear layer, SGD with momentum and weight decay,
 warm-up then cosine. Test: softmax predictions averaged over 30 views (video: 10 clips x
-3 crops) or 10 (audio: 10 clips), top-1 into WORKDIR/results.json. `mode=linear` freezes
-the backbone (its BatchNorm uses the pretrained statistics) and trains only the linear
-layer on the pooled features.
+3 crops) or 10 (audio: 10 clips), top-1 into WORKDIR/results.json. `mode=linear` trains
+the linear layer alone (downstream.config.MODES).
 """
 
 import functools
@@ -49,11 +48,10 @@ def init_state(rng, backbone, *, model, tx, input_shape):
   params = dict(variables["params"])
   batch_stats = dict(variables.get("batch_stats", {}))
   if backbone is not None:
-    params["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
-                                     backbone["params"], params["encoder"])
+    cast = lambda new, old: new.astype(old.dtype)
+    params["encoder"] = jax.tree.map(cast, backbone["params"], params["encoder"])
     if "encoder" in batch_stats:
-      batch_stats["encoder"] = jax.tree.map(lambda new, old: new.astype(old.dtype),
-                                            backbone["batch_stats"], batch_stats["encoder"])
+      batch_stats["encoder"] = jax.tree.map(cast, backbone["batch_stats"], batch_stats["encoder"])
   return optim.new_state(params, batch_stats, tx, state_rng)
 
 
@@ -168,8 +166,7 @@ class TestEvaluator:
     view_top1 = totals["view_correct"] / totals["count"]
     self.writer.write_scalars(step, {"test/top1": top1, "test/view_top1": view_top1})
     logging.info("step %d: test top-1 %.4f over %d clips (%d views each; single view %.4f)",
-                 step, top1, totals["count"], downstream_config.views_per_clip(c.data),
-                 view_top1)
+                 step, top1, totals["count"], views, view_top1)
     self.last = (step, (top1, view_top1))
     return top1, view_top1
 

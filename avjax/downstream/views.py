@@ -1,11 +1,5 @@
-"""The downstream inputs' views of a clip, named from avjax.data.ops (the pretraining's ops).
-
-Video (Section 4.1): a random clip of num_frames at the config's fps, scale jitter of the
-shorter side and a random crop in one resample, flip, colour jitter, normalization as in
-pretraining; test views are test_clips uniformly spaced clips x test_crops crops. Audio:
-random 3-s clips as log-mel with time and frequency masks; test views are test_clips
-uniformly spaced clips.
-"""
+"""The downstream inputs' views of a clip (Section 4.1), named from avjax.data.ops (the
+pretraining's ops): scale jitter and crop in one resample, normalization as in pretraining."""
 
 import tensorflow as tf
 

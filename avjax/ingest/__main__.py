@@ -66,18 +66,6 @@ flags.DEFINE_string("beam_pipeline_options", "", "Other Beam pipeline options, c
                     "'direct_num_workers=2,direct_running_mode=multi_processing'.")
 
 
-def verify_main(dataset_dir, repair):
-  # pylint: disable=g-import-not-at-top
-  from avjax.ingest import lock
-  from avjax.ingest import verify
-  try:
-    report = verify.verify_dataset(dataset_dir, repair=repair)
-  except lock.LockedError as e:
-    sys.exit(f"avjax.ingest: {e}")
-  print("\n".join(verify.summary(report)))
-  return 1 if report["damaged"] and not report["repaired"] else 0
-
-
 def _ingest(f, params):
   """Runs the local path, or the Beam pipeline with --runner."""
   # Imported here, not at the top: TensorFlow and Beam load only when the command runs.
@@ -110,8 +98,15 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   console.setup()  # the log file opens in the dataset folder once the input is found
+  from avjax.ingest import lock  # pylint: disable=g-import-not-at-top
   if f.verify:
-    return verify_main(f.verify, f.repair)
+    from avjax.ingest import verify  # pylint: disable=g-import-not-at-top
+    try:
+      report = verify.verify_dataset(f.verify, repair=f.repair)
+    except lock.LockedError as e:
+      sys.exit(f"avjax.ingest: {e}")
+    print("\n".join(verify.summary(report)))
+    return 1 if report["damaged"] and not report["repaired"] else 0
   if not f.input or not f.output:
     raise app.UsageError("--input and --output are required (or --verify=DIR)")
   if f.title_timeout < 0:
@@ -119,7 +114,6 @@ def main(argv):
   params = dict(short_side=f.short_side, fps=f.fps, frames_per_snippet=f.frames_per_snippet,
                 jpeg_quality=f.jpeg_quality, val_fraction=f.val_fraction,
                 shot_threshold=f.shot_threshold, scene_threshold=f.scene_threshold)
-  from avjax.ingest import lock  # pylint: disable=g-import-not-at-top
   try:
     report = _ingest(f, params)
   except lock.LockedError as e:

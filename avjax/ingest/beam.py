@@ -73,10 +73,8 @@ def pipeline_options(runner, beam_pipeline_options="", workers=1):
   otherwise.
   """
   args = [f"--runner={runner}"]
-  for item in (beam_pipeline_options or "").split(","):
-    item = item.strip()
-    if item:
-      args.append(item if item.startswith("--") else f"--{item}")
+  for item in filter(None, (s.strip() for s in (beam_pipeline_options or "").split(","))):
+    args.append(item if item.startswith("--") else f"--{item}")
   given = {a[2:].split("=", 1)[0] for a in args}
   if runner in ("DirectRunner", "direct") and workers > 1 and "direct_num_workers" not in given:
     args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
@@ -114,7 +112,7 @@ def ingest(input_path, output, *, runner, beam_pipeline_options="", metadata=Non
            else contextlib.nullcontext())
   with guard:
     titles, todo, relabelled = start_run(input_path, output, params, metadata)
-    report = new_report(input_path, len(titles), len(titles) - len(todo), relabelled)
+    report = run_lib.new_report(input_path, len(titles), len(titles) - len(todo), relabelled)
     logging.info("%d titles, %d already done, %d to ingest on %s", len(titles),
                  report["already_done"], len(todo), runner)
     pipeline = beam.Pipeline(options=options)
@@ -145,13 +143,6 @@ def print_metrics(result):
 # The last step.
 
 
-def new_report(input_path, titles, already_done, relabelled=()):
-  """An empty report of a run (the local path's fields)."""
-  return dict(input=storage.abspath(input_path), titles=titles, already_done=already_done,
-              ingested=0, snippets=0, hours=0.0, failed=[], partial=[],
-              relabelled=list(relabelled), interrupted=False)
-
-
 def finish(results, *, output, params, report):
   """Writes manifest.json (from the entry files) and ingest_report.json; returns the report."""
   report = dict(report, failed=list(report["failed"]), partial=list(report.get("partial", [])))
@@ -160,10 +151,7 @@ def finish(results, *, output, params, report):
     entry = None if r["reason"] else {key: r.get(key) for key in (
         "num_snippets", "duration", "video_seconds", "audio_seconds")}
     run_lib._count(report, title, entry, r["reason"], params)  # pylint: disable=protected-access
-  run_lib.build_manifest(output, params)
-  report["hours"] = round(report["hours"], 4)
-  report["failed"].sort(key=lambda f: f["title_id"])
-  storage.write_json(storage.join(output, records.REPORT), report)
+  run_lib.write_report(output, params, report)
   return report
 
 
@@ -191,9 +179,8 @@ def _finished(output, title_id):
   if not storage.exists(path):
     return None
   entry = storage.read_json(path)
-  if all(storage.exists(storage.join(output, entry[k])) for k in ("records", "index")):
-    return entry
-  return None
+  return entry if all(storage.exists(storage.join(output, entry[k]))
+                      for k in ("records", "index")) else None
 
 
 def _stage(path, scratch):

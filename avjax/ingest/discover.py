@@ -35,7 +35,6 @@ def split_of(title_meta, val_fraction):
   return "val" if u < val_fraction else "train"
 
 
-
 def _derive_meta(rel_parts):
   """Title id, kind and show from a path relative to the input root.
 

@@ -9,8 +9,6 @@ from avjax import dirlock
 LOCK_FILE = ".ingest.lock"
 LockedError = dirlock.LockedError
 process_alive = dirlock.process_alive
-stale_reason = dirlock.stale_reason
-STALE_SECONDS = dirlock.STALE_SECONDS
 
 
 class IngestLock(dirlock.DirLock):

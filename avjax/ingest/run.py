@@ -141,10 +141,9 @@ def _start_output(dataset_dir, params):
   """Prepares `dataset_dir` for a (resumed) ingest; returns the finished titles' entries."""
   os.makedirs(os.path.join(dataset_dir, records.TITLES_DIR), exist_ok=True)
   old = _manifest_params(dataset_dir)
-  if old is not None:
-    if old != params:
-      raise ValueError(f"{dataset_dir} was ingested with params {old}, this run has {params}; "
-                       "use the same flags to resume, or a new --output")
+  if old is not None and old != params:
+    raise ValueError(f"{dataset_dir} was ingested with params {old}, this run has {params}; "
+                     "use the same flags to resume, or a new --output")
   remove_temporaries(dataset_dir)
   done = finished_entries(dataset_dir)
   build_manifest(dataset_dir, params)
@@ -162,6 +161,13 @@ def partial_coverage(entry, params):
   if dropped < max(records.snippet_seconds(params), 0.1 * max(video, audio)):
     return None
   return dict(video_seconds=video, audio_seconds=audio, seconds_dropped=round(dropped, 1))
+
+
+def new_report(input_path, titles, already_done, relabelled=()):
+  """An empty report of a run (the local and the Beam path write the same fields)."""
+  return dict(input=storage.abspath(input_path), titles=titles, already_done=already_done,
+              ingested=0, snippets=0, hours=0.0, failed=[], partial=[],
+              relabelled=list(relabelled), interrupted=False)
 
 
 def _count(report, title, entry, reason, params):
@@ -182,6 +188,14 @@ def _count(report, title, entry, reason, params):
                       partial["seconds_dropped"])
 
 
+def write_report(dataset_dir, params, report):
+  """Rebuilds manifest.json from the entry files and writes ingest_report.json."""
+  build_manifest(dataset_dir, params)
+  report["hours"] = round(report["hours"], 4)
+  report["failed"].sort(key=lambda f: f["title_id"])
+  storage.write_json(storage.join(dataset_dir, records.REPORT), report)
+
+
 def _size(title):
   return os.path.getsize(title["path"]) if os.path.isfile(title["path"]) else 0
 
@@ -197,62 +211,50 @@ def ingest(input_path, dataset_dir, *, metadata=None, workers=1, params=None, th
   params = params_lib.make_params(**(params or {}))
   titles = discover.discover(input_path, metadata)
   with lock_lib.IngestLock(dataset_dir):
-    return _ingest_locked(input_path, dataset_dir, titles, params, workers=workers,
-                          threads=threads, progress=progress, title_timeout=title_timeout)
-
-
-def _ingest_locked(input_path, dataset_dir, titles, params, *, workers, threads, progress,
-                   title_timeout):
-  """The body of `ingest`, run while holding the output's lock."""
-  done = _start_output(dataset_dir, params)
-  console.attach_log(dataset_dir)  # a command's log file, now that the input was found
-  relabelled = relabel_lib.relabel(dataset_dir, done, titles, params["val_fraction"])
-  if relabelled:
-    build_manifest(dataset_dir, params)
-  todo = [t for t in titles if t["id"] not in done]
-  workers = max(1, min(workers, len(todo)))
-  threads = threads or max(1, (os.cpu_count() or 1) // workers)
-  report = dict(input=os.path.abspath(input_path), titles=len(titles),
-                already_done=len(titles) - len(todo), ingested=0, snippets=0, hours=0.0,
-                failed=[], partial=[], relabelled=relabelled, interrupted=False)
-  logging.info("%d titles, %d already done, %d to ingest with %d worker(s)", len(titles),
-               report["already_done"], len(todo), workers)
-  bar = console.progress(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
-                         desc="ingest", disable=not progress or not todo, smoothing=0.1)
-  jobs = [(t, dataset_dir, params, threads, title_timeout) for t in todo]
-  pool = None
-  last_manifest = time.time()
-  try:
-    if workers == 1:
-      results = map(_ingest_one, jobs)
-    else:
-      # Spawn, not fork: the parent has TensorFlow loaded, which does not survive a fork.
-      # The workers' own output (library banners, their logging) goes to the log file;
-      # this process reports their results.
-      with console.children_output_to_log():
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
-      results = pool.imap_unordered(_ingest_one, jobs)
-    for i, (title, entry, reason) in enumerate(results):
-      _count(report, title, entry, reason, params)
-      bar.set_postfix_str(f"titles {i + 1}/{len(todo)}, {report['snippets']} snippets, "
-                          f"{report['hours']:.2f} h, {len(report['failed'])} failed",
-                          refresh=False)
-      bar.update(_size(title))
-      if time.time() - last_manifest > 30:  # entry files are the truth; this is a courtesy
-        build_manifest(dataset_dir, params)
-        last_manifest = time.time()
-    if pool is not None:
-      pool.close()
-  except KeyboardInterrupt:
-    report["interrupted"] = True
-    raise
-  finally:
-    bar.close()
-    if pool is not None:
-      pool.terminate()  # a no-op after close(); stops workers mid-title after an interrupt
-      pool.join()
-    build_manifest(dataset_dir, params)
-    report["hours"] = round(report["hours"], 4)
-    report["failed"].sort(key=lambda f: f["title_id"])
-    fileio.write_json(os.path.join(dataset_dir, records.REPORT), report)
-  return report
+    done = _start_output(dataset_dir, params)
+    console.attach_log(dataset_dir)  # a command's log file, now that the input was found
+    relabelled = relabel_lib.relabel(dataset_dir, done, titles, params["val_fraction"])
+    if relabelled:
+      build_manifest(dataset_dir, params)
+    todo = [t for t in titles if t["id"] not in done]
+    workers = max(1, min(workers, len(todo)))
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    report = new_report(input_path, len(titles), len(titles) - len(todo), relabelled)
+    logging.info("%d titles, %d already done, %d to ingest with %d worker(s)", len(titles),
+                 report["already_done"], len(todo), workers)
+    bar = console.progress(total=sum(_size(t) for t in todo), unit="B", unit_scale=True,
+                           desc="ingest", disable=not progress or not todo, smoothing=0.1)
+    jobs = [(t, dataset_dir, params, threads, title_timeout) for t in todo]
+    pool = None
+    last_manifest = time.time()
+    try:
+      if workers == 1:
+        results = map(_ingest_one, jobs)
+      else:
+        # Spawn, not fork: the parent has TensorFlow loaded, which does not survive a fork.
+        # The workers' own output (library banners, their logging) goes to the log file;
+        # this process reports their results.
+        with console.children_output_to_log():
+          pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        results = pool.imap_unordered(_ingest_one, jobs)
+      for i, (title, entry, reason) in enumerate(results):
+        _count(report, title, entry, reason, params)
+        bar.set_postfix_str(f"titles {i + 1}/{len(todo)}, {report['snippets']} snippets, "
+                            f"{report['hours']:.2f} h, {len(report['failed'])} failed",
+                            refresh=False)
+        bar.update(_size(title))
+        if time.time() - last_manifest > 30:  # entry files are the truth; this is a courtesy
+          build_manifest(dataset_dir, params)
+          last_manifest = time.time()
+      if pool is not None:
+        pool.close()
+    except KeyboardInterrupt:
+      report["interrupted"] = True
+      raise
+    finally:
+      bar.close()
+      if pool is not None:
+        pool.terminate()  # a no-op after close(); stops workers mid-title after an interrupt
+        pool.join()
+      write_report(dataset_dir, params, report)
+    return report

@@ -76,14 +76,6 @@ class AVModel(nn.Module):
   def embed_audio(self, audio, train=False):
     return self.audio_head(self.audio_encoder(audio, train=train), train=train)
 
-  def video_features(self, video, train=False):
-    """Globally pooled f(v), (N, C) float32, for downstream tasks."""
-    return heads.global_average_pool(self.video_encoder(video, train=train))
-
-  def audio_features(self, audio, train=False):
-    """Globally pooled g(a), (N, C) float32, for downstream tasks."""
-    return heads.global_average_pool(self.audio_encoder(audio, train=train))
-
 
 def build_encoder(kind, model_config):
   """Builds f (`kind="video"`) or g (`kind="audio"`) from `model_config`.

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from avjax import fileio
 from avjax.models import r2plus1d, resnet
 
 
@@ -141,10 +140,6 @@ def _entries(arch, model_kwargs):
   return entries
 
 
-def _ignored(key):
-  return key.endswith("num_batches_tracked") or key.startswith("fc.")
-
-
 def _check(found, expected, arch, what):
   """Raises a ValueError naming every missing, unexpected or misshapen key."""
   problems = []
@@ -184,7 +179,8 @@ def torchvision_to_flax(state_dict, arch, *, model_kwargs=None, prefix=""):
   """
   entries = _entries(arch, model_kwargs)
   arrays = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-  arrays = {k: v for k, v in arrays.items() if not _ignored(k)}
+  arrays = {k: v for k, v in arrays.items()
+            if not (k.endswith("num_batches_tracked") or k.startswith("fc."))}
   _check({k: np.shape(v) for k, v in arrays.items()},
          {e.torch_key: e.layout.torch_shape(e.flax_shape) for e in entries}, arch, "key")
   flat = {e.flax_path: np.ascontiguousarray(
@@ -232,10 +228,3 @@ def load_state_dict(path):
     return {k: (v.float() if v.is_floating_point() else v).detach().cpu().numpy()
             for k, v in obj.items() if torch.is_tensor(v)}
   raise ValueError(f"{path}: unknown state dict format; expected .npz, .pth or .pt")
-
-
-def save_state_dict(path, state_dict):
-  """Writes a state dict as `.npz`, atomically."""
-  with fileio.atomic_path(path) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(f, **state_dict)

@@ -74,14 +74,6 @@ def normalize(x, mean, mul, bias, residual, relu, dtype):
   return y.astype(dtype)
 
 
-def _forward(x, scale, bias, residual, relu, epsilon, dtype):
-  mean, var = batch_statistics(x)
-  inv = lax.rsqrt(var + epsilon)
-  mean, inv = checkpoint_name((mean, inv), STATS_NAME)
-  out = normalize(x, mean, inv * scale, bias, residual, relu, dtype)
-  return out, mean, var, inv
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
 def batch_norm_train(x, scale, bias, residual, relu, epsilon, dtype, residual_dtype):
   """Training-mode BatchNorm (+ residual) (+ ReLU): (out, batch mean, batch variance).
@@ -98,14 +90,15 @@ def batch_norm_train(x, scale, bias, residual, relu, epsilon, dtype, residual_dt
   The batch mean and variance are for the running averages: their cotangents are
   ignored, so callers pass them through `lax.stop_gradient`.
   """
-  del residual_dtype
-  out, mean, var, _ = _forward(x, scale, bias, residual, relu, epsilon, dtype)
-  return out, mean, var
+  return _fwd(x, scale, bias, residual, relu, epsilon, dtype, residual_dtype)[0]
 
 
 def _fwd(x, scale, bias, residual, relu, epsilon, dtype, residual_dtype):
   del residual_dtype
-  out, mean, var, inv = _forward(x, scale, bias, residual, relu, epsilon, dtype)
+  mean, var = batch_statistics(x)
+  inv = lax.rsqrt(var + epsilon)
+  mean, inv = checkpoint_name((mean, inv), STATS_NAME)
+  out = normalize(x, mean, inv * scale, bias, residual, relu, dtype)
   # What the backward pass keeps: x, the output only where it carries the ReLU mask,
   # per-channel vectors. No activation-sized float32 array.
   saved = (x, out if relu else None, scale, mean, inv)
@@ -173,7 +166,6 @@ class FusedBatchNorm(nn.Module):
         None if residual is None else jnp.dtype(residual.dtype))
     if not self.is_initializing():
       # nn.BatchNorm's update of the running averages (biased variance).
-      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * lax.stop_gradient(
-          mean)
-      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * lax.stop_gradient(var)
+      for ra, batch in ((ra_mean, mean), (ra_var, var)):
+        ra.value = self.momentum * ra.value + (1 - self.momentum) * lax.stop_gradient(batch)
     return out

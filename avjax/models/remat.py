@@ -26,6 +26,4 @@ def apply(fn, remat):
   """`fn` wrapped in jax.checkpoint with the policy named `remat` (unchanged for "none")."""
   if remat not in POLICIES:
     raise ValueError(f"model.remat={remat!r}: expected one of {sorted(POLICIES)}")
-  if POLICIES[remat] is None:
-    return fn
-  return jax.checkpoint(fn, policy=POLICIES[remat])
+  return fn if POLICIES[remat] is None else jax.checkpoint(fn, policy=POLICIES[remat])

@@ -92,8 +92,7 @@ SIZES = {"ucf101": Sizes(groups=15, clips_per_group=5),
 
 def options_for(**overrides):
   """The Options of the downstream sets: the base preset's look with SHIFT (and overrides)."""
-  fields = dict(SHIFT, **overrides)
-  return synthetic_presets.preset(BASE_PRESET, **fields)["options"]
+  return synthetic_presets.preset(BASE_PRESET, **dict(SHIFT, **overrides))["options"]
 
 
 def class_names(dataset, classes):

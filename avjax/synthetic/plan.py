@@ -105,7 +105,6 @@ def event_class(c):
               pitch_hz=round(220.0 * 2 ** ((c * 7 % 12) / 12 + c // 15), 3))
 
 
-
 # Every random draw happens here; rendering is a pure function of the plan.
 
 

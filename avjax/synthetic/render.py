@@ -229,9 +229,7 @@ def _render_audio(plan, scene, events, s0, s1, options):
   rate = style["sample_rate"]
   strength = options.artifact_strength
   t = np.arange(s0, s1, dtype=np.float64) / rate
-  center = np.zeros_like(t)
-  left = np.zeros_like(t)
-  right = np.zeros_like(t)
+  center, left, right = (np.zeros_like(t) for _ in range(3))
   sustain = float(options.event_sustain)
   for event in events:
     cls = event_class(event["cls"])
