@@ -56,7 +56,7 @@ def _archive(path, effect, seeds=12, noise=2.0):
     baseline["probe"]["random_bn"] = dict(video=(base - 25) / 100, audio=0.8, video_z=0.3,
                                           audio_z=0.8)
     baseline["probe"]["inputs"] = dict(video_pixels=0.8, audio_mel=0.99)
-    archive.put(path, dict(kind="baseline", setting=study.RANDOM, seed=seed, final=baseline,
+    archive.put(path, dict(kind="baseline", setting="random init", seed=seed, final=baseline,
                            wall_seconds=30))
 
 
@@ -65,7 +65,7 @@ def test_archive_round_trip_replaces_by_key_and_names_bad_lines(tmp_path):
   archive.put(path, dict(kind="study", name="x", settings=[]))
   archive.put(path, dict(kind="run", setting="k1", seed=0, final={"loss": 1.23456789}))
   archive.put(path, dict(kind="run", setting="k1", seed=0, final={"loss": 2.0}))  # replaces
-  archive.put(path, dict(kind="baseline", setting=study.RANDOM, seed=0, final={}))
+  archive.put(path, dict(kind="baseline", setting="random init", seed=0, final={}))
   header, runs, baselines = archive.load(path)
   assert header["name"] == "x" and len(runs) == 1 and len(baselines) == 1
   assert runs[0]["final"]["loss"] == 2.0

@@ -84,4 +84,3 @@ def main(argv):
         a for a in sys.argv[1:] if not a.startswith("--record")])
     report.record_section(title, markdown, flags.FLAGS.record_file, command=command)
     print(f"recorded in {flags.FLAGS.record_file}")
-

@@ -52,10 +52,9 @@ def main(argv):
   f = flags.FLAGS
   console.setup(f.workdir if os.path.isdir(f.workdir) else None)
   sharding.maybe_initialize_distributed()
-  overrides = {name: f[name].value for name in ("bins", "smoothing", "max_pairs", "labels",
-                                                 "seed", "random_init", "floor_rounds",
-                                                 "probe_max_train_snippets",
-                                                 "bootstrap_rounds") if f[name].present}
+  names = ("bins", "smoothing", "max_pairs", "labels", "seed", "random_init", "floor_rounds",
+           "probe_max_train_snippets", "bootstrap_rounds")
+  overrides = {name: f[name].value for name in names if f[name].present}
   if not f.probe:
     overrides["probe"] = False
   steps = "all" if f.all_steps else None if f.step is None else [f.step]
@@ -80,4 +79,3 @@ def main(argv):
   console.done(f"discrepancy measures of step(s) {', '.join(str(e['step']) for e in entries)}",
                results=os.path.join(workdir, "discrepancy.json"),
                figures=os.path.join(workdir, "discrepancy_*.png"))
-

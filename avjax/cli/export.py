@@ -40,4 +40,3 @@ def main(argv):
     sys.exit(f"avjax.export: {e}")
   console.done(f"exported f and g of step {step} of {FLAGS.workdir}",
                export=os.path.abspath(FLAGS.output))
-

@@ -25,15 +25,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
-def _task():
-  from avjax.downstream import task  # pylint: disable=g-import-not-at-top
-  return task
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  task, results = training.train("finetune", _task, FLAGS.config, FLAGS.workdir)
+  task, results = training.train("finetune", FLAGS.config, FLAGS.workdir)
   console.done(f"{results['dataset']} split {results['split']} ({results['mode']}): test "
                f"top-1 {results['top1']:.4f} over {results['num_test']} clips "
                f"({results['views_per_clip']} views each; one view {results['view_top1']:.4f})",

@@ -70,4 +70,3 @@ def main(argv):
   print(finetune_all.markdown(summary))
   console.done("downstream evaluation", results=os.path.join(os.path.abspath(f.workdir),
                                                               "results.json"))
-

@@ -40,4 +40,3 @@ def main(argv):
   print("\n".join(inputs.report_lines(out)))
   if f.output:
     fileio.write_json(f.output, out)
-

@@ -23,15 +23,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
-def _task():
-  from avjax.pretrain import task  # pylint: disable=g-import-not-at-top
-  return task
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  _, state = training.train("main", _task, FLAGS.config, FLAGS.workdir)
+  _, state = training.train("main", FLAGS.config, FLAGS.workdir)
   workdir = os.path.abspath(FLAGS.workdir)
   console.done(f"pretrained {int(state['step'])} steps", export=os.path.join(workdir, "export"),
                tensorboard=f"tensorboard --logdir {workdir}")

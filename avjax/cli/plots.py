@@ -105,4 +105,3 @@ def main(argv):
     groups.setdefault(label, []).append(run)  # runs sharing a label: seeds, averaged
   plots.plot_losses(groups, f.output, smooth=f.smooth)
   print(f"wrote {f.output}")
-

@@ -56,4 +56,3 @@ def main(argv):
     logging.error("clips were skipped (see %s/prepare_report.json); pass --skip_errors to "
                   "accept", FLAGS.output)
     sys.exit(1)
-

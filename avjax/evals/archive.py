@@ -87,8 +87,7 @@ def put(path, record):
     header, runs, baselines = load(path)
     records = ([header] if header else []) + runs + baselines
     records = [r for r in records if key(r) != key(record)] + [record]
-    order = {kind: i for i, kind in enumerate(KINDS)}
-    records.sort(key=lambda r: (order[r["kind"]], r.get("setting", ""), r.get("seed", -1)))
+    records.sort(key=lambda r: (KINDS.index(r["kind"]),) + key(r)[1:])
     with fileio.atomic_path(path) as tmp:
       with open(tmp, "w", encoding="utf-8") as f:
         for r in records:
@@ -120,17 +119,6 @@ def reproduction(path, other, setting, seed):
 # What a record keeps of an evaluation entry (discrepancy.json) and a run's losses.
 
 
-def _probes(entry):
-  """The probe families of an entry, with their baseline rows and sizes."""
-  out = {}
-  for family in discrepancy.PROBES:
-    probe = entry.get(family)
-    if not probe or "skipped" in probe:
-      continue
-    out[family] = {k: v for k, v in probe.items() if k not in ("labels",)}
-  return out
-
-
 def measures_of(entry):
   """The measures of one evaluation entry: KLs with floors, means, separation, probes."""
   out = dict(step=entry["step"], kl=entry["kl"], gap=entry["gap"], mean=entry["mean"],
@@ -140,7 +128,9 @@ def measures_of(entry):
   sep = (entry.get("separation") or {}).get("S+ - S!=")
   if sep:
     out["separation"] = dict(diff=sep["diff"], lo=sep["lo"], hi=sep["hi"])
-  out.update(_probes(entry))
+  out.update({family: {k: v for k, v in entry[family].items() if k != "labels"}
+              for family in discrepancy.PROBES
+              if entry.get(family) and "skipped" not in entry[family]})
   if "hist" in entry:
     out["hist"] = entry["hist"]
   return out

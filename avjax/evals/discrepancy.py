@@ -98,26 +98,12 @@ def eval_batch_size(config, options):
   return max(d, int(math.ceil(b / d)) * d)
 
 
-def _variables(state):
-  return {"params": state["params"], "batch_stats": state["batch_stats"]}
-
-
 # ---------------------------------------------------------------------------
 # The probe.
 
 
-def _labels_path(options, titles):
-  if options.labels:
-    if not os.path.exists(options.labels):
-      raise FileNotFoundError(f"labels file {options.labels!r} (discrepancy.labels / "
-                              "--labels) does not exist")
-    return options.labels
-  return probe_lib.find_labels(titles)
-
-
 FEATURES = (("video", "f"), ("audio", "g"), ("video_z", "z_video"), ("audio_z", "z_audio"))
 PROBES = ("probe", "title_probe", "genre_probe")  # entry keys: event, title, genre look
-BASELINES = ("random", "random_bn", "inputs")  # rows beside the learned features
 
 
 # One compiled init (cached on disk with the compilation cache), not hundreds of eager ops;
@@ -130,11 +116,6 @@ def random_variables(model, config, batch):
   shape = lambda x: (1,) + tuple(x.shape[1:])
   return jax.device_get(_init_variables(model, jax.random.key(int(config.seed)),
                                         shape(batch["video"]), shape(batch["audio"])))
-
-
-def _fit(options):
-  return dict(l2=options.probe_l2, steps=options.probe_steps,
-              learning_rate=options.probe_learning_rate)
 
 
 def _features(embedded):
@@ -163,7 +144,10 @@ def _probe_all(train, held_out, targets, fit):
 
 def _targets(options, data, train, train_ids, held_out, held_out_iter):
   """Event and genre labels of the probe's snippets, with what describes them in the entry."""
-  path = _labels_path(options, held_out_iter.titles)
+  if options.labels and not os.path.exists(options.labels):
+    raise FileNotFoundError(f"labels file {options.labels!r} (discrepancy.labels / "
+                            "--labels) does not exist")
+  path = options.labels or probe_lib.find_labels(held_out_iter.titles)
   if path is None:
     return dict(event=None, genre=None), {
         "probe": {"skipped": "no labels.json next to the dataset's sources (set "
@@ -191,12 +175,13 @@ def _targets(options, data, train, train_ids, held_out, held_out_iter):
 def probe_entry(model, variables, config, options, data, mesh, held_out, held_out_iter,
                 batch_size):
   """entry["probe"] (event), entry["title_probe"] and entry["genre_probe"] of `variables`,
-  each with its baseline rows (BASELINES) where options ask for them.
+  each with its baseline rows ("random", "random_bn", "inputs") where options ask for them.
 
   `held_out` is the held-out embedding of `variables` (with its raw inputs when
   options.input_probes).
   """
-  fit = _fit(options)
+  fit = dict(l2=options.probe_l2, steps=options.probe_steps,
+             learning_rate=options.probe_learning_rate)
   probe_titles = functools.partial(data.training_titles, batch_size, seed=int(options.seed),
                                    max_snippets=int(options.probe_max_train_snippets))
   train_iter = probe_titles()
@@ -205,8 +190,6 @@ def probe_entry(model, variables, config, options, data, mesh, held_out, held_ou
                                desc="probe: embedding training titles")
   train_ids = list(train_iter.title_ids)
   targets, out = _targets(options, data, train, train_ids, held_out, held_out_iter)
-  if not options.title_probe:
-    out.pop("title_probe", None)
   rows = {"": _probe_all(train, held_out, targets, fit)}
   if options.input_probes:
     rows["inputs"] = {key: {k: v for k, v in probes.items() if k not in dict(FEATURES)}
@@ -227,8 +210,7 @@ def probe_entry(model, variables, config, options, data, mesh, held_out, held_ou
   for key in PROBES:
     if key not in rows[""] or (key == "title_probe" and not options.title_probe):
       continue
-    learned = rows[""][key]
-    entry = dict(out.get(key, {}), **{name: learned[name] for name, _ in FEATURES})
+    entry = dict(out.get(key, {}), **{name: rows[""][key][name] for name, _ in FEATURES})
     for name, row in rows.items():
       if name and key in row:
         entry[name] = {f: v for f, v in row[key].items() if name == "inputs" or
@@ -248,8 +230,9 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
   options = options or options_from(config)
   t0 = time.time()
   batch_size = eval_batch_size(config, options)
+  variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
   held_out_iter = data.held_out(batch_size)
-  held_out = embed.embed_iterator(model, _variables(state), held_out_iter, mesh,
+  held_out = embed.embed_iterator(model, variables, held_out_iter, mesh,
                                   desc=f"discrepancy step {step}: embedding held-out titles",
                                   with_inputs=bool(with_probe and options.input_probes))
   pairs, info = measures.make_pairs(held_out["title_index"], max_pairs=int(options.max_pairs),
@@ -274,7 +257,7 @@ def evaluate_state(model, state, step, config, data, mesh, *, options=None, with
                                                    rounds=int(options.bootstrap_rounds),
                                                    seed=int(options.seed))
   if with_probe and options.probe:
-    entry.update(probe_entry(model, _variables(state), config, options, data, mesh, held_out,
+    entry.update(probe_entry(model, variables, config, options, data, mesh, held_out,
                              held_out_iter, batch_size))
   entry["seconds"] = round(time.time() - t0, 2)
   return entry, edges, mass
@@ -312,8 +295,7 @@ def scalars(entry):
   """TensorBoard scalars of a step entry."""
   out = {f"discrepancy/{k}": v for k, v in entry["kl"].items()}
   out["discrepancy/gap"] = entry["gap"]
-  for name in measures.SETS:
-    out[f"discrepancy/mean_{name}"] = entry["mean"][name]
+  out.update({f"discrepancy/mean_{name}": entry["mean"][name] for name in measures.SETS})
   for name, floor in (entry.get("kl_floor") or {}).items():
     out[f"discrepancy/floor_{name}"] = floor["p95"]
   for name, interval in (entry.get("separation") or {}).items():

@@ -61,8 +61,7 @@ def sample_pairs(title_index, name, num, rng):
   """
   t = np.asarray(title_index)
   order = np.argsort(t, kind="stable")
-  titles, first, m = np.unique(t[order], return_index=True, return_counts=True)
-  del titles
+  _, first, m = np.unique(t[order], return_index=True, return_counts=True)
   if name == "S+":
     i = rng.integers(len(t), size=num)
     return i, i
@@ -129,23 +128,12 @@ def shared_edges(samples, bins, quantile=0.0):
   return np.linspace(lo, hi, int(bins) + 1)
 
 
-def histogram_counts(samples, edges):
-  """Samples per bin; values outside the edges count in the end bins."""
-  x = np.clip(np.asarray(samples, np.float64), edges[0], edges[-1])
-  counts, _ = np.histogram(x, bins=edges)
-  return counts
-
-
-def mass_from_counts(counts, smoothing=0.5):
-  """Probability mass per bin with `smoothing` pseudo-counts per bin."""
-  counts = np.asarray(counts, np.float64) + smoothing
-  return counts / counts.sum()
-
-
 def histogram_mass(samples, edges, smoothing=0.5):
   """Probability mass per bin with `smoothing` pseudo-counts per bin; values outside the
   edges count in the end bins."""
-  return mass_from_counts(histogram_counts(samples, edges), smoothing)
+  x = np.clip(np.asarray(samples, np.float64), edges[0], edges[-1])
+  counts = np.histogram(x, bins=edges)[0].astype(np.float64) + smoothing
+  return counts / counts.sum()
 
 
 def kl_divergence(p, q):

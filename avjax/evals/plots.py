@@ -109,14 +109,6 @@ def plot_histograms(edges, mass, entry, path, *, title="", smoothing=0.0):
   _save(fig, path)
 
 
-def _as_seed_lists(groups):
-  """{label: entries or [entries per seed]} -> {label: [entries per seed]}."""
-  out = {}
-  for label, runs in groups.items():
-    out[label] = [runs] if runs and isinstance(runs[0], dict) else list(runs)
-  return out
-
-
 def _mean_curve(series):
   """Mean and std over seeds at the steps all seeds share: (steps, mean, std)."""
   common = sorted(set.intersection(*(set(s) for s in series))) if series else []
@@ -138,14 +130,14 @@ def plot_divergence_curves(groups, path, *, title=""):
   plt = _pyplot()
   names = [measures.kl_name(p, q) for p, q in measures.DIVERGENCES]
   fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3))
-  for i, (label, seeds) in enumerate(_as_seed_lists(groups).items()):
+  for i, (label, seeds) in enumerate(groups.items()):
+    seeds = [seeds] if seeds and isinstance(seeds[0], dict) else list(seeds)  # one run: one seed
     for ax, name in zip(axes, names):
       series = [{e["step"]: e["kl"][name] for e in entries} for entries in seeds]
       steps, mean, std = _mean_curve(series)
-      color = f"C{i}"
-      ax.plot(steps, mean, marker="o", ms=3, color=color, label=label or None)
+      ax.plot(steps, mean, marker="o", ms=3, color=f"C{i}", label=label or None)
       if len(seeds) > 1:
-        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
+        ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
   for ax, name in zip(axes, names):
     ax.set_title(pretty(name), fontsize=10)
     ax.set_xlabel("training step")
@@ -225,8 +217,7 @@ def plot_bars(panels, path, *, title=""):
   fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
   for ax, (panel, groups) in zip(axes[0], panels.items()):
     labels = list(groups)
-    bars = sorted({b for g in groups.values() for b in g}, key=list(
-        dict.fromkeys(b for g in groups.values() for b in g)).index)
+    bars = list(dict.fromkeys(b for g in groups.values() for b in g))  # in first-seen order
     width = 0.8 / max(1, len(bars))
     for j, bar in enumerate(bars):
       values = [groups[g].get(bar, (np.nan, np.nan)) for g in labels]

@@ -149,15 +149,10 @@ def _fit(x, y, *, num_classes, l2, learning_rate, steps):
 
 def fit_logistic_regression(x, y, num_classes, *, l2=1e-3, learning_rate=0.05, steps=500):
   """Multinomial logistic regression, full-batch Adam: params dict(w [D, C], b [C])."""
-  x = jnp.asarray(x, jnp.float32)
-  y = jnp.asarray(y, jnp.int32)
-  params, _ = _fit(x, y, num_classes=int(num_classes), l2=float(l2),
+  params, _ = _fit(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32),
+                   num_classes=int(num_classes), l2=float(l2),
                    learning_rate=float(learning_rate), steps=int(steps))
   return jax.device_get(params)
-
-
-def predict(params, x):
-  return np.argmax(np.asarray(x, np.float32) @ params["w"] + params["b"], axis=1)
 
 
 def probe_accuracy(train_x, train_y, test_x, test_y, num_classes, **fit_kwargs):
@@ -172,7 +167,8 @@ def probe_accuracy(train_x, train_y, test_x, test_y, num_classes, **fit_kwargs):
                      f"{int(test_keep.sum())} labeled test snippets; need both > 0")
   tr, te = standardize(train_x[train_keep], test_x[test_keep])
   params = fit_logistic_regression(tr, train_y[train_keep], num_classes, **fit_kwargs)
-  return float(np.mean(predict(params, te) == test_y[test_keep]))
+  predicted = np.argmax(np.asarray(te, np.float32) @ params["w"] + params["b"], axis=1)
+  return float(np.mean(predicted == test_y[test_keep]))
 
 
 def split_by_time(title_index, snippet_index, fit_fraction=0.75):

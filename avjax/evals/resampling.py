@@ -71,8 +71,7 @@ def kl_floors(z_video, z_audio, title_index, pairs, edges, *, max_pairs, smoothi
 def _title_sums(pairs, sims, title_index, num_titles):
   """Per title pair (a, b): sum of similarities and number of pairs, [T, T] each."""
   i, j = pairs
-  a, b = title_index[i], title_index[j]
-  cell = a * num_titles + b
+  cell = title_index[i] * num_titles + title_index[j]
   size = num_titles * num_titles
   total = np.bincount(cell, weights=sims, minlength=size).reshape(num_titles, num_titles)
   count = np.bincount(cell, minlength=size).astype(np.float64).reshape(num_titles, num_titles)

@@ -74,6 +74,12 @@ def holm(p_values, alpha=0.05):
   return adjusted.tolist(), [bool(np.isfinite(a) and a <= alpha) for a in adjusted]
 
 
+def holm_family(tests, alpha=0.05):
+  """The test dicts of one family (each with its "p"), with Holm's p_holm and reject."""
+  adjusted, rejected = holm([t["p"] for t in tests], alpha)
+  return [dict(t, p_holm=p, reject=r) for t, p, r in zip(tests, adjusted, rejected)]
+
+
 def decision(test):
   """A test's decision as the reports write it: significant (after its family's
   correction), not significant, or not tested (no p: too few seeds, or no spread)."""

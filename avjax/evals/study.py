@@ -27,9 +27,6 @@ from avjax.evals import stats
 PRIMARY = "event f"
 SECONDARY = ("title f", "title g", "excess KL(S-||S!=)", "S+ - S!=", "event g", "loss")
 EXPLORATORY = ("genre f", "genre g", "KL(S-||S+)", "KL(S!=||S+)", "KL(S-||S!=)", "gap")
-# Endpoints in points (%) rather than raw values.
-PERCENT = ("event f", "event g", "title f", "title g", "genre f", "genre g")
-RANDOM = "random init"  # the baseline record's setting
 BASELINE_ROWS = (("random", "random init (as initialised)"),
                  ("random_bn", "random init, BatchNorm recalibrated"))
 
@@ -171,11 +168,6 @@ def table(archive):
   return out
 
 
-def series(values, endpoint):
-  """{seed: value} of one endpoint of a setting's values."""
-  return {seed: v.get(endpoint) for seed, v in values.items()}
-
-
 # ---------------------------------------------------------------------------
 # The plan and the tests.
 
@@ -196,10 +188,8 @@ def plan(settings):
   for s in settings:
     if s["name"] == "k1" or (primary and s["name"] == primary[0]):
       continue
-    if s["scenes"] != "none" or s["w"] not in (-1, None):
-      reference = setting_name(s["k"], -1)
-    else:
-      reference = "k1"
+    windowed = s["scenes"] != "none" or s["w"] not in (-1, None)
+    reference = setting_name(s["k"], -1) if windowed else "k1"
     if reference in by_name:
       s1.append((s["name"], reference))
   learning = [(s["name"], BASELINE_ROWS[1][1]) for s in settings]
@@ -208,13 +198,9 @@ def plan(settings):
 
 def compare(values, a, b, endpoint):
   """The paired comparison of settings a and b on one endpoint (stats.paired)."""
-  return dict(stats.paired(series(values.get(a, {}), endpoint),
-                           series(values.get(b, {}), endpoint)), a=a, b=b, endpoint=endpoint)
-
-
-def _family(tests, alpha=0.05):
-  adjusted, rejected = stats.holm([t["p"] for t in tests], alpha)
-  return [dict(t, p_holm=p, reject=r) for t, p, r in zip(tests, adjusted, rejected)]
+  a_seeds, b_seeds = ({seed: v.get(endpoint) for seed, v in values.get(x, {}).items()}
+                      for x in (a, b))
+  return dict(stats.paired(a_seeds, b_seeds), a=a, b=b, endpoint=endpoint)
 
 
 def analyse(archive, alpha=0.05):
@@ -224,15 +210,16 @@ def analyse(archive, alpha=0.05):
   values = table(archive)
   p = plan(header.get("settings", []))
   out = dict(plan=p, values=values)
+  def family(pairs, endpoints):
+    return stats.holm_family([compare(values, a, b, e) for a, b in pairs for e in endpoints],
+                             alpha)
   if p["primary"]:
-    primary = compare(values, *p["primary"], PRIMARY)
-    out["primary"] = dict(primary, p_holm=primary["p"],
-                          reject=bool(np.isfinite(primary["p"]) and primary["p"] <= alpha))
-    out["s2"] = _family([compare(values, *p["primary"], e) for e in SECONDARY], alpha)
+    out["primary"] = family([p["primary"]], [PRIMARY])[0]  # a family of one: p_holm = p
+    out["s2"] = family([p["primary"]], SECONDARY)
   else:
     out["primary"], out["s2"] = None, []
-  out["s1"] = _family([compare(values, a, b, PRIMARY) for a, b in p["s1"]], alpha)
-  out["l"] = _family([compare(values, a, b, PRIMARY) for a, b in p["l"]], alpha)
+  out["s1"] = family(p["s1"], [PRIMARY])
+  out["l"] = family(p["l"], [PRIMARY])
   pairs = ([p["primary"]] if p["primary"] else []) + p["s1"]
   out["exploratory"] = [compare(values, a, b, e) for a, b in pairs
                         for e in (PRIMARY,) + SECONDARY + EXPLORATORY
@@ -280,5 +267,5 @@ def repeats_iid_groups(counts, k, w, batch_size, *, batches=2000, seed=0):
 
 
 def percent(endpoint):
-  return endpoint in PERCENT or endpoint.split(" ")[0] in ("event", "title", "genre")
-
+  """Whether an endpoint is a probe's, in points (%) rather than a raw value."""
+  return endpoint.split(" ")[0] in ("event", "title", "genre")

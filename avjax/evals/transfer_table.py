@@ -152,47 +152,28 @@ def compare(values, dataset, mode, a, b):
   resolve EFFECT points at POWER (two-sided, alpha 0.05) given the observed spread."""
   cell = values.get((dataset, mode), {})
   out = dict(stats.paired(cell.get(a, {}), cell.get(b, {})), a=a, b=b, dataset=dataset,
-             mode=mode)
-  out["seeds_needed"] = None
+             mode=mode, seeds_needed=None)
   if out["n"] >= 2 and np.isfinite(out["sd"]) and out["sd"] > 0:
     try:
       out["seeds_needed"] = stats.seeds_for_power(EFFECT, out["sd"], POWER)
     except ValueError:
-      out["seeds_needed"] = None
+      pass  # more seeds than seeds_for_power tries: None
   return out
-
-
-def _family(tests, alpha):
-  adjusted, rejected = stats.holm([t["p"] for t in tests], alpha)
-  return [dict(t, p_holm=p, reject=r) for t, p, r in zip(tests, adjusted, rejected)]
-
-
-def inits_of(header, runs):
-  """The arms in table order: scratch, then the header's settings, then any others."""
-  names = [SCRATCH] + list((header or {}).get("settings", []))
-  return names + sorted({r["init"] for r in runs} - set(names))
 
 
 def analyse(archive, alpha=0.05):
   """dict(values, inits, t (family T), k (family K)): every planned test, Holm per family."""
   header, runs, _ = archive
   values = table(runs)
-  inits = [i for i in inits_of(header, runs)
-           if any(i in cell for cell in values.values())]
+  names = [SCRATCH] + list((header or {}).get("settings", []))  # the arms in table order
+  names += sorted({r["init"] for r in runs} - set(names))
+  inits = [i for i in names if any(i in cell for cell in values.values())]
   family_t, family_k = plan(inits)
   cells = [(d, m) for m in MODES for d in DATASETS if (d, m) in values]
-  return dict(
-      values=values, inits=inits, cells=cells,
-      t=_family([compare(values, d, m, a, b) for d, m in cells for a, b in family_t], alpha),
-      k=_family([compare(values, d, m, a, b) for d, m in cells for a, b in family_k], alpha))
-
-
-def cost(runs):
-  """(mean CPU seconds per run, mean wall seconds per run, runs timed) of the records."""
-  cpu = [r["cpu_seconds"] for r in runs if r.get("cpu_seconds")]
-  wall = [r["wall_seconds"] for r in runs if r.get("wall_seconds")]
-  return (float(np.mean(cpu)) if cpu else float("nan"),
-          float(np.mean(wall)) if wall else float("nan"), len(cpu))
+  def tests(pairs):
+    return stats.holm_family([compare(values, d, m, a, b) for d, m in cells for a, b in pairs],
+                             alpha)
+  return dict(values=values, inits=inits, cells=cells, t=tests(family_t), k=tests(family_k))
 
 
 # ---------------------------------------------------------------------------
@@ -203,16 +184,14 @@ END = study_report.END
 MODE_TITLES = {"finetune": "fine-tuning", "linear": "linear evaluation (frozen backbone)"}
 ENCODER = {"hmdb51": "f", "ucf101": "f", "esc50": "g"}
 
-_num = study_report._num  # pylint: disable=protected-access
-_p = study_report._p  # pylint: disable=protected-access
+_num = study_report.num
+_p = study_report.p_text
+_ci_cell = study_report.ci_cell
 
 
 def _cell(seeds):
-  values = [v for v in seeds.values() if v is not None]
-  mean, half, n = stats.mean_ci(values)
-  if not n:
-    return "–"
-  return f"{_num(mean, 1)} ({n})" if n == 1 else f"{_num(mean, 1)} ± {_num(half, 1)} ({n})"
+  n = stats.mean_ci(seeds.values())[2]
+  return f"{_ci_cell(seeds.values(), 1)} ({n})" if n else "–"
 
 
 def table1(result, mode):
@@ -260,8 +239,7 @@ def _description(header):
 def block_lines(archive_path, doc_path, archive):
   """The lines of the generated block (between the markers)."""
   header, runs, _ = archive
-  arch = os.path.relpath(os.path.abspath(archive_path),
-                         os.path.dirname(os.path.abspath(doc_path)))  # the link, from the doc
+  arch = os.path.relpath(archive_path, os.path.dirname(os.path.abspath(doc_path)))  # from the doc
   given = os.path.relpath(archive_path) if os.path.isabs(archive_path) else archive_path
   if given.startswith(".."):  # the command as it runs from here
     given = os.path.abspath(archive_path)
@@ -299,12 +277,14 @@ def block_lines(archive_path, doc_path, archive):
              if len(s) < planned]
   if partial:
     lines += [f"**Partial results**: seeds done: {', '.join(partial)}.", ""]
-  cpu, wall, timed = cost(runs)
-  if timed:
-    lines += [f"Compute: {len(runs)} runs; per run {_num(cpu, 0)} CPU s and {_num(wall, 0)} s "
-              f"of wall time on average ({header.get('machine', 'this machine')}; a process "
-              "runs the sets of one arm, seed and mode, and its time is split evenly among "
-              f"them); data preparation {header.get('data_seconds', 0) / 60:.1f} min.", ""]
+  cpu = [r["cpu_seconds"] for r in runs if r.get("cpu_seconds")]
+  wall = [r["wall_seconds"] for r in runs if r.get("wall_seconds")]
+  if cpu:
+    lines += [f"Compute: {len(runs)} runs; per run {_num(np.mean(cpu), 0)} CPU s and "
+              f"{_num(np.mean(wall) if wall else None, 0)} s of wall time on average "
+              f"({header.get('machine', 'this machine')}; a process runs the sets of one arm, "
+              "seed and mode, and its time is split evenly among them); data preparation "
+              f"{header.get('data_seconds', 0) / 60:.1f} min.", ""]
   lines.append(END.format(name=NAME))
   return lines, result
 
@@ -323,11 +303,9 @@ def summary_lines(result):
   """A few lines for the console: each significant test and its interval."""
   if result is None:
     return ["no runs recorded yet"]
-  out = []
-  for family in ("t", "k"):
-    for t in result[family]:
-      out.append(f"{TITLES[t['dataset']]:6s} {t['mode']:8s} "
-                 f"{init_label(t['a'])} − {init_label(t['b'])}: "
-                 f"{_num(t['diff'], 1)} [{_num(t['lo'], 1)}, {_num(t['hi'], 1)}] "
-                 f"(n {t['n']}, p {_p(t['p'])}, Holm {_p(t.get('p_holm'))})")
+  out = [f"{TITLES[t['dataset']]:6s} {t['mode']:8s} "
+         f"{init_label(t['a'])} − {init_label(t['b'])}: "
+         f"{_num(t['diff'], 1)} [{_num(t['lo'], 1)}, {_num(t['hi'], 1)}] "
+         f"(n {t['n']}, p {_p(t['p'])}, Holm {_p(t.get('p_holm'))})"
+         for t in result["t"] + result["k"]]
   return out or ["no paired comparison yet"]
