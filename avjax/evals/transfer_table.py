@@ -283,8 +283,9 @@ def block_lines(archive_path, doc_path, archive):
     lines += [f"Compute: {len(runs)} runs; per run {_num(np.mean(cpu), 0)} CPU s and "
               f"{_num(np.mean(wall) if wall else None, 0)} s of wall time on average "
               f"({header.get('machine', 'this machine')}; a process runs the sets of one arm, "
-              "seed and mode, and its time is split evenly among them); data preparation "
-              f"{header.get('data_seconds', 0) / 60:.1f} min.", ""]
+              "seed and mode, and its time is split evenly among them)"
+              + (f"; data preparation {header['data_seconds'] / 60:.1f} min"
+                 if header.get("data_seconds") else "") + ".", ""]  # 0: made in another sitting
   lines.append(END.format(name=NAME))
   return lines, result
 
