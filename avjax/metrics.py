@@ -59,6 +59,8 @@ def read_events(path):
 def written_pairs(logdir):
   """{(tag, step)} of every summary value in the event files directly under `logdir`."""
   pairs = set()
+  if event_file_writer is None:  # no TensorBoard here: nothing to parse the files with
+    return pairs
   for path in sorted(glob.glob(os.path.join(logdir, EVENTS_GLOB))):
     for event in read_events(path):
       for value in event.summary.value:

@@ -179,7 +179,8 @@ def local_batch_size(global_batch_size):
 def replicated_state(init_fn, mesh, *args):
   """(abstract state, shardings) of `init_fn(rng, *args)`: every leaf replicated over `mesh`.
 
-  Nothing is computed: `jax.eval_shape` traces the init.
+  Nothing is computed: `jax.eval_shape` traces the init. Data parallelism keeps
+  parameters and optimizer state replicated; only batches are split.
   """
   abstract = jax.eval_shape(init_fn, jax.random.key(0), *args)
   return abstract, jax.tree.map(lambda _: replicated(mesh), abstract)

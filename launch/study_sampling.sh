@@ -40,8 +40,9 @@
 #   DOC FIGURES ARCHIVE   report, its PNGs and the archive [docs/study_sampling.md,
 #              docs/study_sampling/v3 (v2: docs/NAME), FIGURES/runs.jsonl]
 #   RUNS_ONLY  1: the pretraining runs alone, without evaluations, baselines or report, each
-#              archived with its losses only (the exports that launch/transfer.sh
-#              fine-tunes; evaluations do not change training)   [0]
+#              archived with its losses only, in ROOT/pretraining.jsonl by default (the
+#              exports that launch/transfer.sh fine-tunes; evaluations do not change
+#              training)                                         [0]
 # A run or baseline already in the archive is skipped (a study goes on from another machine
 # with the archive alone); an interrupted run resumes from its checkpoints; the report is
 # rewritten from whatever the archive holds.
@@ -76,8 +77,12 @@ esac
 : "${FRAMES:=4}" "${HOP:=1024}"
 : "${CACHE:=$ROOT/data}"
 : "${DOC:=$REPO/docs/study_sampling.md}" "${FIGURES:=$REPO/docs/$NAME}"
+: "${RUNS_ONLY:=0}"
+if [[ "$RUNS_ONLY" == "1" ]]; then
+  EVAL_EVERY=0  # a third of a run's time, not needed here
+  : "${ARCHIVE:=$ROOT/pretraining.jsonl}"  # loss-only records, never the study's archive
+fi
 : "${ARCHIVE:=$FIGURES/runs.jsonl}"
-[[ "${RUNS_ONLY:-0}" == "1" ]] && EVAL_EVERY=0  # a third of a run's time, not needed here
 mkdir -p "$(dirname "$ARCHIVE")"
 ARCHIVE="$(cd "$(dirname "$ARCHIVE")" && pwd)/$(basename "$ARCHIVE")"
 # Compiled steps are the same for every run: compile once, reuse from disk.
@@ -132,16 +137,13 @@ if kind == 'run':
 else:
   r = archive.baseline_record(workdir, seed=int(seed))
   r['wall_seconds'] = int(wall)
-archive.put(path, r)" "$ARCHIVE" "$(( EVAL_EVERY > 0 ))" "$@"
+archive.put(path, r)" "$ARCHIVE" "$(( RUNS_ONLY == 0 ))" "$@"
 }
 write_header() {  # the study's header record: data, settings, sizes, what the inputs say
   python -c "import sys; from avjax.evals import archive, study
 (path, ds, syn, settings, seeds, steps, batch, lr, short_side, frames, hop, toy, preset_args,
  preset, name, inputs, data_seconds) = sys.argv[1:]
-old = archive.load(path)[0]
-if old and old.get('data_seconds'):
-  data_seconds = old['data_seconds']  # made in the first sitting; later ones find the data
-archive.put(path, study.header(
+archive.put_header(path, study.header(
     dataset=ds, synthetic=syn, settings=settings.split(), seeds=[int(x) for x in seeds.split()],
     steps=int(steps), batch=int(batch), lr=float(lr), short_side=int(short_side),
     frames=int(frames), hop=int(hop), toy=toy == '1', preset=preset,

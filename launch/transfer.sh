@@ -113,15 +113,13 @@ done
 python -c "import sys, json; from avjax.evals import archive, transfer_table
 (path, sets, inits, seeds, modes, overrides, schedule, secs, cache) = sys.argv[1:]
 sets = sets.split()
-old = archive.load(path)[0]  # a sitting on some seeds keeps the seeds of the earlier ones
-seeds = sorted(set(int(s) for s in seeds.split()) | set((old or {}).get('seeds', [])))
 labels = {s: json.load(open(f'{cache}/synthetic_{s}/labels.json')) for s in sets}
 shift = labels[sets[0]]['shift']
 shift = ('against the ' + labels[sets[0]]['base_preset'] + ' preset: '
          + ', '.join(f'{k}={v}' for k, v in shift.items()))
-archive.put(path, transfer_table.header(
+archive.put_header(path, transfer_table.header(
     data={s: f'{cache}/{s}' for s in sets}, settings=inits.split()[1:],
-    seeds=seeds, sets=sets, modes=modes.split(), overrides=overrides,
+    seeds=seeds.split(), sets=sets, modes=modes.split(), overrides=overrides,
     schedule=schedule, shift=shift, data_seconds=int(secs)))" \
   "$ARCHIVE" "$SETS" "$INITS" "$SEEDS" "$MODES" "$OVERRIDES" "$SCHEDULE" "$DATA_SECONDS" \
   "$CACHE" || exit 1
@@ -129,8 +127,9 @@ archive.put(path, transfer_table.header(
 missing_sets() {  # init seed mode: the sets not yet in the archive
   python -c "import sys; from avjax.evals import archive, transfer_table
 path, init, seed, mode, *sets = sys.argv[1:]
+done = {archive.key(r) for r in archive.load(path)[1]}  # the archive read once
 print(' '.join(s for s in sets
-               if not archive.has(path, 'run', transfer_table.setting(s, mode, init), int(seed))))
+               if ('run', transfer_table.setting(s, mode, init), int(seed)) not in done))
 " "$ARCHIVE" "$@" $SETS
 }
 

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from avjax.evals import embed
 from avjax.models import av, heads, layers, r2plus1d, resnet
 
 
@@ -123,11 +124,6 @@ def test_projection_head(feature_shape, kernel_size, hidden):
   assert variables["params"]["conv2"]["kernel"].shape == k + (hidden or 16, 12)
 
 
-def _pooled_features(model, x, encoder):
-  """Globally pooled f(v) or g(a) of an AVModel, (N, C) float32."""
-  return heads.global_average_pool(getattr(model, encoder)(x, train=False))
-
-
 @pytest.mark.slow
 def test_av_model_embeddings_and_features():
   config = _tiny_config()
@@ -138,17 +134,19 @@ def test_av_model_embeddings_and_features():
   variables = _random_variables(model, video.shape, audio.shape, train=False)
   assert set(variables["params"]) == {"video_encoder", "audio_encoder", "video_head", "audio_head"}
 
+  pooled_and_heads = embed._embed  # pylint: disable=protected-access  # what evaluations run
+
   @jax.jit
   def run(variables, video, audio):
     train = model.apply(variables, video, audio, train=True, mutable=["batch_stats"])
     return train, model.apply(variables, video, audio, train=False), (
         model.apply(variables, video, method="embed_video"),
         model.apply(variables, audio, method="embed_audio"),
-        model.apply(variables, video, "video_encoder", method=_pooled_features),
-        model.apply(variables, audio, "audio_encoder", method=_pooled_features))
+        model.apply(variables, video, audio, method=pooled_and_heads))
 
-  ((z_video, z_audio), updates), evaluated, (e_video, e_audio, f_video, f_audio) = run(
+  ((z_video, z_audio), updates), evaluated, (e_video, e_audio, pooled) = run(
       variables, video, audio)
+  f_video, f_audio = pooled["f"], pooled["g"]  # the evaluations' pooled features
   assert z_video.shape == z_audio.shape == (2, 24)
   assert z_video.dtype == z_audio.dtype == jnp.float32
   assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(

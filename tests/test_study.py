@@ -78,6 +78,17 @@ def test_archive_round_trip_replaces_by_key_and_names_bad_lines(tmp_path):
     archive.load(path)
 
 
+def test_a_later_sitting_keeps_the_earlier_seeds_and_the_data_time(tmp_path):
+  path = str(tmp_path / "runs.jsonl")
+  archive.put_header(path, dict(kind="study", name="x", seeds=[0, 1], data_seconds=300))
+  archive.put_header(path, dict(kind="study", name="x", seeds=["2"], data_seconds=0, lr=0.1))
+  header = archive.load(path)[0]
+  assert header["seeds"] == [0, 1, 2] and header["data_seconds"] == 300 and header["lr"] == 0.1
+  fresh = str(tmp_path / "fresh.jsonl")  # the first sitting measures the data
+  archive.put_header(fresh, dict(kind="study", name="x", seeds=[3], data_seconds=42))
+  assert archive.load(fresh)[0]["data_seconds"] == 42
+
+
 def test_reproduction_compares_a_runs_losses_across_archives(tmp_path):
   """launch/transfer.sh's check that a run it pretrained is the study's run."""
   study_path, again = str(tmp_path / "study.jsonl"), str(tmp_path / "again.jsonl")

@@ -127,10 +127,10 @@ def test_analysis_finds_a_planted_transfer_effect_and_not_a_null_one(tmp_path):
   # The same seeds pair the arms: shuffling one arm's seeds breaks the pairing.
   values = result["values"][("ucf101", "finetune")]
   shuffled = dict(values, k1=dict(zip(SEEDS, np.roll(list(values["k1"].values()), 1))))
-  paired = transfer_table.compare({("ucf101", "finetune"): values}, "ucf101", "finetune", "k1",
-                            "scratch")
-  broken = transfer_table.compare({("ucf101", "finetune"): shuffled}, "ucf101", "finetune", "k1",
-                            "scratch")
+  paired = transfer_table.compare({("ucf101", "finetune"): values}, "ucf101", "finetune",
+                                 "k1", "scratch")
+  broken = transfer_table.compare({("ucf101", "finetune"): shuffled}, "ucf101", "finetune",
+                                 "k1", "scratch")
   assert broken["sd"] > 2 * paired["sd"]
 
 
@@ -151,9 +151,13 @@ def test_report_is_made_from_the_archive_alone_and_is_reproducible(tmp_path):
   assert "| from scratch |" in first and "| k=16, w=M_n |" in first
   assert "family T, Holm over its 12 tests" in first and "family K" in first
   assert "| k=16, w=M_n − k=1 | UCF101 | finetune | 10 |" in first
-  assert "per run 50 CPU s" in first
+  assert "per run 50 CPU s" in first and "data preparation 1.0 min." in first
   transfer_table.write_report(path, str(doc))
   assert doc.read_text() == first  # the same archive, the same report
+  header = archive.load(path)[0]
+  archive.put(path, dict(header, data_seconds=0))  # the sets were made in another sitting
+  transfer_table.write_report(path, str(doc))
+  assert "data preparation" not in doc.read_text()
 
 
 def test_run_record_reads_results_and_names_what_is_wrong(tmp_path):
@@ -163,7 +167,7 @@ def test_run_record_reads_results_and_names_what_is_wrong(tmp_path):
   results.write_text(json.dumps(dict(dataset="ucf101", mode="linear", top1=0.5, num_test=10)))
   with pytest.raises(ValueError, match="results of ucf101/linear, recorded as ucf101/finetune"):
     transfer_table.run_record(str(results), dataset="ucf101", mode="finetune", init="k1", seed=0)
-  record = transfer_table.run_record(str(results), dataset="ucf101", mode="linear", init="k1",
-                               seed=3, cpu_seconds=12.0)
+  record = transfer_table.run_record(str(results), dataset="ucf101", mode="linear",
+                                     init="k1", seed=3, cpu_seconds=12.0)
   assert record["setting"] == "ucf101/linear/k1" and record["seed"] == 3
   assert record["top1"] == 0.5 and record["cpu_seconds"] == 12.0

@@ -77,12 +77,12 @@ def layers(module, *args, rng=None, **kwargs):
       kind, kernel = "conv", tuple(m.kernel_size)
       macs = math.prod(out.shape) * math.prod(kernel) * x.shape[-1] // m.feature_group_count
     elif isinstance(m, nn.Dense):
-      kind, kernel, macs = "dense", (), math.prod(x.shape[:-1]) * x.shape[-1] * out.shape[-1]
+      kind, kernel = "dense", ()
+      macs = math.prod(x.shape[:-1]) * x.shape[-1] * out.shape[-1]
     elif isinstance(m, nn.DenseGeneral):
-      axes = (m.axis,) if isinstance(m.axis, int) else tuple(m.axis)
-      k_in = math.prod(x.shape[a] for a in axes)
       k_out = math.prod((m.features,) if isinstance(m.features, int) else m.features)
-      kind, kernel, macs = "dense", (), math.prod(x.shape) // k_in * k_in * k_out
+      kind, kernel = "dense", ()
+      macs = math.prod(x.shape) * k_out  # each input element meets every output feature
     else:
       return out
     found.append(Layer(_module_path(m), kind, tuple(x.shape), tuple(out.shape), kernel, macs))

@@ -203,7 +203,9 @@ class TrainIterator(_RestartingIterator):
   """Endless host-local training batches; see the module docstring for the layout.
 
   Batch dict: "video" float32 [b, T, crop, crop, 3], "audio" float32 [b, mel_bins, frames,
-  1], "title_index" int32 [b] (into `title_ids`), "snippet_index" int32 [b].
+  1], "title_index" int32 [b] (into `title_ids`), "snippet_index" int32 [b]. Attributes
+  title_ids, sampler, snippets_per_epoch, groups_per_batch, num_skipped, and
+  sampler_position(step).
   """
 
   def __init__(self, config, titles, params, *, global_batch_size, start_step,

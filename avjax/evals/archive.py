@@ -94,6 +94,15 @@ def put(path, record):
           f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
+def put_header(path, header):
+  """Puts a study's header record, keeping what earlier sittings wrote: their seeds, and
+  the data preparation time of the sitting that made the data (later ones find it)."""
+  old = load(path)[0] or {}
+  seeds = sorted(set(int(s) for s in header.get("seeds", [])) | set(old.get("seeds", [])))
+  put(path, dict(header, seeds=seeds,
+                 data_seconds=old.get("data_seconds") or header.get("data_seconds", 0)))
+
+
 def has(path, kind, setting, seed):
   _, runs, baselines = load(path)
   return any(key(r) == (kind, setting, seed) for r in runs + baselines)
